@@ -1,0 +1,89 @@
+# llmlab — plain make. `make` builds the library and the command for this machine's ISA and says what it chose;
+# `make PORTABLE=1` builds a scalar-only portable binary; `make CROSS=aarch64-linux-gnu-` cross-builds for arm64.
+# Variants are targets: test, run, fuzz, test-aarch64, clean.
+
+SHARED ?= ../shared
+BUILD ?= build
+CROSS ?=
+ifneq ($(CROSS),)
+  CC := $(CROSS)gcc
+  BUILD := build-$(patsubst %-,%,$(CROSS))
+endif
+CC ?= cc
+
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wvla -Wno-format-truncation -Werror=implicit-function-declaration
+OPT ?= -O2
+ifeq ($(PORTABLE),1)
+  ARCHFLAGS := -DLL_PORTABLE=1
+  BUILD := $(BUILD)-portable
+else ifneq ($(CROSS),)
+  ARCHFLAGS := -march=armv8.2-a+fp16+dotprod
+else
+  ARCHFLAGS := -march=native
+endif
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -fPIC -pthread $(WARN) $(ARCHFLAGS) -Iinclude -Isrc $(EXTRA_CFLAGS)
+LDLIBS := -lm -lpthread
+TEST_LDLIBS := -lcmocka -lcjson $(LDLIBS)
+
+# What the compiler will use for this target, read off its predefined macros.
+ISA := $(shell $(CC) $(ARCHFLAGS) -dM -E - </dev/null 2>/dev/null | grep -oE '__(AVX2|F16C|FMA|AVX512F|AVX512BW|AVX512VL|AVX512BF16|AVX512VNNI|AVXVNNI|ARM_NEON|ARM_FEATURE_DOTPROD|ARM_FEATURE_FP16_VECTOR_ARITHMETIC)__' | sed 's/__//g' | sort -u | tr '\n' ' ')
+
+LIB_SRC := $(shell find src -name '*.c' | sort)
+CLI_SRC := $(shell find cli -name '*.c' | sort)
+TEST_SRC := $(wildcard tests/test_*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+DEPS := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+.PHONY: all test run fuzz test-aarch64 clean isa
+all: isa $(BUILD)/llmlab $(BUILD)/libllmlab.so
+
+isa:
+	@echo "llmlab: CC=$(CC) build=$(BUILD) flags=$(ARCHFLAGS) -> ISA: $(if $(strip $(ISA)),$(ISA),scalar only)"
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libllmlab.a: $(LIB_OBJ)
+	@rm -f $@
+	$(CROSS)ar rcs $@ $^
+
+$(BUILD)/libllmlab.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+
+$(BUILD)/llmlab: $(CLI_OBJ) $(BUILD)/libllmlab.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libllmlab.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libllmlab.a tests/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libllmlab.a $(TEST_LDLIBS)
+
+# The whole suite: unit, kernel, golden and command tests. Last line: "N passed, N failed, N skipped".
+test: all $(TEST_BIN)
+	@LLMLAB_SHARED=$(SHARED) LLMLAB_BIN=$(BUILD)/llmlab sh tests/run.sh $(BUILD)/tests $(TEST_RUNNER)
+
+# The main job on the embedded default (see README).
+run: all
+	@sh tools/main-job.sh $(BUILD)/llmlab "$(SHARED)"
+
+# The GGUF parser under libFuzzer + ASan/UBSan for FUZZ_SECONDS (clang needed).
+FUZZ_SECONDS ?= 180
+fuzz:
+	@mkdir -p build-fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -Isrc -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/quant/%,$(LIB_SRC)) -lm -lpthread
+	cp -n fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 build-fuzz/corpus
+	@echo "fuzz: $(FUZZ_SECONDS) s clean"
+
+# arm64: cross-build and run the suite under qemu-user (NEON paths really executed).
+test-aarch64:
+	$(MAKE) CROSS=aarch64-linux-gnu- TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" test
+
+clean:
+	rm -rf build build-* 
+
+-include $(DEPS)

@@ -1,0 +1,25 @@
+// cli.h — the `llmlab` command: one file per subcommand (parsing and printing only) and the small argument
+// helpers they share. Every subcommand answers --help and returns the process exit status.
+#ifndef LL_CLI_H
+#define LL_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "llmlab.h"
+
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+// Argument helpers: parse a flag's value, printing "llmlab CMD: FLAG expects ..." and returning false when bad.
+bool cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out);
+bool cli_float(const char *cmd, const char *flag, const char *val, double lo, double hi, double *out);
+bool cli_u64(const char *cmd, const char *flag, const char *val, uint64_t *out);
+// argv[*i] is FLAG and needs a value: returns it (advancing *i), or NULL after printing an error.
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+// Print "llmlab CMD: message" for an ll_error and return exit status 1.
+int cli_fail(const char *cmd, const ll_error *err);
+
+#endif

@@ -1,0 +1,117 @@
+// llmlab.h — the public C API: open a GGUF (or llama2.c) model, tokenize, evaluate token batches, read
+// logits, sample, detokenize. Opaque handles; every fallible call returns an ll_status and fills an ll_error.
+#ifndef LLMLAB_H
+#define LLMLAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LLMLAB_VERSION "0.1.0"
+
+typedef enum ll_status {
+    LL_OK = 0,
+    LL_ERR_IO,          // a file could not be opened, read, mapped or written
+    LL_ERR_FORMAT,      // the input is malformed (bad magic, truncated, out-of-range field, ...)
+    LL_ERR_MISSING,     // a required key or tensor is absent
+    LL_ERR_UNSUPPORTED, // well-formed but not supported yet (tensor type, rope scaling, architecture)
+    LL_ERR_NOMEM,       // would not fit: predicted before allocating, or an allocation failed
+    LL_ERR_ARG,         // a bad argument from the caller (user flag, out-of-range id, ...)
+    LL_ERR_INTERRUPTED, // stopped by the user
+    LL_ERR_INTERNAL,
+} ll_status;
+
+// Every fallible call fills one of these: status plus a message that names the file/key/tensor and says
+// what to do.
+typedef struct ll_error {
+    ll_status status;
+    char message[1024];
+} ll_error;
+
+const char *ll_status_name(ll_status s);
+
+typedef struct ll_model ll_model;     // weights + hyperparameters + tokenizer, read-only after load
+typedef struct ll_context ll_context; // KV cache + activations for one sequence
+typedef struct ll_sampler ll_sampler;
+
+typedef struct ll_model_params {
+    const char *tokenizer_path; // llama2.c checkpoints only: the tokenizer.bin beside it
+    int n_threads;              // 0 = physical cores
+    bool verbose;               // print the memory plan and the load details to stderr
+} ll_model_params;
+
+typedef struct ll_context_params {
+    int n_ctx;   // 0 = the model's training context, capped at 4096
+    int n_batch; // most tokens evaluated in one forward call (prefill chunk), 0 = 512
+    int n_threads; // 0 = the model's
+    bool verbose;
+} ll_context_params;
+
+ll_model_params ll_model_default_params(void);
+ll_context_params ll_context_default_params(void);
+
+ll_status ll_model_load(const char *path, const ll_model_params *params, ll_model **out, ll_error *err);
+void ll_model_free(ll_model *m);
+
+int ll_model_n_vocab(const ll_model *m);
+int ll_model_n_ctx_train(const ll_model *m);
+int32_t ll_model_bos(const ll_model *m); // -1 when none
+int32_t ll_model_eos(const ll_model *m);
+bool ll_model_is_eog(const ll_model *m, int32_t id); // end of generation (eos, eot, ...)
+const char *ll_model_arch(const ll_model *m);
+const char *ll_model_chat_template(const ll_model *m); // tokenizer.chat_template or NULL
+// A one-line description: architecture, parameters, type, size.
+void ll_model_describe(const ll_model *m, char *buf, size_t cap);
+
+// Tokenize: returns the number of ids written (<= cap), or -(needed) when cap is too small.
+// add_special adds BOS/EOS as the vocabulary says; parse_special turns "<s>"-style text into control ids.
+int ll_tokenize(const ll_model *m, const char *text, size_t len, bool add_special, bool parse_special, int32_t *ids,
+                int cap);
+// The bytes of one token as text (control tokens give "" unless special is true). Returns length, or
+// -(needed) when cap is too small. Bytes of one UTF-8 character may be split across tokens: use ll_detok.
+int ll_token_to_piece(const ll_model *m, int32_t id, bool special, char *buf, int cap);
+
+// Streaming detokenizer: feed ids, get back only complete UTF-8 characters.
+typedef struct ll_detok ll_detok;
+ll_detok *ll_detok_init(const ll_model *m);
+// Appends the text of id; returns a NUL-terminated string of what is ready to print (valid until the next call).
+const char *ll_detok_push(ll_detok *d, int32_t id);
+const char *ll_detok_flush(ll_detok *d); // what is left at the end (incomplete bytes as U+FFFD)
+void ll_detok_free(ll_detok *d);
+
+ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_context **out, ll_error *err);
+void ll_context_free(ll_context *c);
+int ll_context_n_ctx(const ll_context *c);
+int ll_context_n_past(const ll_context *c);
+void ll_context_reset(ll_context *c); // forget the sequence (positions restart at 0)
+
+// Evaluate n tokens at positions n_past..n_past+n-1 (in chunks of n_batch). all_logits keeps the logits of
+// every token (else only the last). Fails with LL_ERR_ARG when the context would overflow.
+ll_status ll_eval(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err);
+// Logits of the i-th token of the last ll_eval (i = -1: the last one). n_vocab floats.
+const float *ll_logits(const ll_context *c, int i);
+
+typedef struct ll_sampler_params {
+    float temp;           // 0 = greedy
+    int top_k;            // 0 = off
+    float top_p;          // 1 = off
+    float min_p;          // 0 = off
+    float repeat_penalty; // 1 = off
+    int repeat_last_n;    // how many recent tokens the penalty looks at
+    uint64_t seed;
+} ll_sampler_params;
+
+ll_sampler_params ll_sampler_default_params(void);
+ll_sampler *ll_sampler_init(const ll_sampler_params *p, int n_vocab);
+void ll_sampler_free(ll_sampler *s);
+int32_t ll_sampler_sample(ll_sampler *s, const float *logits); // does not modify logits
+void ll_sampler_accept(ll_sampler *s, int32_t id);             // remember id for the repetition penalty
+
+#ifdef __cplusplus
+}
+#endif
+#endif

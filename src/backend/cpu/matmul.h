@@ -1,0 +1,22 @@
+// matmul.h — the CPU matrix kernels: y = W x for one token (decode, matrix-vector) or many (prefill,
+// blocked matrix-matrix). W is n_out rows of n_in elements of a GGUF type (ne0 = n_in), used in place
+// from the map. x: (n_tokens, n_in) f32, y: (n_tokens, n_out) f32. The _ref version is the spec.
+#ifndef LL_MATMUL_H
+#define LL_MATMUL_H
+
+#include "core/pool.h"
+#include "quant/types.h"
+
+// true when ll_matmul computes with this weight type.
+bool ll_matmul_supports(uint32_t wtype);
+// Scratch bytes ll_matmul needs for these sizes (converted activations etc.); allocate once, up front.
+size_t ll_matmul_wsize(uint32_t wtype, int n_in, int n_tokens, int n_threads);
+// y[t][o] = sum_i W[o][i] * x[t][i]. wsp: ll_matmul_wsize bytes, 64-byte aligned.
+void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, float *y, int n_in, int n_out,
+               int n_tokens, void *wsp);
+// Plain scalar reference (single thread, float64 accumulation): what every fast path is tested against.
+void ll_matmul_ref(uint32_t wtype, const void *W, const float *x, float *y, int n_in, int n_out, int n_tokens);
+// Which code path ll_matmul uses for this type on this build ("avx512", "avx2", "neon", "scalar").
+const char *ll_matmul_isa(uint32_t wtype);
+
+#endif
