@@ -48,6 +48,7 @@ typedef struct ll_context_params {
     int n_ctx;   // 0 = the model's training context, capped at 4096
     int n_batch; // most tokens evaluated in one forward call (prefill chunk), 0 = 512
     int n_threads; // 0 = the model's
+    bool all_logits; // room for the logits of every token of a batch (perplexity, tests); else the last only
     bool verbose;
 } ll_context_params;
 
@@ -88,9 +89,14 @@ void ll_context_free(ll_context *c);
 int ll_context_n_ctx(const ll_context *c);
 int ll_context_n_past(const ll_context *c);
 void ll_context_reset(ll_context *c); // forget the sequence (positions restart at 0)
+// Keep only the first n_keep cached positions (rewind, e.g. to a shared chat prefix).
+void ll_context_truncate(ll_context *c, int n_keep);
+// A flag the caller may set (e.g. from a SIGINT handler) to stop ll_eval between layers (LL_ERR_INTERRUPTED).
+void ll_context_set_interrupt(ll_context *c, volatile int *flag);
 
 // Evaluate n tokens at positions n_past..n_past+n-1 (in chunks of n_batch). all_logits keeps the logits of
-// every token (else only the last). Fails with LL_ERR_ARG when the context would overflow.
+// every token (else only the last); it needs a context made with all_logits and n <= n_batch. Fails with
+// LL_ERR_ARG when the context would overflow.
 ll_status ll_eval(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err);
 // Logits of the i-th token of the last ll_eval (i = -1: the last one). n_vocab floats.
 const float *ll_logits(const ll_context *c, int i);

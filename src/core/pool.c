@@ -45,7 +45,11 @@ static void *worker_main(void *arg) {
         int spins = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
-            if (++spins < LL_POOL_SPIN) { cpu_relax(); continue; }
+            if (++spins < LL_POOL_SPIN) {
+                if (spins % 1024 == 0) sched_yield(); // let a runnable thread have the core when oversubscribed
+                else cpu_relax();
+                continue;
+            }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleeping, 1);
             while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
@@ -112,5 +116,9 @@ void ll_pool_run(ll_pool *p, ll_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+    // Spin briefly, then yield: on an oversubscribed machine a worker may be waiting for this very core.
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < 2000) cpu_relax();
+        else sched_yield();
+    }
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/half.h"
+#include "quant/quant.h"
 
 static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
@@ -31,18 +32,18 @@ static void bf16_from_float(const float *src, void *dst, int64_t n) {
 static const ll_type_traits k_traits[LL_TYPE_COUNT] = {
     [LL_TYPE_F32] = {"F32", 1, 4, true, f32_to_float, f32_from_float, NULL, LL_TYPE_F32},
     [LL_TYPE_F16] = {"F16", 1, 2, true, f16_to_float, f16_from_float, NULL, LL_TYPE_F32},
-    [LL_TYPE_Q4_0] = {"Q4_0", 32, 18},
-    [LL_TYPE_Q4_1] = {"Q4_1", 32, 20},
-    [LL_TYPE_Q5_0] = {"Q5_0", 32, 22},
-    [LL_TYPE_Q5_1] = {"Q5_1", 32, 24},
-    [LL_TYPE_Q8_0] = {"Q8_0", 32, 34},
-    [LL_TYPE_Q8_1] = {"Q8_1", 32, 36},
+    [LL_TYPE_Q4_0] = {"Q4_0", 32, 18, true, ll_quant_to_float_q4_0, ll_quant_from_float_ref_q4_0, ll_quant_vec_dot_q4_0_q8_0, LL_TYPE_Q8_0},
+    [LL_TYPE_Q4_1] = {"Q4_1", 32, 20, true, ll_quant_to_float_q4_1, ll_quant_from_float_ref_q4_1, ll_quant_vec_dot_q4_1_q8_1, LL_TYPE_Q8_1},
+    [LL_TYPE_Q5_0] = {"Q5_0", 32, 22, true, ll_quant_to_float_q5_0, ll_quant_from_float_ref_q5_0, ll_quant_vec_dot_q5_0_q8_0, LL_TYPE_Q8_0},
+    [LL_TYPE_Q5_1] = {"Q5_1", 32, 24, true, ll_quant_to_float_q5_1, ll_quant_from_float_ref_q5_1, ll_quant_vec_dot_q5_1_q8_1, LL_TYPE_Q8_1},
+    [LL_TYPE_Q8_0] = {"Q8_0", 32, 34, true, ll_quant_to_float_q8_0, ll_quant_from_float_ref_q8_0, ll_quant_vec_dot_q8_0_q8_0, LL_TYPE_Q8_0},
+    [LL_TYPE_Q8_1] = {"Q8_1", 32, 36, false, ll_quant_to_float_q8_1, ll_quant_from_float_ref_q8_1, NULL, LL_TYPE_Q8_1},
     [LL_TYPE_Q2_K] = {"Q2_K", 256, 84},
     [LL_TYPE_Q3_K] = {"Q3_K", 256, 110},
-    [LL_TYPE_Q4_K] = {"Q4_K", 256, 144},
-    [LL_TYPE_Q5_K] = {"Q5_K", 256, 176},
-    [LL_TYPE_Q6_K] = {"Q6_K", 256, 210},
-    [LL_TYPE_Q8_K] = {"Q8_K", 256, 292},
+    [LL_TYPE_Q4_K] = {"Q4_K", 256, 144, true, ll_quant_to_float_q4_K, ll_quant_from_float_ref_q4_K, ll_quant_vec_dot_q4_K_q8_K, LL_TYPE_Q8_K},
+    [LL_TYPE_Q5_K] = {"Q5_K", 256, 176, true, ll_quant_to_float_q5_K, ll_quant_from_float_ref_q5_K, ll_quant_vec_dot_q5_K_q8_K, LL_TYPE_Q8_K},
+    [LL_TYPE_Q6_K] = {"Q6_K", 256, 210, true, ll_quant_to_float_q6_K, ll_quant_from_float_ref_q6_K, ll_quant_vec_dot_q6_K_q8_K, LL_TYPE_Q8_K},
+    [LL_TYPE_Q8_K] = {"Q8_K", 256, 292, false, ll_quant_to_float_q8_K, ll_quant_from_float_ref_q8_K, NULL, LL_TYPE_Q8_K},
     [LL_TYPE_IQ2_XXS] = {"IQ2_XXS", 256, 66},
     [LL_TYPE_IQ2_XS] = {"IQ2_XS", 256, 74},
     [LL_TYPE_IQ3_XXS] = {"IQ3_XXS", 256, 98},

@@ -29,7 +29,21 @@ int ll_tokenizer_encode(const ll_tokenizer *t, const char *text, size_t len, boo
 // Same contract as ll_token_to_piece in llmlab.h (raw bytes; SPM space marker -> ' ', <0xXX> -> byte).
 int ll_tokenizer_piece(const ll_tokenizer *t, int32_t id, bool special, char *buf, int cap);
 
-// The streaming detokenizer of llmlab.h (ll_detok_push/flush/free are implemented with the tokenizer).
+// A whole sequence as llama.cpp's llama_detokenize renders it: the pieces concatenated; the first piece loses one
+// leading space when the vocabulary adds a space prefix (SPM), except after a BOS that remove_special dropped;
+// remove_special drops a leading BOS / trailing EOS the vocabulary adds; unparse_special renders control tokens;
+// BPE vocabularies that ask for it get llama.cpp's clean-up of spaces before ?!., and contractions. Returns the
+// length (no NUL is written), or -(needed) when cap is too small.
+int ll_tokenizer_detokenize(const ll_tokenizer *t, const int32_t *ids, int n, bool remove_special,
+                            bool unparse_special, char *buf, int cap);
+
+// The streaming detokenizer of llmlab.h (ll_detok_push/flush/free are implemented with the tokenizer). It emits
+// the pieces (special = false) concatenated, holding back an incomplete UTF-8 character until its last byte
+// arrives; malformed bytes come out as U+FFFD, and flush turns a held-back incomplete character into U+FFFD.
+// NULL when out of memory.
 ll_detok *ll_detok_init_tok(const ll_tokenizer *t);
+// Drop one leading space from the first piece that has text, only for vocabularies that add a space prefix
+// (SPM): what llama_detokenize does for a sequence that starts without BOS. Off by default; set before pushing.
+void ll_detok_set_strip_leading_space(ll_detok *d, bool strip);
 
 #endif

@@ -1,0 +1,85 @@
+// backend.h — the small interface every compute backend implements (CPU now; CUDA and Metal later).
+// Model code calls these entries and never #ifdefs on a device. Pointers to activations are backend memory:
+// the model code computes offsets but never dereferences them.
+#ifndef LL_BACKEND_H
+#define LL_BACKEND_H
+
+#include "core/core.h"
+#include "quant/types.h"
+
+// A weight matrix or vector: ne0 elements per row (the input dimension), ne1 rows.
+typedef struct ll_weight {
+    const void *data; // host: into the map; device backends keep their own copy keyed by this pointer
+    uint32_t type;
+    int64_t ne0, ne1;
+    const char *name;
+} ll_weight;
+
+typedef enum ll_op {
+    LL_OP_MATMUL,
+    LL_OP_RMSNORM,
+    LL_OP_ROPE,
+    LL_OP_ATTENTION,
+    LL_OP_SWIGLU,
+    LL_OP_ADD,
+    LL_OP_GET_ROWS,
+} ll_op;
+
+typedef struct ll_backend ll_backend;
+
+typedef struct ll_rope_params {
+    int n_head, head_dim, n_rot; // rotate the first n_rot dims of each head
+    float base;
+    bool neox;                   // pairs (i, i + n_rot/2) instead of (2i, 2i+1)
+    const float *freq_factors;   // NULL or (n_rot/2) divisors of theta (host memory)
+} ll_rope_params;
+
+typedef struct ll_attn_params {
+    int n_head, n_head_kv, head_dim;
+    int n_ctx;      // rows of the cache
+    int n_past;     // cached positions before this batch
+    float scale;    // 1/sqrt(head_dim)
+} ll_attn_params;
+
+typedef struct ll_backend_ops {
+    const char *name;
+    bool (*supports)(ll_backend *b, ll_op op, uint32_t type);
+    void *(*alloc)(ll_backend *b, size_t bytes, ll_error *err);
+    void (*free)(ll_backend *b, void *p);
+    void (*upload)(ll_backend *b, void *dst, const void *src, size_t bytes);
+    void (*download)(ll_backend *b, void *dst, const void *src, size_t bytes);
+    // y (n_tok, w.ne1) = x (n_tok, w.ne0) W^T
+    void (*matmul)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
+    // y = x / rms(x) * w, per row of n (w F32); y may alias x
+    void (*rmsnorm)(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps);
+    // x (n_tok, n) += bias (n), bias F32 weight
+    void (*add_bias)(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok);
+    // rotate q or k rows in place: x (n_tok, n_head*head_dim) at positions pos (n_tok, host memory)
+    void (*rope)(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p);
+    // causal attention of q (n_tok, n_head*hd) over the cache rows [0, n_past + t] for token t; out like q
+    void (*attention)(ll_backend *b, float *out, const float *q, const float *k_cache, const float *v_cache,
+                      int n_tok, const ll_attn_params *p);
+    // g (n_tok, n) = silu(g) * u
+    void (*swiglu)(ll_backend *b, float *g, const float *u, int n, int n_tok);
+    // y += x, n floats
+    void (*add)(ll_backend *b, float *y, const float *x, size_t n);
+    // y (n_tok, w.ne0) = rows ids of w (any type with a to_float)
+    void (*get_rows)(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok);
+    void (*synchronize)(ll_backend *b);
+} ll_backend_ops;
+
+struct ll_backend {
+    const ll_backend_ops *ops;
+    void *impl;
+};
+
+// CPU backend with n_threads workers. Its scratch (matmul workspace for the largest weight at max_tok tokens,
+// attention scores for max_ctx positions per thread) is sized once: ll_backend_cpu_scratch says how much,
+// ll_backend_cpu_reserve allocates it, before the first token.
+ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err);
+void ll_backend_free(ll_backend *b);
+size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads);
+ll_status ll_backend_cpu_reserve(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
+                                 ll_error *err);
+
+#endif

@@ -1,0 +1,217 @@
+// cpu.c — the CPU backend: the reference every other backend is tested against. Matmuls go to matmul.c's
+// SIMD kernels; norms, RoPE, attention and SwiGLU are plain C here, threaded over rows/heads with the pool.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/matmul.h"
+#include "core/pool.h"
+
+typedef struct cpu_impl {
+    ll_pool *pool;
+    int n_threads;
+    void *wsp; // matmul workspace
+    size_t wsp_size;
+    float *scores; // (n_threads, max_ctx) attention scores
+    int max_ctx;
+} cpu_impl;
+
+static cpu_impl *impl_of(ll_backend *b) { return b->impl; }
+
+static bool cpu_supports(ll_backend *b, ll_op op, uint32_t type) {
+    (void)b;
+    if (op == LL_OP_MATMUL) return ll_matmul_supports(type);
+    if (op == LL_OP_GET_ROWS) {
+        const ll_type_traits *t = ll_type_get(type);
+        return t && t->to_float;
+    }
+    return type == LL_TYPE_F32;
+}
+
+static void *cpu_alloc(ll_backend *b, size_t bytes, ll_error *err) { return ll_aligned_alloc(bytes, 64, err); }
+static void cpu_free(ll_backend *b, void *p) { ll_aligned_free(p); }
+static void cpu_copy(ll_backend *b, void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+static void cpu_sync(ll_backend *b) {}
+
+static void cpu_matmul(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
+    cpu_impl *c = impl_of(b);
+    ll_matmul(c->pool, w->type, w->data, x, y, (int)w->ne0, (int)w->ne1, n_tok, c->wsp);
+}
+
+static void cpu_rmsnorm(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps) {
+    const float *g = w->data;
+    for (int t = 0; t < n_tok; t++) {
+        const float *xr = x + (size_t)t * n;
+        float *yr = y + (size_t)t * n;
+        double ss = 0; // double: the sum of squares of 8k values must not lose the small ones
+        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        float scale = (float)(1.0 / sqrt(ss / n + eps));
+        for (int i = 0; i < n; i++) yr[i] = xr[i] * scale * g[i];
+    }
+}
+
+static void cpu_add_bias(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok) {
+    const float *bv = bias->data;
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < n; i++) x[(size_t)t * n + i] += bv[i];
+}
+
+// RoPE (Su et al. 2021, arXiv:2104.09864): pair j of a head rotates by pos * base^(-2j/n_rot).
+static void cpu_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p) {
+    int half = p->n_rot / 2;
+    for (int t = 0; t < n_tok; t++) {
+        for (int j = 0; j < half; j++) {
+            double theta = pow((double)p->base, -2.0 * j / p->n_rot);
+            if (p->freq_factors) theta /= p->freq_factors[j];
+            double ang = (double)pos[t] * theta;
+            float cs = (float)cos(ang), sn = (float)sin(ang);
+            for (int h = 0; h < p->n_head; h++) {
+                float *v = x + ((size_t)t * p->n_head + h) * p->head_dim;
+                int i0 = p->neox ? j : 2 * j, i1 = p->neox ? j + half : 2 * j + 1;
+                float a = v[i0], c = v[i1];
+                v[i0] = a * cs - c * sn;
+                v[i1] = a * sn + c * cs;
+            }
+        }
+    }
+}
+
+typedef struct attn_job {
+    cpu_impl *c;
+    float *out;
+    const float *q, *kc, *vc;
+    int n_tok;
+    const ll_attn_params *p;
+} attn_job;
+
+// One (token, head) pair: softmax(q k^T * scale) v over the positions the token may see.
+static void attn_one(const attn_job *j, float *sc, int t, int h) {
+    const ll_attn_params *p = j->p;
+    int hd = p->head_dim, kvh = h / (p->n_head / p->n_head_kv), kv_stride = p->n_head_kv * hd;
+    int n_keys = p->n_past + t + 1;
+    const float *q = j->q + ((size_t)t * p->n_head + h) * hd;
+    float mx = -INFINITY;
+    for (int s = 0; s < n_keys; s++) {
+        const float *k = j->kc + (size_t)s * kv_stride + (size_t)kvh * hd;
+        float d = 0;
+        for (int i = 0; i < hd; i++) d += q[i] * k[i];
+        sc[s] = d * p->scale;
+        if (sc[s] > mx) mx = sc[s];
+    }
+    double sum = 0;
+    for (int s = 0; s < n_keys; s++) {
+        sc[s] = expf(sc[s] - mx);
+        sum += sc[s];
+    }
+    float inv = (float)(1.0 / sum);
+    float *o = j->out + ((size_t)t * p->n_head + h) * hd;
+    for (int i = 0; i < hd; i++) o[i] = 0;
+    for (int s = 0; s < n_keys; s++) {
+        const float *v = j->vc + (size_t)s * kv_stride + (size_t)kvh * hd;
+        float w = sc[s] * inv;
+        for (int i = 0; i < hd; i++) o[i] += w * v[i];
+    }
+}
+
+static void attn_worker(void *vctx, int ith, int nth) {
+    attn_job *j = vctx;
+    float *sc = j->c->scores + (size_t)ith * j->c->max_ctx;
+    int64_t total = (int64_t)j->n_tok * j->p->n_head, lo, hi;
+    ll_split_range(total, ith, nth, 1, &lo, &hi);
+    for (int64_t u = lo; u < hi; u++) attn_one(j, sc, (int)(u / j->p->n_head), (int)(u % j->p->n_head));
+}
+
+static void cpu_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,
+                          const ll_attn_params *p) {
+    cpu_impl *c = impl_of(b);
+    LL_ASSERT(p->n_past + n_tok <= c->max_ctx && p->n_head % p->n_head_kv == 0);
+    attn_job j = {c, out, q, kc, vc, n_tok, p};
+    ll_pool_run(c->pool, attn_worker, &j);
+}
+
+static void cpu_swiglu(ll_backend *b, float *g, const float *u, int n, int n_tok) {
+    size_t total = (size_t)n * n_tok;
+    for (size_t i = 0; i < total; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void cpu_add(ll_backend *b, float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
+    const ll_type_traits *t = ll_type_get(w->type);
+    uint64_t row_bytes;
+    LL_ASSERT(t && t->to_float && ll_type_row_size(w->type, (uint64_t)w->ne0, &row_bytes));
+    for (int i = 0; i < n_tok; i++) {
+        LL_ASSERT(ids[i] >= 0 && ids[i] < w->ne1);
+        t->to_float((const uint8_t *)w->data + (size_t)ids[i] * row_bytes, y + (size_t)i * w->ne0, w->ne0);
+    }
+}
+
+static const ll_backend_ops k_cpu_ops = {
+    .name = "cpu",
+    .supports = cpu_supports,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .add_bias = cpu_add_bias,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .get_rows = cpu_get_rows,
+    .synchronize = cpu_sync,
+};
+
+ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err) {
+    ll_backend *b = ll_calloc(1, sizeof *b, err);
+    cpu_impl *c = ll_calloc(1, sizeof *c, err);
+    if (!b || !c) { free(b); free(c); return NULL; }
+    c->n_threads = n_threads < 1 ? 1 : n_threads;
+    c->pool = ll_pool_init(c->n_threads, err);
+    if (!c->pool) { free(b); free(c); return NULL; }
+    b->ops = &k_cpu_ops;
+    b->impl = c;
+    return b;
+}
+
+void ll_backend_free(ll_backend *b) {
+    if (!b) return;
+    cpu_impl *c = b->impl;
+    ll_pool_free(c->pool);
+    ll_aligned_free(c->wsp);
+    ll_aligned_free(c->scores);
+    free(c);
+    free(b);
+}
+
+size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads) {
+    size_t wsp = 0;
+    for (int i = 0; i < n_ws; i++) {
+        size_t s = ll_matmul_wsize(ws[i]->type, (int)ws[i]->ne0, max_tok, n_threads);
+        if (s > wsp) wsp = s;
+    }
+    return wsp + (size_t)n_threads * (size_t)max_ctx * sizeof(float);
+}
+
+ll_status ll_backend_cpu_reserve(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
+                                 ll_error *err) {
+    cpu_impl *c = impl_of(b);
+    size_t wsp = 0;
+    for (int i = 0; i < n_ws; i++) {
+        size_t s = ll_matmul_wsize(ws[i]->type, (int)ws[i]->ne0, max_tok, c->n_threads);
+        if (s > wsp) wsp = s;
+    }
+    ll_aligned_free(c->wsp);
+    ll_aligned_free(c->scores);
+    c->wsp = ll_aligned_alloc(wsp ? wsp : 64, 64, err);
+    c->scores = ll_aligned_alloc((size_t)c->n_threads * (size_t)max_ctx * sizeof(float), 64, err);
+    c->max_ctx = max_ctx;
+    c->wsp_size = wsp;
+    if (!c->wsp || !c->scores) return err ? err->status : LL_ERR_NOMEM;
+    return LL_OK;
+}

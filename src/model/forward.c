@@ -1,0 +1,87 @@
+// forward.c — the Llama-family forward pass, written once for every backend: per layer RMSNorm, Q/K/V
+// projections (+ qwen2 biases), RoPE, causal GQA attention over the KV cache, output projection, residual,
+// RMSNorm, SwiGLU FFN, residual; then the final norm and the logits. Prefill and decode differ only in n.
+#include "model/model.h"
+
+#include <math.h>
+
+static ll_status check_batch(const ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err) {
+    if (n < 1 || n > c->n_batch)
+        return ll_err_set(err, LL_ERR_ARG, "a forward step takes 1..%d tokens (n_batch), got %d", c->n_batch, n);
+    if (n > c->n_ctx - c->n_past)
+        return ll_err_set(err, LL_ERR_ARG, "context full: %d tokens cached + %d new > context size %d (use a larger -c)",
+                          c->n_past, n, c->n_ctx);
+    if (all_logits && n > c->n_logits_cap)
+        return ll_err_set(err, LL_ERR_ARG, "logits of %d tokens asked for, but the context keeps %d (all_logits off?)",
+                          n, c->n_logits_cap);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->m->hp.n_vocab)
+            return ll_err_set(err, LL_ERR_ARG, "token id %d at position %d is outside the vocabulary (0..%d)", ids[i],
+                              i, c->m->hp.n_vocab - 1);
+    return LL_OK;
+}
+
+static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
+    const ll_hparams *hp = &c->m->hp;
+    ll_backend *be = c->be;
+    const ll_backend_ops *ops = be->ops;
+    int kvd = hp->n_head_kv * hp->head_dim, qd = hp->n_head * hp->head_dim;
+    float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd, *vc = c->v_cache + (size_t)il * c->n_ctx * kvd;
+    float *k_new = kc + (size_t)c->n_past * kvd, *v_new = vc + (size_t)c->n_past * kvd;
+
+    ops->rmsnorm(be, c->xb, c->x, &L->attn_norm, hp->n_embd, n, hp->rms_eps);
+    ops->matmul(be, &L->wq, c->xb, c->q, n);
+    ops->matmul(be, &L->wk, c->xb, k_new, n); // (n, kvd): the cache rows of these positions
+    ops->matmul(be, &L->wv, c->xb, v_new, n);
+    if (L->bq.data) ops->add_bias(be, c->q, &L->bq, qd, n);
+    if (L->bk.data) ops->add_bias(be, k_new, &L->bk, kvd, n);
+    if (L->bv.data) ops->add_bias(be, v_new, &L->bv, kvd, n);
+    ll_rope_params rp = {hp->n_head, hp->head_dim, hp->n_rot, hp->rope_base, hp->rope_neox,
+                         c->m->rope_freqs.data};
+    ops->rope(be, c->q, c->pos, n, &rp);
+    rp.n_head = hp->n_head_kv;
+    ops->rope(be, k_new, c->pos, n, &rp);
+    ll_attn_params ap = {hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, c->n_past, 1.0f / sqrtf((float)hp->head_dim)};
+    ops->attention(be, c->xb2, c->q, kc, vc, n, &ap);
+    ops->matmul(be, &L->wo, c->xb2, c->xb, n);
+    ops->add(be, c->x, c->xb, (size_t)n * hp->n_embd);
+}
+
+static void ffn_block(ll_context *c, const ll_layer *L, int n) {
+    const ll_hparams *hp = &c->m->hp;
+    ll_backend *be = c->be;
+    const ll_backend_ops *ops = be->ops;
+    ops->rmsnorm(be, c->xb, c->x, &L->ffn_norm, hp->n_embd, n, hp->rms_eps);
+    ops->matmul(be, &L->w_gate, c->xb, c->hb, n);
+    ops->matmul(be, &L->w_up, c->xb, c->hb2, n);
+    ops->swiglu(be, c->hb, c->hb2, hp->n_ff, n);
+    ops->matmul(be, &L->w_down, c->hb, c->xb, n);
+    ops->add(be, c->x, c->xb, (size_t)n * hp->n_embd);
+}
+
+ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err) {
+    ll_status s = check_batch(c, ids, n, all_logits, err);
+    if (s != LL_OK) return s;
+    const ll_model *m = c->m;
+    const ll_hparams *hp = &m->hp;
+    ll_backend *be = c->be;
+    const ll_backend_ops *ops = be->ops;
+    for (int t = 0; t < n; t++) c->pos[t] = c->n_past + t;
+
+    ops->get_rows(be, c->x, &m->tok_embd, ids, n);
+    for (int il = 0; il < hp->n_layer; il++) {
+        if (c->interrupt && *c->interrupt) return ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted");
+        attention_block(c, &m->layers[il], il, n);
+        ffn_block(c, &m->layers[il], n);
+    }
+    // Logits: every row, or only the last token's.
+    int first = all_logits ? 0 : n - 1, rows = n - first;
+    float *xr = c->x + (size_t)first * hp->n_embd;
+    ops->rmsnorm(be, c->xb, xr, &m->output_norm, hp->n_embd, rows, hp->rms_eps);
+    ops->matmul(be, &m->output, c->xb, c->logits, rows);
+    ops->synchronize(be);
+    c->n_logits = rows;
+    c->logits_all = all_logits;
+    c->n_past += n;
+    return LL_OK;
+}
