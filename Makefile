@@ -27,7 +27,7 @@ LDLIBS := -lm -lpthread
 TEST_LDLIBS := -lcmocka -lcjson $(LDLIBS)
 
 # What the compiler will use for this target, read off its predefined macros.
-ISA := $(shell $(CC) $(ARCHFLAGS) -dM -E - </dev/null 2>/dev/null | grep -oE '__(AVX2|F16C|FMA|AVX512F|AVX512BW|AVX512VL|AVX512BF16|AVX512VNNI|AVXVNNI|ARM_NEON|ARM_FEATURE_DOTPROD|ARM_FEATURE_FP16_VECTOR_ARITHMETIC)__' | sed 's/__//g' | sort -u | tr '\n' ' ')
+ISA := $(shell $(CC) $(ARCHFLAGS) -dM -E - </dev/null 2>/dev/null | grep -oE '__(AVX2|F16C|FMA|AVX512F|AVX512BW|AVX512VL|AVX512BF16|AVX512VNNI|AVXVNNI)__|__ARM_NEON |__ARM_FEATURE_(DOTPROD|FP16_VECTOR_ARITHMETIC) ' | sed 's/^__//; s/__$$//; s/ $$//; s/ARM_FEATURE_//' | sort -u | tr '\n' ' ')
 
 LIB_SRC := $(shell find src -name '*.c' | sort)
 CLI_SRC := $(shell find cli -name '*.c' | sort)
@@ -36,6 +36,31 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEPS := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+# CUDA (optional). When nvcc is found (or CUDA=1) the .cu files under src/ join the library, C files see
+# LL_HAVE_CUDA=1 and programs link the CUDA runtime (--as-needed: only programs that use it load it); cuBLAS and
+# cuBLASLt are dlopen'ed when a GPU section first needs them, since linking them adds 0.2 s (warm) to seconds
+# (cold) to every start of llmlab. CUDA=0 turns it off; cross builds never use it. Without a GPU at run time
+# the GPU parts say so and skip. C files never include CUDA headers: src/bench/hw_cuda.h is their C face.
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard $(CUDA_HOME)/bin/nvcc))
+ifneq ($(CROSS),)
+  CUDA := 0
+endif
+CUDA ?= $(if $(NVCC),1,0)
+ifeq ($(CUDA),1)
+  CU_SRC := $(shell find src -name '*.cu' | sort)
+  CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+  NVCC_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90 -gencode=arch=compute_80,code=sm_80
+  NVCCFLAGS ?= -O3 -std=c++17 $(NVCC_ARCH)
+  NVCCFLAGS += -Xcompiler -fPIC -Iinclude -Isrc -DLL_HAVE_CUDA=1
+  CFLAGS += -DLL_HAVE_CUDA=1
+  CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,--as-needed -lcudart -lstdc++ -ldl -Wl,--no-as-needed
+  LDLIBS += $(CUDA_LDLIBS)
+  TEST_LDLIBS += $(CUDA_LDLIBS)
+  LIB_OBJ += $(CU_OBJ)
+  DEPS += $(CU_OBJ:.o=.d)
+endif
 
 .PHONY: all test run fuzz test-aarch64 clean isa
 all: isa $(BUILD)/llmlab $(BUILD)/libllmlab.so
@@ -55,7 +80,7 @@ $(BUILD)/libllmlab.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDLIBS)
 
 $(BUILD)/llmlab: $(CLI_OBJ) $(BUILD)/libllmlab.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libllmlab.a $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libllmlab.a -lcjson $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libllmlab.a tests/testutil.h
 	@mkdir -p $(dir $@)
@@ -79,11 +104,31 @@ fuzz:
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 build-fuzz/corpus
 	@echo "fuzz: $(FUZZ_SECONDS) s clean"
 
-# arm64: cross-build and run the suite under qemu-user (NEON paths really executed).
+# arm64: cross-build and run the suite under qemu-user (NEON paths really executed). The runtime libraries are
+# Debian's multiarch arm64 ones (-L /): threads hang under qemu with the cross toolchain's own libc copy.
 test-aarch64:
-	$(MAKE) CROSS=aarch64-linux-gnu- TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" test
+	$(MAKE) CROSS=aarch64-linux-gnu- TEST_RUNNER="qemu-aarch64 -L /" test
 
 clean:
 	rm -rf build build-* 
 
+# CUDA objects (see the CUDA variables above) and what the build chose.
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
+
+.PHONY: isa-cuda
+isa: isa-cuda
+isa-cuda:
+	@echo "llmlab: CUDA $(if $(filter 1,$(CUDA)),on: $(NVCC) $(NVCC_ARCH),off$(if $(CROSS), (cross build),$(if $(NVCC), (CUDA=0), (no nvcc found))))"
+
 -include $(DEPS)
+
+# Benchmark programs (not tests): bench/*.c linked against the library.
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+.PHONY: bench
+bench: $(BENCH_BIN)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libllmlab.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O3 -o $@ $< $(BUILD)/libllmlab.a $(LDLIBS)

@@ -12,6 +12,9 @@ int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 // Argument helpers: parse a flag's value, printing "llmlab CMD: FLAG expects ..." and returning false when bad.
 bool cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out);

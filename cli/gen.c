@@ -46,7 +46,7 @@ void gen_print_flags_help(FILE *f) {
             "  --min-p P               drop tokens below P x the best one's probability (default 0.05; 0 = off)\n"
             "  --repeat-penalty R      penalise the last --repeat-last-n tokens (default 1.0 = off)\n"
             "  --repeat-last-n N       (default 64)\n"
-            "  -s, --seed N            random seed (same seed, same tokens)\n"
+            "  -s, --seed N            random seed (default 42; same seed, same tokens)\n"
             "  --verbose               print the model, the memory plan and timings\n");
 }
 
@@ -150,22 +150,20 @@ ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, in
     st->prompt_s = ll_time_s() - t0;
     if (s != LL_OK) return s == LL_ERR_INTERRUPTED ? LL_OK : s;
     ll_detok *dt = ll_detok_init(g->m);
+    ll_detok_set_strip_leading_space(dt, strip_leading_space);
     char *text = NULL; // the answer so far: stop strings are matched here, and held back until decided
     size_t len = 0, printed = 0;
     size_t hold = 0; // bytes kept back because they may begin a stop string
     for (int i = 0; stops && stops[i]; i++) if (strlen(stops[i]) > hold) hold = strlen(stops[i]);
     append(&text, &len, "");
     double t1 = ll_time_s();
-    bool first = strip_leading_space;
     while ((o->n_predict < 0 || st->n_gen < o->n_predict) && !g_gen_interrupted) {
         int32_t id = ll_sampler_sample(g->s, ll_logits(g->c, -1));
         ll_sampler_accept(g->s, id);
         st->n_gen++;
         bool eog = !o->ignore_eos && ll_model_is_eog(g->m, id);
         if (!eog) {
-            const char *piece = ll_detok_push(dt, id);
-            if (first && *piece) { if (*piece == ' ') piece++; first = false; }
-            append(&text, &len, piece);
+            append(&text, &len, ll_detok_push(dt, id));
         }
         bool stop = eog || hit_stop(text, &len, stops);
         size_t ready = stop ? len : (len > hold ? len - hold : 0);

@@ -15,6 +15,9 @@ static const command k_commands[] = {
     {"chat", cmd_chat, "interactive chat with the model's chat template"},
     {"synth", cmd_synth, "write a random-weight GGUF at a named architecture's real shapes"},
     {"convert", cmd_convert, "convert a llama2.c checkpoint (+ tokenizer.bin) to GGUF"},
+    {"bench", cmd_bench, "bench hw: measure this machine's CPU/GPU ceilings (GEMM, memory, attention, ...)"},
+    {"quantize", cmd_quantize, "quantize a GGUF with llama-quantize's type mixes (Q8_0 ... Q4_K_M, F16)"},
+    {"perplexity", cmd_perplexity, "perplexity of a text (llama.cpp's method); KL-divergence against a base model"},
 };
 
 static void usage(FILE *f) {

@@ -82,6 +82,9 @@ ll_detok *ll_detok_init(const ll_model *m);
 // Appends the text of id; returns a NUL-terminated string of what is ready to print (valid until the next call).
 const char *ll_detok_push(ll_detok *d, int32_t id);
 const char *ll_detok_flush(ll_detok *d); // what is left at the end (incomplete bytes as U+FFFD)
+// Drop the leading space of the first piece with text (SentencePiece vocabularies that add a space prefix
+// only), as llama_detokenize does: for text generated right after BOS. Off by default.
+void ll_detok_set_strip_leading_space(ll_detok *d, bool strip);
 void ll_detok_free(ll_detok *d);
 
 ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_context **out, ll_error *err);
@@ -108,7 +111,7 @@ typedef struct ll_sampler_params {
     float min_p;          // 0 = off
     float repeat_penalty; // 1 = off
     int repeat_last_n;    // how many recent tokens the penalty looks at
-    uint64_t seed;
+    uint64_t seed;        // default 42
 } ll_sampler_params;
 
 ll_sampler_params ll_sampler_default_params(void);

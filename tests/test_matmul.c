@@ -215,14 +215,14 @@ static void test_page_end(void **state) {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     for (size_t k = 0; k < 3; k++) {
         uint32_t ty = k_types[k];
-        int n_in = 37, n_out = 45, nt_list[] = {1, 9};
+        int n_in = 37, n_out = 45, nt_list[] = {1, 9, 20};
         size_t bytes = (size_t)n_in * n_out * esize(ty), span = ll_align_up(bytes, pg) + pg;
         uint8_t *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         assert_true(map != MAP_FAILED);
         assert_int_equal(mprotect(map + span - pg, pg, PROT_NONE), 0);
         uint8_t *W = map + span - pg - bytes; // bytes is odd*2 for 16-bit types: W is 2 mod 4
         fill_w(ty, W, (size_t)n_in * n_out, 99);
-        for (int q = 0; q < 2; q++) {
+        for (int q = 0; q < 3; q++) {
             int nt = nt_list[q];
             float *x = ll_aligned_alloc((size_t)n_in * nt * sizeof(float), 64, NULL);
             float *y = ll_aligned_alloc((size_t)n_out * nt * sizeof(float), 64, NULL);

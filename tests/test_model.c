@@ -50,7 +50,7 @@ static void check_golden(const char *model, const char *tokenizer, const char *i
     int n = read_ids(ids_path, ids, 256);
     assert_true(n > 0);
     // The tokenizer gives the same ids for the prompt text (BOS per the vocabulary).
-    size_t plen;
+    size_t plen = 0;
     char *prompt = tu_read_file(prompt_path, &plen);
     int32_t tids[256];
     int tn = ll_tokenize(m, prompt, plen, true, false, tids, 256);

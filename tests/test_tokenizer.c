@@ -166,7 +166,7 @@ static void run_prompt(const char *model_rel, const char *prompt_rel, const char
     TU_NEED_SHARED(prompt_path, prompt_rel);
     TU_NEED_SHARED(ids_path, ids_rel);
     loaded l = load(model);
-    size_t len;
+    size_t len = 0;
     char *prompt = tu_read_file(prompt_path, &len), *want_txt = tu_read_file(ids_path, NULL);
     int32_t want[256];
     int nw = 0;
@@ -199,7 +199,7 @@ static void test_dev_text_ids(void **state) {
     TU_NEED_SHARED(model, "models/stories260K.gguf");
     TU_NEED_SHARED(text_path, "golden/data/tinystories_dev.txt");
     loaded l = load(model);
-    size_t len;
+    size_t len = 0;
     char *text = tu_read_file(text_path, &len);
     if (len > 0 && text[len - 1] == '\n') len--; // llama-perplexity -f drops one trailing newline
     double t0 = ll_time_s();
@@ -276,13 +276,13 @@ static void test_stream_detok(void **state) {
     (void)state;
     TU_NEED_SHARED(model, "models/stories260K.gguf");
     loaded l = load(model);
-    const char *text = "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"; // é € 😀: all byte fallback in this 512 vocab
+    const char *text = "\xe4\xb8\xad\xf0\x9f\x98\x80"; // 中😀: byte fallback in this 512-token vocabulary
     int n;
     int32_t *ids = tokenize(l.t, text, strlen(text), false, false, &n);
-    assert_int_equal(n, 1 + 2 + 3 + 4); // "▁" then one <0xXX> per byte
+    assert_int_equal(n, 1 + 3 + 4); // "▁" then one <0xXX> per byte
     ll_detok *d = ll_detok_init_tok(l.t);
     ll_detok_set_strip_leading_space(d, true);
-    const char *want[10] = {"", "", "\xc3\xa9", "", "", "\xe2\x82\xac", "", "", "", "\xf0\x9f\x98\x80"};
+    const char *want[8] = {"", "", "", "\xe4\xb8\xad", "", "", "", "\xf0\x9f\x98\x80"};
     for (int i = 0; i < n; i++) assert_string_equal(ll_detok_push(d, ids[i]), want[i]);
     assert_string_equal(ll_detok_flush(d), "");
     // A lead byte whose continuation never comes: U+FFFD at flush; before a normal piece: U+FFFD then the piece.
@@ -410,4 +410,243 @@ static void test_pretok(void **state) {
     assert_int_equal(ll_ucat_of(0x0301), LL_UCAT_OTHER);   // combining acute (a mark, not a letter)
     assert_int_equal(ll_ucat_of(0x2EBF0), LL_UCAT_LETTER); // CJK Ext. I (Unicode 15.1)
     assert_int_equal(ll_ucat_of(0x110000), LL_UCAT_OTHER);
+}
+
+// ---- synthetic vocabularies ----------------------------------------------------------------------------
+// The 256 byte-level symbols of GPT-2's byte map, as UTF-8 texts.
+static void byte_syms(char sym[256][4], ll_str *out) {
+    for (int b = 0; b < 256; b++) {
+        int k = ll_utf8_put(ll_bpe_byte_to_cp((uint8_t)b), sym[b]);
+        out[b] = (ll_str){sym[b], (uint64_t)k};
+    }
+}
+
+// A gpt2 vocabulary: byte symbols, then extra tokens; merges as given.
+static ll_gguf *bpe_vocab(const char *pre, const char *const *extra, int n_extra, const char *const *merges,
+                          int n_merges) {
+    static char sym[256][4];
+    ll_str toks[300], mer[16];
+    byte_syms(sym, toks);
+    for (int i = 0; i < n_extra; i++) toks[256 + i] = (ll_str){extra[i], strlen(extra[i])};
+    for (int i = 0; i < n_merges; i++) mer[i] = (ll_str){merges[i], strlen(merges[i])};
+    ll_gguf *g = ll_gguf_new("synthetic-bpe");
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "gpt2");
+    if (pre) ll_gguf_set_str(g, "tokenizer.ggml.pre", pre);
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.tokens", (uint64_t)(256 + n_extra), toks);
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.merges", (uint64_t)n_merges, mer);
+    return g;
+}
+
+static void expect_ids(const ll_tokenizer *t, const char *text, const char *const *want_texts, int nw) {
+    int n;
+    int32_t *ids = tokenize(t, text, strlen(text), false, false, &n);
+    assert_int_equal(n, nw);
+    for (int i = 0; i < nw; i++) assert_int_equal(ids[i], ll_tokenizer_find(t, want_texts[i]));
+    free(ids);
+}
+
+// Merge order by rank, ties leftmost; llama3's ignore_merges takes a word that is a token whole.
+static void test_bpe_rules(void **state) {
+    (void)state;
+    ll_error err;
+    ll_tokenizer *t;
+    const char *extra[] = {"ab", "bc", "abc", "xyz"};
+    const char *m1[] = {"b c", "a b", "a bc"}, *m2[] = {"a b", "b c", "a bc"};
+    ll_gguf *g = bpe_vocab("gpt-2", extra, 4, m1, 3);
+    assert_int_equal(ll_tokenizer_init(&t, g, &err), LL_OK);
+    expect_ids(t, "abc", (const char *[]){"abc"}, 1);
+    expect_ids(t, "xyz", (const char *[]){"x", "y", "z"}, 3);
+    expect_ids(t, "ab ab", (const char *[]){"ab", "\xc4\xa0", "ab"}, 3); // no merge joins Ġ (the space) to ab
+    ll_tokenizer_free(t);
+    ll_gguf_free(g);
+    g = bpe_vocab("gpt-2", extra, 4, m2, 3);
+    assert_int_equal(ll_tokenizer_init(&t, g, &err), LL_OK);
+    expect_ids(t, "abc", (const char *[]){"ab", "c"}, 2); // "a b" first now, and (ab, c) is no merge
+    ll_tokenizer_free(t);
+    ll_gguf_free(g);
+    g = bpe_vocab("llama-bpe", extra, 4, m2, 3);
+    assert_int_equal(ll_tokenizer_init(&t, g, &err), LL_OK);
+    expect_ids(t, "abc", (const char *[]){"abc"}, 1); // a word that is a token is not merged
+    expect_ids(t, "xyz", (const char *[]){"xyz"}, 1);
+    assert_true(ll_tokenizer_add_bos(t)); // llama3 default; bos defaults to 11
+    assert_int_equal(ll_tokenizer_bos(t), 11);
+    ll_tokenizer_free(t);
+    ll_gguf_free(g);
+}
+
+// SPM: highest score first, ties leftmost; unknown characters fall back to byte tokens, else <unk>.
+static void test_spm_rules(void **state) {
+    (void)state;
+    const char *txt[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "aa", "\xe2\x96\x81" "a", "<0x63>"};
+    float score[] = {0, 0, 0, -1, -1, -1, -2, -3, 0};
+    int32_t type[] = {2, 3, 3, 1, 1, 1, 1, 1, 6};
+    ll_str toks[9];
+    for (int i = 0; i < 9; i++) toks[i] = (ll_str){txt[i], strlen(txt[i])};
+    ll_gguf *g = ll_gguf_new("synthetic-spm");
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "llama");
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.tokens", 9, toks);
+    ll_gguf_set_arr(g, "tokenizer.ggml.scores", LL_GGUF_FLOAT32, 9, score);
+    ll_gguf_set_arr(g, "tokenizer.ggml.token_type", LL_GGUF_INT32, 9, type);
+    ll_gguf_set_u32(g, "tokenizer.ggml.padding_token_id", 4294967295u); // "none", as stories260K stores it
+    ll_error err;
+    ll_tokenizer *t;
+    assert_int_equal(ll_tokenizer_init(&t, g, &err), LL_OK);
+    int n;
+    int32_t *ids = tokenize(t, "aaa", 3, true, false, &n);
+    int32_t want[] = {1, 3, 6, 4}; // <s> ▁ aa a: "aa" (-2) beats "▁a" (-3), leftmost "aa" first
+    assert_true(ids_equal(ids, n, want, 4));
+    free(ids);
+    ids = tokenize(t, "cd", 2, false, false, &n);
+    int32_t want2[] = {3, 8, 0}; // ▁ <0x63> <unk>: 'c' has a byte token, 'd' none
+    assert_true(ids_equal(ids, n, want2, 3));
+    free(ids);
+    char buf[8];
+    assert_int_equal(ll_tokenizer_detokenize(t, (int32_t[]){1, 7, 8}, 3, false, false, buf, 8), 3);
+    assert_memory_equal(buf, " ac", 3); // BOS consumes the leading-space removal, as in llama.cpp
+    ll_tokenizer_free(t);
+    ll_gguf_free(g);
+}
+
+// One malformed vocabulary: init must fail with status st and a message naming key.
+static void expect_bad(ll_gguf *g, ll_status st, const char *key) {
+    ll_error err = {0};
+    ll_tokenizer *t = (ll_tokenizer *)&err; // must be reset to NULL
+    assert_int_equal(ll_tokenizer_init(&t, g, &err), st);
+    assert_null(t);
+    if (!strstr(err.message, key)) fail_msg("message '%s' does not name '%s'", err.message, key);
+    ll_gguf_free(g);
+}
+
+static void test_validation(void **state) {
+    (void)state;
+    const char *ok_m[] = {"a b"}, *extra[] = {"ab"};
+    expect_bad(ll_gguf_new("x"), LL_ERR_MISSING, "tokenizer.ggml.model");
+    ll_gguf *g = bpe_vocab("gpt-2", extra, 1, ok_m, 1);
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "bert");
+    expect_bad(g, LL_ERR_UNSUPPORTED, "bert");
+    g = bpe_vocab("gpt-2", extra, 1, (const char *[]){"ab"}, 1);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.merges"); // no space
+    g = bpe_vocab("gpt-2", extra, 1, (const char *[]){"a zz"}, 1);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.merges"); // "zz" is not a token
+    g = bpe_vocab("gpt-2", extra, 1, (const char *[]){"b c"}, 1);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.merges"); // "bc" is not a token
+    g = bpe_vocab("gpt-2", (const char *[]){"ab", "ab"}, 2, ok_m, 1);
+    expect_bad(g, LL_ERR_FORMAT, "duplicate");
+    g = bpe_vocab("gpt-2", (const char *[]){"\xff"}, 1, ok_m, 0);
+    expect_bad(g, LL_ERR_FORMAT, "UTF-8");
+    g = bpe_vocab("gpt-2", extra, 1, ok_m, 1);
+    float sc[10] = {0};
+    ll_gguf_set_arr(g, "tokenizer.ggml.scores", LL_GGUF_FLOAT32, 10, sc);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.scores"); // 10 scores for 257 tokens
+    g = bpe_vocab("gpt-2", extra, 1, ok_m, 1);
+    ll_gguf_set_arr(g, "tokenizer.ggml.token_type", LL_GGUF_FLOAT32, 10, sc);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.token_type");
+    g = bpe_vocab("gpt-2", extra, 1, ok_m, 1);
+    ll_gguf_set_u32(g, "tokenizer.ggml.tokens", 5);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.tokens");
+    g = bpe_vocab("gpt-2", extra, 1, ok_m, 1);
+    ll_gguf_set_str(g, "tokenizer.ggml.bos_token_id", "one");
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.bos_token_id");
+    g = bpe_vocab("gpt-2", extra, 1, ok_m, 1);
+    int32_t types[257];
+    for (int i = 0; i < 257; i++) types[i] = 1;
+    types[256] = 6; // byte type, but "ab" is not <0xXX>
+    ll_gguf_set_arr(g, "tokenizer.ggml.token_type", LL_GGUF_INT32, 257, types);
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.token_type");
+    g = ll_gguf_new("one-token"); // SPM adds BOS by default, but id 1 is outside a 1-token vocabulary
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "llama");
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.tokens", 1, (ll_str[]){{"a", 1}});
+    expect_bad(g, LL_ERR_FORMAT, "tokenizer.ggml.add_bos_token");
+}
+
+// 128000 tokens (256 symbols, 65536 pairs, 62208 triples) and 127744 merges, like Llama 3's size.
+static void test_load_128k(void **state) {
+    (void)state;
+    enum { N_PAIR = 65536, N_TRI = 62208, N = 256 + N_PAIR + N_TRI, N_MERGE = N_PAIR + N_TRI };
+    static char sym[256][4];
+    ll_str *toks = malloc(sizeof *toks * N), *mer = malloc(sizeof *mer * N_MERGE);
+    char *pool = malloc((size_t)N * 13 + (size_t)N_MERGE * 14), *p = pool;
+    byte_syms(sym, toks);
+    for (int k = 0; k < N_PAIR + N_TRI; k++) {
+        int i = (k % N_PAIR) / 256, j = k % 256, r = k % 243; // triples: pair k + symbol r
+        const char *left = k < N_PAIR ? sym[i] : toks[256 + k - N_PAIR].ptr, *right = k < N_PAIR ? sym[j] : sym[r];
+        size_t ll = k < N_PAIR ? toks[i].len : toks[256 + k - N_PAIR].len, rl = k < N_PAIR ? toks[j].len : toks[r].len;
+        mer[k] = (ll_str){p, ll + 1 + rl};
+        memcpy(p, left, ll), p[ll] = ' ', memcpy(p + ll + 1, right, rl), p += ll + 1 + rl;
+        toks[256 + k] = (ll_str){p, ll + rl};
+        memcpy(p, left, ll), memcpy(p + ll, right, rl), p += ll + rl;
+    }
+    ll_gguf *g = ll_gguf_new("synthetic-128k");
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "gpt2");
+    ll_gguf_set_str(g, "tokenizer.ggml.pre", "llama-bpe");
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.tokens", N, toks);
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.merges", N_MERGE, mer);
+    ll_error err;
+    ll_tokenizer *t;
+    double t0 = ll_time_s();
+    ll_status st = ll_tokenizer_init(&t, g, &err);
+    double dt = ll_time_s() - t0;
+    if (st != LL_OK) fail_msg("%s", err.message);
+    printf("# note: %d-token vocabulary with %d merges loaded in %.0f ms\n", N, N_MERGE, dt * 1e3);
+    assert_true(dt < 1.0);
+    assert_int_equal(ll_tokenizer_n_vocab(t), N);
+    expect_ids(t, "abc", (const char *[]){"ab", "c"}, 2); // (ab, c) is no merge: triple 24930 appends sym[144]
+    ll_tokenizer_free(t);
+    ll_gguf_free(g);
+    free(toks), free(mer), free(pool);
+}
+
+// Random texts from a mix of fragments (scripts, digits, blanks, contractions, special-token texts): ids stay in
+// range, and for valid UTF-8 the streaming detokenizer gives the text back (byte fallback / byte-level BPE lose
+// nothing). Malformed bytes must not crash anything.
+static void test_random_roundtrip(void **state) {
+    (void)state;
+    static const char *const frag[] = {"a", "Zq", " ", "  ", "\n", "\r\n", "\t", "'s", "'T", "1", "12345", ".", "!!",
+                                       "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\xe2\x80\x8d", "<s>", "</s>",
+                                       "<|endoftext|>", "\xc2\xa0", "\xe3\x80\x80", "e\xcc\x81", "\xc2\xbd", "x"};
+    static const char *const bad[] = {"\xff", "\xe4\xb8", "\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xc0\xaf"};
+    const char *files[] = {"models/vocab/ggml-vocab-llama-spm.gguf", "models/vocab/ggml-vocab-gpt-2.gguf",
+                           "models/stories260K.gguf"};
+    uint64_t rng = 42;
+    for (int f = 0; f < 3; f++) {
+        TU_NEED_SHARED(path, files[f]);
+        loaded l = load(path);
+        int n_round = 0;
+        for (int it = 0; it < 300; it++) {
+            char text[512];
+            size_t len = 0;
+            bool valid = it % 4 != 3;
+            for (int k = (int)(tu_rng_u64(&rng) % 24); k > 0; k--) {
+                const char *s = valid || tu_rng_u64(&rng) % 3 ? frag[tu_rng_u64(&rng) % (sizeof frag / sizeof *frag)]
+                                                               : bad[tu_rng_u64(&rng) % (sizeof bad / sizeof *bad)];
+                memcpy(text + len, s, strlen(s));
+                len += strlen(s);
+            }
+            int n;
+            int32_t *ids = tokenize(l.t, text, len, it % 2, it % 3 == 0, &n);
+            for (int i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < ll_tokenizer_n_vocab(l.t));
+            char *back = stream_detok(l.t, ids, n, f != 1);
+            if (valid && it % 3 != 0) { // parse_special off: every byte is text
+                if (strlen(back) != len || memcmp(back, text, len) != 0) fail_msg("%s: round trip of case %d", files[f], it);
+                n_round++;
+            }
+            free(back), free(ids);
+        }
+        printf("# note: %s: %d random texts round-trip\n", files[f], n_round);
+        unload(&l);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vocab_llama_spm), cmocka_unit_test(test_vocab_gpt2),
+        cmocka_unit_test(test_golden_llama_spm), cmocka_unit_test(test_golden_gpt2),
+        cmocka_unit_test(test_golden_stories260k), cmocka_unit_test(test_prompt_ids),
+        cmocka_unit_test(test_dev_text_ids), cmocka_unit_test(test_greedy_detok),
+        cmocka_unit_test(test_stream_detok), cmocka_unit_test(test_special),
+        cmocka_unit_test(test_pretok), cmocka_unit_test(test_bpe_rules),
+        cmocka_unit_test(test_spm_rules), cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_load_128k), cmocka_unit_test(test_random_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,7 @@ if [ -f "$model" ]; then
 else
     echo "(no $shared: generating from a synthetic model; its weights are random, so is its text)"
     tmp=${TMPDIR:-/tmp}/llmlab-main-job.gguf
-    "$bin" synth --arch tiny --type F16 -o "$tmp"
+    "$bin" synth --arch tiny --type F16 --vocab builtin -o "$tmp"
     "$bin" run -m "$tmp" -p "Hello" -n 32 --seed 1
     rm -f "$tmp"
 fi

@@ -33,7 +33,8 @@ const char *ll_chat_name(ll_chat_kind k);
 // changes nothing for them.
 char *ll_chat_render(ll_chat_kind k, const ll_chat_msg *msgs, int n, bool add_assistant, const char *bos,
                      const char *eos);
-// Extra stop strings of the template's end-of-turn ("<|im_end|>", "<|eot_id|>"), NULL-terminated list.
+// Extra stop strings of the template's end-of-turn ("<|im_end|>", "<|eot_id|>") and of the start of a next turn
+// ("<|im_start|>", "[INST]", "\nUser:"), NULL-terminated list.
 const char *const *ll_chat_stops(ll_chat_kind k);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define LL_POOL_SPIN 200000 // spins (~tens of microseconds) before a worker sleeps
+#define LL_POOL_SPIN_S 5e-4 // a worker spins this long after its last job before it sleeps
 
 struct ll_pool {
     int n;
@@ -43,11 +43,15 @@ static void *worker_main(void *arg) {
     for (;;) {
         uint64_t g;
         int spins = 0;
+        double t0 = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
             if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
-            if (++spins < LL_POOL_SPIN) {
-                if (spins % 1024 == 0) sched_yield(); // let a runnable thread have the core when oversubscribed
-                else cpu_relax();
+            // Spin for a bounded time (decode issues jobs microseconds apart), yielding now and then so an
+            // oversubscribed machine (or an emulator) still runs the thread that has work.
+            if (++spins % 256 != 0) { cpu_relax(); continue; }
+            if (t0 == 0) t0 = ll_time_s();
+            if (ll_time_s() - t0 < LL_POOL_SPIN_S) {
+                if (spins % 4096 == 0) sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -56,6 +60,7 @@ static void *worker_main(void *arg) {
             atomic_fetch_sub(&p->sleeping, 1);
             pthread_mutex_unlock(&p->mu);
             spins = 0;
+            t0 = 0;
         }
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
         seen = g;

@@ -82,8 +82,40 @@ static gen_spec gen_for(const ll_gguf_tensor *t, const char *arch) {
 }
 
 // ---- the plan -----------------------------------------------------------------------------------------
+// The built-in vocabulary (--vocab builtin, for machines without ../shared): SentencePiece-style with byte
+// fallback: <unk> <s> </s>, the 256 byte tokens, then U+2581 and the printable ASCII characters.
+static ll_gguf *vocab_builtin(void) {
+    enum { N = 3 + 256 + 1 + 94 };
+    static char text[N][16];
+    ll_str toks[N];
+    float scores[N];
+    int32_t types[N];
+    for (int i = 0; i < N; i++) {
+        if (i < 3) snprintf(text[i], 16, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (i < 259) snprintf(text[i], 16, "<0x%02X>", i - 3);
+        else if (i == 259) snprintf(text[i], 16, "\xe2\x96\x81");
+        else snprintf(text[i], 16, "%c", '!' + (i - 260));
+        toks[i] = (ll_str){text[i], strlen(text[i])};
+        scores[i] = i < 259 ? 0.0f : -(float)(i - 259);
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+    }
+    ll_gguf *g = ll_gguf_new("builtin vocabulary");
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "llama");
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.tokens", N, toks);
+    ll_gguf_set_arr(g, "tokenizer.ggml.scores", LL_GGUF_FLOAT32, N, scores);
+    ll_gguf_set_arr(g, "tokenizer.ggml.token_type", LL_GGUF_INT32, N, types);
+    ll_gguf_set_u32(g, "tokenizer.ggml.bos_token_id", 1);
+    ll_gguf_set_u32(g, "tokenizer.ggml.eos_token_id", 2);
+    ll_gguf_set_u32(g, "tokenizer.ggml.unknown_token_id", 0);
+    return g;
+}
+
 static ll_status vocab_open(ll_gguf **out, const ll_preset *pr, const char *path, ll_error *err) {
     char buf[4096];
+    if (path && !strcmp(path, "builtin")) {
+        *out = vocab_builtin();
+        return LL_OK;
+    }
     if (!path) {
         const char *root = getenv("LLMLAB_SHARED");
         if (!root || !*root) root = "../shared";

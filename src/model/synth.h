@@ -9,7 +9,8 @@
 typedef struct ll_synth_params {
     const char *preset;     // ll_preset name, e.g. "mistral-7b"
     uint32_t type;          // LL_TYPE_F32, F16 or BF16: matrices and token_embd; norms and biases stay F32
-    const char *vocab_path; // NULL: $LLMLAB_SHARED (default ../shared)/models/vocab/ggml-vocab-<preset->vocab>.gguf
+    const char *vocab_path; // NULL: $LLMLAB_SHARED (default ../shared)/models/vocab/ggml-vocab-<preset->vocab>.gguf;
+                            // "builtin": a 354-token byte-fallback vocabulary compiled in (no files needed)
     uint64_t seed;
     int n_layer;            // 0 = the preset's
     bool full_vocab;        // pad the token list with "[PADn]" (type UNUSED) up to the preset's real n_vocab

@@ -2,7 +2,7 @@
 // top-p -> min-p -> temperature -> a seeded draw from the softmax (temp <= 0: argmax after the penalty).
 //
 // Determinism: the RNG is xoshiro256** (Blackman & Vigna, 2018) seeded through splitmix64, and every float
-// step uses only IEEE-754 + - * / and an own exp (no libm), so the same seed and the same logits give the
+// step uses only IEEE-754 + - * / (and the exact floor) with an own exp instead of libm's, so the same seed and the same logits give the
 // same ids on every platform (x86-64, arm64). Ties are broken by id everywhere (the lower id ranks first),
 // so the result never depends on how a selection algorithm happened to order equal logits.
 // Default seed: LL_SAMPLER_DEFAULT_SEED (42). Memory: all buffers are sized for n_vocab at init; sample()
@@ -92,8 +92,8 @@ static inline double smp_exp(double x) {
     return x < -708.0 ? 0.0 : p * two_k.d;
 }
 
-// w[i] = e^((logit_i - mx) / temp) for i < n (temp 1: no division, the same bits as before), and their sum in
-// index order (kept sequential: the order of a float sum is part of the result).
+// w[i] = e^((logit_i - mx) / temp) for i < n (at temp 1 the division is skipped: x / 1 == x, no bit changes),
+// and their sum in index order (kept sequential: the order of a float sum is part of the result).
 static double smp_weights(const smp_cand *c, int n, double mx, double temp, double *w) {
     if (temp == 1.0)
         for (int i = 0; i < n; i++) w[i] = smp_exp((double)c[i].logit - mx);
@@ -105,35 +105,36 @@ static double smp_weights(const smp_cand *c, int n, double mx, double temp, doub
 }
 
 // ---- candidate order: higher logit first, then lower id ----------------------------------------------------
-static inline bool smp_before(smp_cand a, smp_cand b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); }
+static inline bool smp_before(smp_cand a, smp_cand b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
 
-// Sift c[i] down a binary heap of n entries. best_root: the root ranks first (max-heap in our order),
-// else the root ranks last (the heap of the k kept so far, whose root is the next to evict).
-static void smp_sift(smp_cand *c, int n, int i, bool best_root) {
+// Sift c[i] down a binary heap of n entries whose root ranks last (so the root is the next to evict).
+static void smp_sift(smp_cand *c, int n, int i) {
     smp_cand x = c[i];
     for (;;) {
         int ch = 2 * i + 1;
         if (ch >= n) break;
-        if (ch + 1 < n && (best_root ? smp_before(c[ch + 1], c[ch]) : smp_before(c[ch], c[ch + 1]))) ch++;
-        if (!(best_root ? smp_before(c[ch], x) : smp_before(x, c[ch]))) break;
+        if (ch + 1 < n && smp_before(c[ch], c[ch + 1])) ch++;
+        if (!smp_before(x, c[ch])) break;
         c[i] = c[ch];
         i = ch;
     }
     c[i] = x;
 }
 
-static void smp_heapify(smp_cand *c, int n, bool best_root) {
-    for (int i = n / 2 - 1; i >= 0; i--) smp_sift(c, n, i, best_root);
+static void smp_heapify(smp_cand *c, int n) {
+    for (int i = n / 2 - 1; i >= 0; i--) smp_sift(c, n, i);
 }
 
 // Sort c[0..n) best first (heap sort: O(n log n) worst case, no allocation).
 static void smp_sort(smp_cand *c, int n) {
-    smp_heapify(c, n, false);
+    smp_heapify(c, n);
     for (int end = n - 1; end > 0; end--) { // the worst goes to the back
         smp_cand t = c[0];
         c[0] = c[end];
         c[end] = t;
-        smp_sift(c, end, 0, false);
+        smp_sift(c, end, 0);
     }
 }
 
@@ -238,11 +239,11 @@ static int smp_load(ll_sampler *s, const float *logits) {
 // Keep the k best (k < n) in c[0..k), sorted best first: a heap of the k kept whose root is the worst of them,
 // O(n log k) and O(n) when most candidates lose to the root at once.
 static int smp_top_k(smp_cand *c, int n, int k) {
-    smp_heapify(c, k, false);
+    smp_heapify(c, k);
     for (int i = k; i < n; i++) {
         if (smp_before(c[i], c[0])) {
             c[0] = c[i];
-            smp_sift(c, k, 0, false);
+            smp_sift(c, k, 0);
         }
     }
     smp_sort(c, k);

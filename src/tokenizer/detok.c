@@ -55,6 +55,7 @@ static size_t clean_spaces(char *s, size_t n) {
 int ll_tokenizer_detokenize(const ll_tokenizer *t, const int32_t *ids, int n, bool remove_special,
                             bool unparse_special, char *buf, int cap) {
     bool strip = t->add_space_prefix;
+    if (n < 0) n = 0;
     if (remove_special && t->add_bos && n > 0 && ids[0] == t->bos) ids++, n--, strip = false;
     if (remove_special && t->add_eos && n > 0 && ids[n - 1] == t->eos) n--;
     size_t total = 0, room = cap > 0 ? (size_t)cap : 0;

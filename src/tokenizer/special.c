@@ -50,14 +50,19 @@ static ll_status read_ids(ll_tokenizer *t, const ll_gguf *g, int32_t fim[6], ll_
     if (ll_gguf_find(g, KEY_ADD_BOS)) st = ll_gguf_get_bool(g, KEY_ADD_BOS, &t->add_bos, err);
     if (st == LL_OK && ll_gguf_find(g, KEY_ADD_EOS)) st = ll_gguf_get_bool(g, KEY_ADD_EOS, &t->add_eos, err);
     if (st != LL_OK) return st;
-    if ((t->add_bos && t->bos < 0) || (t->add_eos && t->eos < 0))
-        return ll_err_set(err, LL_ERR_FORMAT, "%s: '%s' is true but the vocabulary has no %s token id", g->path,
-                          t->add_bos && t->bos < 0 ? KEY_ADD_BOS : KEY_ADD_EOS, t->add_bos && t->bos < 0 ? "bos" : "eos");
+    bool bad_bos = t->add_bos && t->bos < 0;
+    if (bad_bos || (t->add_eos && t->eos < 0))
+        return ll_err_set(err, LL_ERR_FORMAT, "%s: the vocabulary adds a %s token ('%s' is true, or absent and true "
+                          "by default) but 'tokenizer.ggml.%s_token_id' names no token of its %d", g->path,
+                          bad_bos ? "BOS" : "EOS", bad_bos ? KEY_ADD_BOS : KEY_ADD_EOS, bad_bos ? "bos" : "eos",
+                          t->n_vocab);
     return LL_OK;
 }
 
 // ---- end of generation ------------------------------------------------------------------------------------
 static bool text_in(const ll_tokenizer *t, int32_t id, const char *const *list) {
+    char c = ll_tok_text(t, id)[0]; // every listed text starts with one of these: skip the rest quickly
+    if (c != '<' && c != '[' && c != '_' && c != '\xe2') return false;
     for (; *list; list++)
         if (t->tok[id].len == strlen(*list) && memcmp(ll_tok_text(t, id), *list, t->tok[id].len) == 0) return true;
     return false;

@@ -10,6 +10,7 @@
 // Heap key for "higher score first": map the float to an unsigned whose order is the float order, then invert.
 static uint64_t score_key(float f) {
     uint32_t u;
+    if (f == 0) f = 0; // -0 ties with +0, as in llama.cpp's comparison
     memcpy(&u, &f, 4);
     u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
     return (uint64_t)(~u);

@@ -42,8 +42,5 @@ int ll_tokenizer_detokenize(const ll_tokenizer *t, const int32_t *ids, int n, bo
 // arrives; malformed bytes come out as U+FFFD, and flush turns a held-back incomplete character into U+FFFD.
 // NULL when out of memory.
 ll_detok *ll_detok_init_tok(const ll_tokenizer *t);
-// Drop one leading space from the first piece that has text, only for vocabularies that add a space prefix
-// (SPM): what llama_detokenize does for a sequence that starts without BOS. Off by default; set before pushing.
-void ll_detok_set_strip_leading_space(ll_detok *d, bool strip);
 
 #endif

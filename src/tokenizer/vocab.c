@@ -85,17 +85,16 @@ static const struct {
     {"hunyuan", LL_PRETOK_QWEN2, false, false},   {"solar-open", LL_PRETOK_QWEN2, false, false},
 };
 
+// BPE pre-tokenizer by name. A missing key, "default" and unknown names fall back to gpt-2's rule with a warning
+// (llama.cpp refuses unknown names, and its "default" chains four regexes that gpt-2's only approximates).
 static ll_status read_pre(ll_tokenizer *t, const ll_gguf *g, ll_error *err) {
     t->pre = LL_PRETOK_GPT2;
     t->clean_spaces = true;
-    if (!ll_gguf_find(g, KEY_PRE)) {
-        ll_log(LL_LOG_WARN, "%s: no '%s' key; using the gpt-2 pre-tokenizer (re-convert the model for exact "
-                            "tokenization)", g->path, KEY_PRE);
-        return LL_OK;
+    ll_str pre = {"default", 7};
+    if (ll_gguf_find(g, KEY_PRE)) {
+        ll_status st = ll_gguf_get_str(g, KEY_PRE, &pre, err);
+        if (st != LL_OK) return st;
     }
-    ll_str pre;
-    ll_status st = ll_gguf_get_str(g, KEY_PRE, &pre, err);
-    if (st != LL_OK) return st;
     for (size_t i = 0; i < sizeof k_pre / sizeof k_pre[0]; i++) {
         if (!ll_str_eq(pre, k_pre[i].name)) continue;
         t->pre = k_pre[i].pre;
@@ -103,8 +102,9 @@ static ll_status read_pre(ll_tokenizer *t, const ll_gguf *g, ll_error *err) {
         t->ignore_merges = t->add_bos = k_pre[i].llama3;
         return LL_OK;
     }
-    ll_log(LL_LOG_WARN, "%s: pre-tokenizer '%.*s' is not known; using gpt-2's (tokens may differ from llama.cpp)",
-           g->path, (int)(pre.len > 64 ? 64 : pre.len), pre.ptr);
+    ll_log(LL_LOG_WARN, "%s: BPE pre-tokenizer '%.*s' (key '%s') is not one llmlab implements; using gpt-2's, so "
+           "tokens may differ from llama.cpp (re-convert the model with a known pre-tokenizer)", g->path,
+           (int)(pre.len > 64 ? 64 : pre.len), pre.ptr, KEY_PRE);
     return LL_OK;
 }
 

@@ -5,10 +5,11 @@
 
 #include "backend/cpu/matmul.h"
 
-// Prefill blocking. K block: a panel of mr rows x LL_MM_KC f32 (32 x 1024 x 4 = 128 KB on AVX-512) stays in
-// L2 while every token block of the tile streams past it; a multiple of 256 so quantized blocks never straddle
-// it. Token tile: packed activations are built for at most LL_MM_TT tokens at a time (a multiple of every nr).
-#define LL_MM_KC 1024
+// Prefill blocking. K block: a panel of mr rows x LL_MM_KC f32 (32 x 512 x 4 = 64 KB on AVX-512) and the
+// tile's activations for that block (192 x 512 x 4 = 384 KB) stay in L2 (1 MB on Zen 4) while every token
+// block streams past the panel; a multiple of 256 so quantized blocks never straddle it. Token tile: packed
+// activations are built for at most LL_MM_TT tokens at a time (a multiple of every nr).
+#define LL_MM_KC 512
 #define LL_MM_TT 192
 
 // One call of ll_matmul, as the kernels see it.

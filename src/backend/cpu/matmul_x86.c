@@ -121,16 +121,19 @@ INLINE void z_dot(uint32_t ty, const ll_mm_job *j, int r0, int r1) {
 // In-register 16x16 transpose: v[r] lane c -> v[c] lane r. Four rounds of 16 two-source shuffles.
 INLINE void z_transpose16(__m512 v[16]) {
     __m512 t[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]); // per 128-bit lane: a0 b0 a1 b1
         t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]); // a2 b2 a3 b3
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 16; i += 4) { // per lane: column j of rows i..i+3 in v[i + j]
         v[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
         v[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
         v[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
         v[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
     }
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) { // gather 128-bit lane L of v[j], v[4+j], v[8+j], v[12+j] -> column 4L + j
         __m512 a02 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x88), a13 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xdd);
         __m512 b02 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x88), b13 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xdd);
@@ -139,27 +142,43 @@ INLINE void z_transpose16(__m512 v[16]) {
         t[8 + j] = _mm512_shuffle_f32x4(a02, b02, 0xdd);
         t[12 + j] = _mm512_shuffle_f32x4(a13, b13, 0xdd);
     }
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++) v[i] = t[i];
 }
 
 #define Z_MR 32
 #define Z_NR 12
+#define Z_PACK_PF 32 // pack: prefetch distance along each of the 16 rows it reads at once (elements)
 
 // Panel of 32 rows x kc columns -> dst[k * 32 + r], 16x16 blocks converted then transposed in registers.
+// Rows past nr load nothing (mask 0) and come out as zeros; columns past kc likewise and are not stored.
 INLINE void z_pack(uint32_t ty, const ll_mm_job *j, int r0, int nr, int k0, int kc, float *dst) {
     for (int h = 0; h < Z_MR / 16; h++) {
         int valid = nr - h * 16 < 0 ? 0 : nr - h * 16 > 16 ? 16 : nr - h * 16;
         const uint8_t *w = j->W + (size_t)(r0 + h * 16) * j->row_bytes;
+        size_t rb = j->row_bytes;
         for (int k = 0; k < kc; k += 16) {
             int kn = kc - k < 16 ? kc - k : 16;
             __mmask16 m = (__mmask16)((1u << kn) - 1);
             __m512 v[16];
-            for (int r = 0; r < 16; r++) {
-                const uint8_t *wr = w + (size_t)r * j->row_bytes;
-                v[r] = r >= valid ? _mm512_setzero_ps() : kn == 16 ? z_load(ty, wr, k0 + k) : z_load_mask(ty, wr, k0 + k, m);
+            if (valid == 16 && kn == 16) {
+                if (k + Z_PACK_PF < kc)
+#pragma GCC unroll 16
+                    for (int r = 0; r < 16; r++) _mm_prefetch((const char *)(w + (size_t)r * rb + (size_t)(k0 + k + Z_PACK_PF) * elt_size(ty)), _MM_HINT_T0);
+#pragma GCC unroll 16
+                for (int r = 0; r < 16; r++) v[r] = z_load(ty, w + (size_t)r * rb, k0 + k);
+            } else {
+#pragma GCC unroll 16
+                for (int r = 0; r < 16; r++) v[r] = z_load_mask(ty, w + (size_t)(r < valid ? r : 0) * rb, k0 + k, r < valid ? m : 0);
             }
             z_transpose16(v);
-            for (int q = 0; q < kn; q++) _mm512_store_ps(dst + (size_t)(k + q) * Z_MR + h * 16, v[q]);
+            float *d = dst + (size_t)k * Z_MR + h * 16;
+            if (kn == 16) {
+#pragma GCC unroll 16
+                for (int q = 0; q < 16; q++) _mm512_store_ps(d + (size_t)q * Z_MR, v[q]);
+            } else {
+                for (int q = 0; q < kn; q++) _mm512_store_ps(d + (size_t)q * Z_MR, v[q]);
+            }
         }
     }
 }
@@ -221,11 +240,14 @@ Z_TYPE(f32, LL_TYPE_F32)
 Z_TYPE(f16, LL_TYPE_F16)
 Z_TYPE(bf16, LL_TYPE_BF16)
 
-// dot_max_tokens: up to 4 tokens the dot form is still bound by streaming W (measured: bench_matmul).
+// dot_max_tokens: the dot form streams W once for 1-4 tokens and re-reads 16-row blocks from L2 for more;
+// up to 16 tokens that still beats converting + transposing W into panels (EPYC, 4096x4096 F16, 1 thread:
+// 16 tokens 7.5 ms dot vs 9.4 ms panels; about even at 32-48; panels ~13% ahead at 128).
+#define Z_DOT_MAX 16
 static const ll_mm_ops k_ops[] = {
-    {LL_TYPE_F32, "avx512", 4, z_dot_f32, NULL, NULL, NULL, z_pack_f32, z_kern, Z_MR, Z_NR},
-    {LL_TYPE_F16, "avx512", 4, z_dot_f16, NULL, NULL, NULL, z_pack_f16, z_kern, Z_MR, Z_NR},
-    {LL_TYPE_BF16, "avx512", 4, z_dot_bf16, NULL, NULL, NULL, z_pack_bf16, z_kern, Z_MR, Z_NR},
+    {LL_TYPE_F32, "avx512", Z_DOT_MAX, z_dot_f32, NULL, NULL, NULL, z_pack_f32, z_kern, Z_MR, Z_NR},
+    {LL_TYPE_F16, "avx512", Z_DOT_MAX, z_dot_f16, NULL, NULL, NULL, z_pack_f16, z_kern, Z_MR, Z_NR},
+    {LL_TYPE_BF16, "avx512", Z_DOT_MAX, z_dot_bf16, NULL, NULL, NULL, z_pack_bf16, z_kern, Z_MR, Z_NR},
 };
 
 #elif defined(MM_AVX2)
