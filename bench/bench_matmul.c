@@ -84,7 +84,7 @@ static double measure_bw(ll_pool *pool, const float *buf, size_t n, int reps) {
         ll_pool_run(pool, bw_job, &c);
         t[r] = ll_time_s() - t0;
     }
-    return (double)n * sizeof(float) / stats_of(t, reps).med / 1e9;
+    return (double)n * sizeof(float) / stats_of(t, reps).min / 1e9; // a ceiling: the best run
 }
 
 typedef struct fma_ctx {
@@ -134,7 +134,7 @@ static double fma_flops_per_iter(void) {
 }
 
 static double measure_peak(ll_pool *pool, int reps) {
-    fma_ctx c = {.iters = 20 * 1000 * 1000};
+    fma_ctx c = {.iters = 5 * 1000 * 1000};
     double t[32];
     ll_pool_run(pool, fma_job, &c);
     for (int r = 0; r < reps; r++) {
@@ -142,7 +142,7 @@ static double measure_peak(ll_pool *pool, int reps) {
         ll_pool_run(pool, fma_job, &c);
         t[r] = ll_time_s() - t0;
     }
-    return (double)c.iters * fma_flops_per_iter() * ll_pool_size(pool) / stats_of(t, reps).med / 1e9;
+    return (double)c.iters * fma_flops_per_iter() * ll_pool_size(pool) / stats_of(t, reps).min / 1e9;
 }
 
 // ---- matmul -----------------------------------------------------------------------------------------------
@@ -265,10 +265,18 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nbw; i++) buf[i] = (float)(i & 1023);
     for (int n = 1; n <= 2; n++) {
         cfg.bw[n] = measure_bw(cfg.pool[n], buf, nbw, quick ? 3 : 7);
-        cfg.peak[n] = measure_peak(cfg.pool[n], quick ? 3 : 5);
+        cfg.peak[n] = measure_peak(cfg.pool[n], quick ? 5 : 15);
     }
     ll_aligned_free(buf);
-    printf("ceilings: read bandwidth (sum over 1 GiB) 1 thread %.1f GB/s, 2 threads %.1f GB/s; "
+    char load[64] = "?";
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (!fgets(load, sizeof load, lf)) strcpy(load, "?");
+        load[strcspn(load, "\n")] = 0;
+        fclose(lf);
+    }
+    printf("load average before: %s (other processes share these cores: compare runs of one session)\n", load);
+    printf("ceilings (best run): read bandwidth (AVX sum over 1 GiB) 1 thread %.1f GB/s, 2 threads %.1f GB/s; "
            "FMA peak 1 thread %.1f GFLOPS, 2 threads %.1f GFLOPS\n",
            cfg.bw[1], cfg.bw[2], cfg.peak[1], cfg.peak[2]);
     printf("kernels: F32 %s, F16 %s, BF16 %s; decode = 1 token (GB/s of W), prefill = 128 tokens (GFLOPS); "

@@ -37,6 +37,7 @@ void gen_print_flags_help(FILE *f) {
             "  -c, --ctx-size N        context size in tokens (default: the model's, at most 4096)\n"
             "  -b, --batch-size N      prompt tokens evaluated per step (default 512)\n"
             "  -t, --threads N         threads (default: physical cores)\n"
+            "  --device D              cpu, cuda or auto (default auto: CUDA when a GPU is found)\n"
             "  -n, --n-predict N       tokens to generate (default 256; -1 = until end of text or full context)\n"
             "  --ignore-eos            keep generating past end-of-text tokens\n"
             "sampling (llama.cpp's order: repeat penalty, top-k, top-p, min-p, temperature):\n"
@@ -73,6 +74,7 @@ int gen_parse_flag(const char *cmd, gen_opts *o, int argc, char **argv, int *i) 
     else if (is(a, "--repeat-last-n", NULL)) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &l)) return -1; o->sp.repeat_last_n = (int)l; }
     else if (is(a, "-s", "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return -1; }
     else if (is(a, "--template", NULL)) { VAL(); o->template_name = v; }
+    else if (is(a, "--device", NULL)) { VAL(); o->device = v; }
     else if (is(a, "--ignore-eos", NULL)) o->ignore_eos = true;
     else if (is(a, "--echo", NULL)) o->echo = true;
     else if (is(a, "--verbose", "-v")) o->verbose = true;
@@ -98,6 +100,7 @@ bool gen_open(const char *cmd, const gen_opts *o, gen_session *g) {
     cp.n_ctx = o->n_ctx;
     if (o->n_batch) cp.n_batch = o->n_batch;
     cp.verbose = o->verbose;
+    cp.device = o->device;
     if (ll_context_init(g->m, &cp, &g->c, &err) != LL_OK) {
         cli_fail(cmd, &err);
         gen_close(g);

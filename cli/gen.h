@@ -9,7 +9,7 @@
 #include "cli.h"
 
 typedef struct gen_opts {
-    const char *model, *prompt, *prompt_file, *tokenizer, *template_name;
+    const char *model, *prompt, *prompt_file, *tokenizer, *template_name, *device;
     int n_predict; // -1 = until end of generation or a full context
     int n_ctx, n_threads, n_batch;
     ll_sampler_params sp;

@@ -49,6 +49,7 @@ typedef struct ll_context_params {
     int n_batch; // most tokens evaluated in one forward call (prefill chunk), 0 = 512
     int n_threads; // 0 = the model's
     bool all_logits; // room for the logits of every token of a batch (perplexity, tests); else the last only
+    const char *device; // "cpu", "cuda", or NULL = auto (CUDA when a device is found)
     bool verbose;
 } ll_context_params;
 

@@ -120,16 +120,19 @@ static ll_status context_alloc(ll_context *c, ll_error *err) {
     size_t nb = (size_t)c->n_batch, qd = (size_t)hp->n_head * hp->head_dim;
     size_t wide = qd > (size_t)hp->n_embd ? qd : (size_t)hp->n_embd;
     size_t kv = (size_t)hp->n_layer * c->n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
-    float **bufs[] = {&c->k_cache, &c->v_cache, &c->x, &c->xb, &c->xb2, &c->q, &c->hb, &c->hb2, &c->logits};
+    float **bufs[] = {&c->k_cache, &c->v_cache, &c->x, &c->xb, &c->xb2, &c->q, &c->hb, &c->hb2, &c->logits_dev};
     size_t sizes[] = {kv, kv, nb * wide * 4, nb * wide * 4, nb * wide * 4, nb * qd * 4, nb * hp->n_ff * 4,
                       nb * hp->n_ff * 4, (size_t)c->n_logits_cap * hp->n_vocab * 4};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (!(*bufs[i] = be->ops->alloc(be, sizes[i], err))) return LL_ERR_NOMEM;
     c->pos = ll_calloc(nb, sizeof *c->pos, err);
-    if (!c->pos) return LL_ERR_NOMEM;
-    const ll_weight *ws[LL_MODEL_MATMUL_KINDS];
-    int nw = ll_model_matmul_weights(c->m, ws);
-    return ll_backend_cpu_reserve(be, ws, nw, c->n_batch, c->n_ctx, err);
+    c->logits = ll_aligned_alloc(sizes[8], 64, err);
+    if (!c->pos || !c->logits) return LL_ERR_NOMEM;
+    int nw;
+    const ll_weight **ws = ll_model_all_weights(c->m, &nw);
+    ll_status s = be->ops->prepare(be, ws, nw, c->n_batch, c->n_ctx, err);
+    free(ws);
+    return s;
 }
 
 ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_context **out, ll_error *err) {
@@ -149,8 +152,8 @@ ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_conte
     ll_context *c = ll_calloc(1, sizeof *c, err);
     if (!c) return LL_ERR_NOMEM;
     *c = (ll_context){.m = m, .n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .n_logits_cap = n_logits};
-    c->be = ll_backend_cpu_init(n_threads, err);
-    s = c->be ? context_alloc(c, err) : LL_ERR_NOMEM;
+    s = ll_backend_init(&c->be, p.device, n_threads, err);
+    if (s == LL_OK) s = context_alloc(c, err);
     if (s != LL_OK) {
         ll_context_free(c);
         return s;
@@ -162,12 +165,13 @@ ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_conte
 void ll_context_free(ll_context *c) {
     if (!c) return;
     if (c->be) {
-        float *bufs[] = {c->k_cache, c->v_cache, c->x, c->xb, c->xb2, c->q, c->hb, c->hb2, c->logits};
+        float *bufs[] = {c->k_cache, c->v_cache, c->x, c->xb, c->xb2, c->q, c->hb, c->hb2, c->logits_dev};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) c->be->ops->free(c->be, bufs[i]);
         ll_backend_free(c->be);
     }
     free(c->pos);
+    ll_aligned_free(c->logits);
     free(c);
 }
 

@@ -121,8 +121,8 @@ static void check_timed(const cJSON *r, const char *rate) {
     need(r, "impl", is_str);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "validated")));
     const cJSON *t = need(r, "time_s", is_obj);
-    double med = pos(t, "median"), mn = pos(t, "min"), mx = pos(t, "max");
-    assert_true(mn <= med && med <= mx);
+    double med = pos(t, "median"), mn = pos(t, "min"), mx = pos(t, "max"), q1 = pos(t, "q1"), q3 = pos(t, "q3");
+    assert_true(mn <= q1 && q1 <= med && med <= q3 && q3 <= mx);
     assert_true(pos(t, "reps") >= 1);
     assert_true(need(r, "spread_pct", is_num)->valuedouble >= 0);
     pos(r, rate);
@@ -312,7 +312,7 @@ static void test_int8_gemm(void **state) {
         }
         ll_pool_free(pool);
     }
-    printf("# int8 GEMM path: %s\n", ll_hw_i8_isa());
+    printf("# note: int8 GEMM path: %s\n", ll_hw_i8_isa());
 }
 
 // ---- bisection on a fake allocator ------------------------------------------------------------------------------------
@@ -375,8 +375,10 @@ static void test_sections_and_stats(void **state) {
     double t[5] = {3, 1, 2, 5, 4}, u[4] = {4, 1, 3, 2};
     ll_hw_stats s = ll_hw_stats_of(t, 5);
     assert_true(s.median == 3 && s.min == 1 && s.max == 5 && s.reps == 5);
+    assert_true(s.q1 == 2 && s.q3 == 4);
     s = ll_hw_stats_of(u, 4);
     assert_true(s.median == 2.5 && s.min == 1 && s.max == 4);
+    assert_true(s.q1 == 1.75 && s.q3 == 3.25); // interpolated quartiles
 }
 
 static void test_gpu_spec_table(void **state) {
@@ -403,9 +405,9 @@ static void test_cuda_reports_absence(void **state) {
     assert_true(n >= 0);
     if (n == 0) {
         assert_true(strstr(why, "no CUDA device") != NULL || strstr(why, "built without CUDA") != NULL);
-        printf("# %s\n", why);
+        printf("# note: %s\n", why);
     } else {
-        printf("# %d CUDA device(s): GPU sections run under `llmlab bench hw`\n", n);
+        printf("# note: %d CUDA device(s): GPU sections run under `llmlab bench hw`\n", n);
     }
 }
 

@@ -121,7 +121,7 @@ static void check_shape(uint32_t ty, int n_in, int n_out, int nt, size_t woff, u
 
 // Every type x token count x shape; n_in = 1100 and 4096 (several K blocks) with fewer n_out to stay fast.
 static void sweep(uint32_t ty) {
-    static const int tokens[] = {1, 2, 3, 7, 16, 33};
+    static const int tokens[] = {1, 2, 3, 5, 7, 16, 17, 33}; // 5: a 1-token remainder group of the dot form
     static const int n_ins[] = {1, 7, 33, 100, 172, 257};
     static const int n_outs[] = {1, 5, 17, 64, 300};
     uint64_t seed = 1000 + ty;

@@ -65,7 +65,7 @@ static void check_golden(const char *model, const char *tokenizer, const char *i
     if (ll_context_init(m, &cp, &c, &err) != LL_OK) fail_msg("context: %s", err.message);
     if (ll_eval(c, ids, n, true, &err) != LL_OK) fail_msg("eval: %s", err.message);
     int nv = ll_model_n_vocab(m);
-    size_t glen;
+    size_t glen = 0;
     float *gold = (float *)tu_read_file(logits_path, &glen);
     assert_int_equal(glen, (size_t)n * nv * sizeof(float));
     float *ours = malloc(glen);

@@ -66,6 +66,10 @@ typedef struct ll_backend_ops {
     // y (n_tok, w.ne0) = rows ids of w (any type with a to_float)
     void (*get_rows)(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok);
     void (*synchronize)(ll_backend *b);
+    // Once, before the first token: device backends upload every weight in ws (and later find them by
+    // their host pointer); all size their scratch for batches of max_tok tokens and max_ctx positions.
+    ll_status (*prepare)(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);
+    void (*destroy)(ll_backend *b);
 } ll_backend_ops;
 
 struct ll_backend {
@@ -73,13 +77,15 @@ struct ll_backend {
     void *impl;
 };
 
-// CPU backend with n_threads workers. Its scratch (matmul workspace for the largest weight at max_tok tokens,
-// attention scores for max_ctx positions per thread) is sized once: ll_backend_cpu_scratch says how much,
-// ll_backend_cpu_reserve allocates it, before the first token.
-ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err);
+// A backend by name: "cpu", "cuda" (builds with CUDA and a device present), or NULL/"auto" (CUDA when a
+// device is found, else CPU). LL_ERR_UNSUPPORTED with a message when the name cannot be served here.
+ll_status ll_backend_init(ll_backend **out, const char *device, int n_threads, ll_error *err);
 void ll_backend_free(ll_backend *b);
+
+// CPU backend with n_threads workers. Its scratch (matmul workspace for the largest weight at max_tok tokens,
+// attention scores for max_ctx positions per thread) is sized once in prepare; ll_backend_cpu_scratch says how
+// much, for the memory plan.
+ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err);
 size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads);
-ll_status ll_backend_cpu_reserve(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
-                                 ll_error *err);
 
 #endif

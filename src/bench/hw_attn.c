@@ -103,7 +103,7 @@ static void attn_cpu(ll_hw_ctx *c, cJSON *doc) {
     int max_seq = 0;
     for (int i = 0; i < c->cfg.n_attn_seqs; i++) max_seq = c->cfg.attn_seqs[i] > max_seq ? c->cfg.attn_seqs[i] : max_seq;
     ll_backend *be = ll_backend_cpu_init(c->cfg.n_threads, &err);
-    if (!be || ll_backend_cpu_reserve(be, NULL, 0, 1, max_seq, &err) != LL_OK) {
+    if (!be || be->ops->prepare(be, NULL, 0, 1, max_seq, &err) != LL_OK) {
         ll_hw_note(doc, "cpu: skipped: %s", err.message);
         ll_backend_free(be);
         return;

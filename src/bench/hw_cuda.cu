@@ -178,7 +178,7 @@ static bool bw_run(int dev, size_t bytes, double min_time, bw_res *r, ll_hw_meas
             case 0: k_read<<<grid, BW_THREADS, 0, s>>>(a, n4, r->partial); break;
             case 1: k_fill<<<grid, BW_THREADS, 0, s>>>(b, n4, 5.0f); break;
             case 2: k_copy<<<grid, BW_THREADS, 0, s>>>(c, a, n4); break;
-            case 3: k_triad<<<grid, BW_THREADS, 0, s>>>(b, a, a, n4, 2.0f); break;
+            case 3: k_triad<<<grid, BW_THREADS, 0, s>>>(b, a, c, n4, 2.0f); break; // three distinct arrays
             default: CK(cudaMemcpyAsync(c, b, n4 * 16, cudaMemcpyDeviceToDevice, s)); return true;
             }
             CK_LAUNCH();
@@ -186,7 +186,7 @@ static bool bw_run(int dev, size_t bytes, double min_time, bw_res *r, ll_hw_meas
         };
         if (!hw_time_gpu(launch, s, min_time, &m->t, why, whycap)) return false;
         CK(cudaStreamSynchronize(s));
-        // Check the result of the last repetition: a = 1, write: b = 5, copy: c = a = 1, triad: b = 1 + 2*1 = 3,
+        // Check the result of the last repetition: a = 1, write: b = 5, copy: c = a = 1, triad: b = a + 2 c = 3,
         // memcpy: c = b = 3.
         if (kind == 0) {
             CK(cudaMemcpy(r->hpart, r->partial, (size_t)grid * sizeof(float), cudaMemcpyDeviceToHost));

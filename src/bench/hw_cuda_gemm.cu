@@ -115,6 +115,25 @@ static void gemm_res_free(gemm_res *r) {
     cudaGetLastError();
 }
 
+// Largest error over GEMM_SAMPLES entries of the host copy of C (two corners, the rest random), against the
+// product of the exact input values in double; |C - ref| / sum |a b|.
+static double gemm_error(gemm_kind g, const gemm_res *r, size_t n) {
+    uint64_t rs = 77;
+    double worst = 0;
+    for (int t = 0; t < GEMM_SAMPLES; t++) {
+        size_t i = t == 0 ? 0 : t == 1 ? n - 1 : rng_next(&rs) % n, j = t == 0 ? 0 : t == 1 ? n - 1 : rng_next(&rs) % n;
+        double ref = 0, mag = 0;
+        for (size_t l = 0; l < n; l++) {
+            double p = (double)r->fa[l + i * n] * (double)r->fb[l + j * n];
+            ref += p;
+            mag += fabs(p);
+        }
+        double e = fabs(c_value(g, r->hc, i + j * n) - ref) / (mag > 1e-30 ? mag : 1e-30);
+        if (!isnan(worst) && !(e <= worst)) worst = e; // a NaN stays: a failure
+    }
+    return worst;
+}
+
 // One size and kind. Column-major: A is stored k x m (lda = k) and used transposed, B k x n (ldb = k),
 // C m x n (ldc = m): C[i + j m] = sum_l A[l + i k] B[l + j k]. Returns false on a CUDA error; a configuration
 // this device or library cannot run is recorded as skipped (t.reps = 0) instead.
@@ -183,19 +202,7 @@ static bool gemm_one(int dev, gemm_kind g, int size, int cc, double min_time, ge
     if (!launch()) return false;
     CK(cudaStreamSynchronize(r->s));
     CK(cudaMemcpy(r->hc, r->c, nab * d->c_bytes, cudaMemcpyDeviceToHost));
-    uint64_t rs = 77;
-    double worst = 0;
-    for (int t = 0; t < GEMM_SAMPLES; t++) {
-        size_t i = t == 0 ? 0 : t == 1 ? n - 1 : rng_next(&rs) % n, j = t == 0 ? 0 : t == 1 ? n - 1 : rng_next(&rs) % n;
-        double ref = 0, mag = 0;
-        for (size_t l = 0; l < n; l++) {
-            double p = (double)r->fa[l + i * n] * (double)r->fb[l + j * n];
-            ref += p;
-            mag += fabs(p);
-        }
-        double e = fabs(c_value(g, r->hc, i + j * n) - ref) / (mag > 1e-30 ? mag : 1e-30);
-        if (!isnan(worst) && !(e <= worst)) worst = e; // a NaN stays: a failure
-    }
+    double worst = gemm_error(g, r, n);
     m->err = worst;
     m->validated = worst <= d->tol ? 1 : 0;
     if (!m->validated) {

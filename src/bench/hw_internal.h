@@ -75,7 +75,7 @@ typedef struct ll_hw_ctx {
 typedef void (*ll_hw_fn)(void *arg);
 // warmup runs, then repetitions until >= min_reps and >= min_time seconds, or max_reps.
 ll_hw_stats ll_hw_time(ll_hw_fn fn, void *arg, int warmup, int min_reps, int max_reps, double min_time);
-double ll_hw_spread_pct(const ll_hw_stats *t); // (max - min) / median, percent
+double ll_hw_spread_pct(const ll_hw_stats *t); // interquartile range / median, percent
 void ll_hw_progress(const ll_hw_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // ---- JSON (hw_util.c) ---------------------------------------------------------------------------------------

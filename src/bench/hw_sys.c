@@ -126,7 +126,10 @@ static void cpu_isa(ll_hw_sys *s) {
     for (size_t i = 0; i < sizeof k_feat / sizeof k_feat[0]; i++)
         if (sysctl_u64(k_feat[i][0])) append(s->isa_cpu, sizeof s->isa_cpu, k_feat[i][1]);
 #endif
-    // What this build compiled for (the kernels can use no more than this).
+}
+
+// What this build compiled for (the kernels can use no more than this).
+static void build_isa(ll_hw_sys *s) {
     static const struct { bool on; const char *name; } k_build[] = {
 #if defined(__AVX2__)
         {true, "avx2"},
@@ -369,14 +372,15 @@ static void gpu_link(ll_hw_gpu *g) {
         if (i == 3) g->link_width_max = atoi(buf);
     }
     g->pcie_gbps = pcie_gbps(g->link_speed, g->link_width);
-    if (read_line("/proc/driver/nvidia/version", buf, sizeof buf)) {
-        char *k = strstr(buf, "Kernel Module");
-        if (k) {
-            k += strlen("Kernel Module");
-            while (*k == ' ') k++;
-            k[strcspn(k, " ")] = 0;
-            snprintf(g->driver, sizeof g->driver, "%s", k);
-        }
+    // "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ...": the first
+    // token of digits and dots with a dot in it.
+    char line[256];
+    if (read_line("/proc/driver/nvidia/version", line, sizeof line)) {
+        for (char *save = NULL, *t = strtok_r(line, " \t", &save); t; t = strtok_r(NULL, " \t", &save))
+            if (isdigit((unsigned char)t[0]) && strchr(t, '.') && strspn(t, "0123456789.") == strlen(t)) {
+                snprintf(g->driver, sizeof g->driver, "%s", t);
+                break;
+            }
     }
 }
 
@@ -398,6 +402,7 @@ void ll_hw_sys_collect(ll_hw_sys *s, bool with_gpu) {
     memset(s, 0, sizeof *s);
     cpu_describe(s);
     cpu_isa(s);
+    build_isa(s);
     cpu_fma_units(s);
     cpu_freq(s);
     cpu_caches(s);

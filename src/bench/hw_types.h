@@ -11,9 +11,10 @@
 extern "C" {
 #endif
 
-// Seconds per repetition over the timed repetitions (after validation and warm-up).
+// Seconds per repetition over the timed repetitions (after validation and warm-up); q1/q3: the quartiles
+// (linear interpolation), whose distance over the median is the reported spread.
 typedef struct ll_hw_stats {
-    double median, min, max;
+    double median, min, max, q1, q3;
     int reps;
 } ll_hw_stats;
 

@@ -18,11 +18,20 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+// The p-quantile of sorted t[0, n), interpolating between neighbours.
+static double quantile(const double *t, int n, double p) {
+    double x = p * (n - 1);
+    int i = (int)x;
+    return i + 1 < n ? t[i] + (x - i) * (t[i + 1] - t[i]) : t[n - 1];
+}
+
 ll_hw_stats ll_hw_stats_of(double *t, int n) {
-    ll_hw_stats s = {0, 0, 0, n};
+    ll_hw_stats s = {.reps = n};
     if (n <= 0) return s;
     qsort(t, (size_t)n, sizeof *t, cmp_double);
-    s.median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    s.median = quantile(t, n, 0.5);
+    s.q1 = quantile(t, n, 0.25);
+    s.q3 = quantile(t, n, 0.75);
     s.min = t[0];
     s.max = t[n - 1];
     return s;
@@ -47,7 +56,7 @@ ll_hw_stats ll_hw_time(ll_hw_fn fn, void *arg, int warmup, int min_reps, int max
 }
 
 double ll_hw_spread_pct(const ll_hw_stats *t) {
-    return t->reps > 0 && t->median > 0 ? 100.0 * (t->max - t->min) / t->median : 0;
+    return t->reps > 0 && t->median > 0 ? 100.0 * (t->q3 - t->q1) / t->median : 0;
 }
 
 double ll_hw_rate(const ll_hw_meas *m, double scale) {
@@ -112,6 +121,8 @@ cJSON *ll_hw_row(cJSON *doc, const char *device, const ll_hw_meas *m, const char
         add_num(t, "median", m->t.median);
         add_num(t, "min", m->t.min);
         add_num(t, "max", m->t.max);
+        add_num(t, "q1", m->t.q1);
+        add_num(t, "q3", m->t.q3);
         cJSON_AddNumberToObject(t, "reps", m->t.reps);
         add_num(r, "spread_pct", ll_hw_spread_pct(&m->t));
         if (rate_key) add_num(r, rate_key, ll_hw_rate(m, rate_scale));

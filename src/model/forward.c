@@ -78,7 +78,8 @@ ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, 
     int first = all_logits ? 0 : n - 1, rows = n - first;
     float *xr = c->x + (size_t)first * hp->n_embd;
     ops->rmsnorm(be, c->xb, xr, &m->output_norm, hp->n_embd, rows, hp->rms_eps);
-    ops->matmul(be, &m->output, c->xb, c->logits, rows);
+    ops->matmul(be, &m->output, c->xb, c->logits_dev, rows);
+    ops->download(be, c->logits, c->logits_dev, (size_t)rows * hp->n_vocab * sizeof(float));
     ops->synchronize(be);
     c->n_logits = rows;
     c->logits_all = all_logits;

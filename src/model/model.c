@@ -3,6 +3,7 @@
 #include "model/model.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/matmul.h"
@@ -189,4 +190,22 @@ int ll_model_matmul_weights(const ll_model *m, const ll_weight *out[LL_MODEL_MAT
     const ll_weight *all[LL_MODEL_MATMUL_KINDS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down, &m->output};
     for (int i = 0; i < LL_MODEL_MATMUL_KINDS; i++) out[i] = all[i];
     return LL_MODEL_MATMUL_KINDS;
+}
+
+const ll_weight **ll_model_all_weights(const ll_model *m, int *n) {
+    int cap = 4 + m->hp.n_layer * 12, k = 0;
+    const ll_weight **ws = malloc((size_t)cap * sizeof *ws);
+    LL_ASSERT(ws != NULL);
+    const ll_weight *top[] = {&m->tok_embd, &m->output_norm, &m->output, &m->rope_freqs};
+    for (int i = 0; i < 4; i++)
+        if (top[i]->data) ws[k++] = top[i];
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const ll_layer *L = &m->layers[il];
+        const ll_weight *lw[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk, &L->bv,
+                                 &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 12; i++)
+            if (lw[i]->data) ws[k++] = lw[i];
+    }
+    *n = k;
+    return ws;
 }

@@ -65,6 +65,8 @@ ll_status ll_model_bind(ll_model *m, ll_error *err);                   // hparam
 // The distinct kinds of matmul weight (one layer's seven + the output): what sizes the workspace.
 #define LL_MODEL_MATMUL_KINDS 8
 int ll_model_matmul_weights(const ll_model *m, const ll_weight *out[LL_MODEL_MATMUL_KINDS]);
+// Every weight the forward pass reads (what a device backend uploads); *n gets the count. malloc'd array.
+const ll_weight **ll_model_all_weights(const ll_model *m, int *n);
 void ll_plan_compute(const ll_model *m, int n_ctx, int n_batch, int n_logits, int n_threads, ll_plan *p);
 ll_status ll_plan_check(const ll_plan *p, const char *what, ll_error *err); // LL_ERR_NOMEM with the numbers
 void ll_plan_print(const ll_plan *p, int n_ctx, int n_batch);
@@ -77,7 +79,8 @@ struct ll_context {
     float *k_cache, *v_cache;
     // Activations for a batch of up to n_batch tokens (backend memory).
     float *x, *xb, *xb2, *q, *hb, *hb2; // k and v go straight into the cache
-    float *logits;     // (n_logits_cap, n_vocab): rows of the last eval
+    float *logits_dev; // (n_logits_cap, n_vocab) backend memory: the output matmul writes here
+    float *logits;     // (n_logits_cap, n_vocab) host memory: rows of the last eval, downloaded
     int n_logits_cap;  // n_batch with all_logits, else 1
     int n_logits;      // rows valid in logits
     bool logits_all;   // rows are per token (else one row: the last token)

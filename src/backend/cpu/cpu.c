@@ -149,6 +149,10 @@ static void cpu_get_rows(ll_backend *b, float *y, const ll_weight *w, const int3
     }
 }
 
+static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
+                             ll_error *err);
+static void cpu_destroy(ll_backend *b);
+
 static const ll_backend_ops k_cpu_ops = {
     .name = "cpu",
     .supports = cpu_supports,
@@ -165,6 +169,8 @@ static const ll_backend_ops k_cpu_ops = {
     .add = cpu_add,
     .get_rows = cpu_get_rows,
     .synchronize = cpu_sync,
+    .prepare = cpu_prepare,
+    .destroy = cpu_destroy,
 };
 
 ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err) {
@@ -179,8 +185,7 @@ ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err) {
     return b;
 }
 
-void ll_backend_free(ll_backend *b) {
-    if (!b) return;
+static void cpu_destroy(ll_backend *b) {
     cpu_impl *c = b->impl;
     ll_pool_free(c->pool);
     ll_aligned_free(c->wsp);
@@ -198,11 +203,12 @@ size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok,
     return wsp + (size_t)n_threads * (size_t)max_ctx * sizeof(float);
 }
 
-ll_status ll_backend_cpu_reserve(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
-                                 ll_error *err) {
+static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
+                             ll_error *err) {
     cpu_impl *c = impl_of(b);
     size_t wsp = 0;
     for (int i = 0; i < n_ws; i++) {
+        if (ws[i]->ne1 <= 1 || !ll_matmul_supports(ws[i]->type)) continue; // vectors: norms, biases
         size_t s = ll_matmul_wsize(ws[i]->type, (int)ws[i]->ne0, max_tok, c->n_threads);
         if (s > wsp) wsp = s;
     }
@@ -214,4 +220,20 @@ ll_status ll_backend_cpu_reserve(ll_backend *b, const ll_weight *const *ws, int 
     c->wsp_size = wsp;
     if (!c->wsp || !c->scores) return err ? err->status : LL_ERR_NOMEM;
     return LL_OK;
+}
+
+ll_status ll_backend_init(ll_backend **out, const char *device, int n_threads, ll_error *err) {
+    *out = NULL;
+    bool want_cuda = device && !strcmp(device, "cuda");
+    if (device && strcmp(device, "cpu") && strcmp(device, "auto") && !want_cuda)
+        return ll_err_set(err, LL_ERR_ARG, "unknown device '%s' (cpu, cuda or auto)", device);
+    if (want_cuda)
+        return ll_err_set(err, LL_ERR_UNSUPPORTED, "the CUDA backend is not built yet: use --device cpu");
+    *out = ll_backend_cpu_init(n_threads, err);
+    return *out ? LL_OK : LL_ERR_NOMEM;
+}
+
+void ll_backend_free(ll_backend *b) {
+    if (!b) return;
+    b->ops->destroy(b);
 }

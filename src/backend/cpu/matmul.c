@@ -2,6 +2,7 @@
 // threaded driver (dot form for decode, packed panels for prefill), the scalar kernels and the reference.
 #include "backend/cpu/matmul_impl.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -14,11 +15,25 @@
 
 static size_t sc_dot_tsp(int n_in) { return (size_t)SC_ROWS * (size_t)n_in * sizeof(float); }
 
+// fp16 -> f32 through a table of all 65536 values (256 KB, filled once from half.h's exact conversion): a
+// load per element instead of half.h's branches, 3-5x faster for the scalar decode.
+static float sc_f16_table[65536];
+static pthread_once_t sc_f16_once = PTHREAD_ONCE_INIT;
+static void sc_f16_fill(void) {
+    for (uint32_t h = 0; h < 65536; h++) sc_f16_table[h] = ll_fp16_to_fp32((uint16_t)h);
+}
+
+static void sc_f16_to_f32(const uint8_t *src, float *dst, int n) {
+    const uint16_t *s = (const uint16_t *)src; // rows are 2-byte aligned (ll_matmul's contract)
+    for (int i = 0; i < n; i++) dst[i] = sc_f16_table[s[i]];
+}
+
 // Row o, elements [k0, k0 + n) of W as f32 (k0, n multiples of the block size).
 static void sc_row_to_f32(const ll_mm_job *j, int o, int k0, int n, float *dst) {
     const ll_type_traits *tt = ll_type_get(j->wtype);
     const uint8_t *src = j->W + (size_t)o * j->row_bytes + (size_t)(k0 / tt->blck) * tt->size;
-    tt->to_float(src, dst, n);
+    if (j->wtype == LL_TYPE_F16) sc_f16_to_f32(src, dst, n); // table filled by ll_matmul
+    else tt->to_float(src, dst, n);
 }
 
 // Four partial sums per row: independent chains the compiler can overlap (and pair into SIMD lanes).
@@ -220,6 +235,7 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
     uint64_t row_bytes;
     LL_ASSERT(ll_type_row_size(wtype, (uint64_t)n_in, &row_bytes));
     LL_ASSERT(tt->blck > 1 || (uintptr_t)W % tt->size == 0); // plain types: element-aligned rows
+    if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
     int nth = ll_pool_size(pool);
     bool gemm = n_tokens > o->dot_max_tokens;
     mm_layout l = mm_layout_of(o, n_in, n_tokens, gemm);

@@ -1,5 +1,7 @@
 // matmul_x86.c — x86 kernels for F32/F16/BF16 weights: AVX-512 (F+BW+VL: masked tails, 32-row panels) or
 // AVX2+FMA+F16C (16-row panels). Weights are converted exactly to f32 (vcvtph2ps, bf16 << 16); f32 FMA.
+// BF16 does not use vdpbf16ps: it needs x rounded to bf16 (8-bit mantissa, ~2e-3 relative error per term) to
+// be faster; an exact hi+lo split of x costs two of them per 32 products, no faster than f32 FMA.
 #include "backend/cpu/matmul_impl.h"
 
 #include "core/half.h"
@@ -14,13 +16,12 @@
 #include <immintrin.h>
 
 #define INLINE static inline __attribute__((always_inline))
-#define MM_PF_BYTES 1024 // dot form: software prefetch distance on each weight row
-
-static inline size_t elt_size(uint32_t ty) { return ty == LL_TYPE_F32 ? 4 : 2; }
 #endif
 
 #if defined(MM_AVX512)
 // ==== AVX-512 ================================================================================================
+
+static inline size_t elt_size(uint32_t ty) { return ty == LL_TYPE_F32 ? 4 : 2; }
 
 // 16 weights from element i of row w, as f32. ty is a constant after inlining.
 INLINE __m512 z_load(uint32_t ty, const uint8_t *w, int i) {
@@ -47,13 +48,8 @@ INLINE void z_dot_tile(uint32_t ty, const uint8_t *w, size_t ws, const float *x,
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    const size_t esz = elt_size(ty);
-    const int pf_end = n - (int)(MM_PF_BYTES / esz);
     int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        if (i < pf_end)
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + (size_t)i * esz + MM_PF_BYTES), _MM_HINT_T0);
+    for (; i + 32 <= n; i += 32) { // no software prefetch: the hardware's stream prefetch did better (Zen 4)
 #pragma GCC unroll 2
         for (int h = 0; h < 32; h += 16) {
             __m512 wv[4];
@@ -85,10 +81,32 @@ INLINE void z_dot_tile(uint32_t ty, const uint8_t *w, size_t ws, const float *x,
         for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// One row against one token, four accumulators. Decode reads W one row after the other: a single
+// sequential stream, which the hardware prefetcher follows better than four interleaved rows (measured).
+INLINE float z_dot_row(uint32_t ty, const uint8_t *w, const float *x, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(z_load(ty, w, i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(z_load(ty, w, i + 16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(z_load(ty, w, i + 32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(z_load(ty, w, i + 48), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        a0 = _mm512_fmadd_ps(z_load_mask(ty, w, i, m), _mm512_maskz_loadu_ps(m, x + i), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 // Rows [r0, r1), all tokens: blocks of 16 rows (in L2 after the first token group) x groups of 4 tokens.
 INLINE void z_dot(uint32_t ty, const ll_mm_job *j, int r0, int r1) {
     const float *x = j->xa;
     size_t xs = (size_t)j->n_in, ldy = (size_t)j->n_out, ws = j->row_bytes;
+    if (j->n_tokens == 1) {
+        for (int o = r0; o < r1; o++) j->y[o] = z_dot_row(ty, j->W + (size_t)o * ws, x, j->n_in);
+        return;
+    }
     for (int rb = r0; rb < r1; rb += 16) {
         int re = rb + 16 < r1 ? rb + 16 : r1;
         for (int t0 = 0; t0 < j->n_tokens; t0 += 4) {
@@ -296,13 +314,8 @@ INLINE void y_dot_tile(uint32_t ty, const uint8_t *w, size_t ws, const float *x,
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    const size_t esz = elt_size(ty);
-    const int pf_end = n - (int)(MM_PF_BYTES / esz);
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        if (i < pf_end)
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + r * ws + (size_t)i * esz + MM_PF_BYTES), _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int h = 0; h < 16; h += 8) {
             __m256 wv[4];
