@@ -3,7 +3,7 @@
 //
 // Build (from the repository root, after `make BUILD=build-mm`), one line:
 //   cc -O2 -march=native -std=c11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -o build-mm/bench_matmul bench/bench_matmul.c build-mm/libllmlab.a -lm -lpthread
-// Run: build-mm/bench_matmul [--quick] [--sweep] [--one TYPE N_OUT N_IN TOKENS THREADS]
+// Run: build-mm/bench_matmul [--quick] [--sweep] [--quant] [--one TYPE N_OUT N_IN TOKENS THREADS]
 //   --sweep: F16 4096x4096 at 1..16 tokens (where the dot form should hand over to the panels);
 //   --one: a single configuration (for perf).
 #include <math.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/matmul_q.h"
 #include "core/half.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -149,6 +150,51 @@ static double measure_peak(ll_pool *pool, int reps) {
 
 static size_t esize(uint32_t ty) { return ty == LL_TYPE_F32 ? 4 : 2; }
 
+static bool is_quant(uint32_t ty) { return ll_mmq_act_type(ty) != 0; }
+
+// Quantized types: uniform values through the reference quantizer, row by row.
+static void fill_w(uint32_t ty, uint8_t *W, size_t n, uint64_t *s);
+static void fill_wq(uint32_t ty, uint8_t *W, int n_in, int n_out, uint64_t *s) {
+    float *row = malloc((size_t)n_in * sizeof(float));
+    uint64_t rb;
+    ll_type_row_size(ty, (uint64_t)n_in, &rb);
+    for (int o = 0; o < n_out; o++) {
+        for (int i = 0; i < n_in; i++) {
+            *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+            row[i] = (float)((*s >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+        }
+        ll_type_get(ty)->from_float_ref(row, W + (size_t)o * rb, n_in);
+    }
+    free(row);
+}
+
+// Quantized: against the scalar vec_dot on the same quantized activations (the test's bound, 2e-6 sum|w x|).
+static bool validate_q(uint32_t ty, const uint8_t *W, const float *x, const float *y, int n_in, int n_out, int nt) {
+    uint64_t s = 12345, rb;
+    ll_type_row_size(ty, (uint64_t)n_in, &rb);
+    void *xq = ll_aligned_alloc(ll_mmq_act_row(ty, n_in), 64, NULL);
+    float *w = malloc((size_t)n_in * sizeof(float));
+    bool ok = true;
+    for (int q = 0; q < 100 && ok; q++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        int t = (int)((s >> 33) % (uint64_t)nt), o = (int)((s >> 13) % (uint64_t)n_out);
+        ll_mmq_act_quantize(ty, x + (size_t)t * n_in, xq, n_in);
+        float d;
+        ll_type_get(ty)->vec_dot(n_in, &d, W + (size_t)o * rb, xq);
+        ll_type_get(ty)->to_float(W + (size_t)o * rb, w, n_in);
+        double a = 0;
+        for (int i = 0; i < n_in; i++) a += fabs((double)w[i] * x[(size_t)t * n_in + i]);
+        double got = y[(size_t)t * n_out + o];
+        if (!(fabs(got - d) <= 2e-6 * a)) {
+            printf("VALIDATION FAILED: %s t=%d o=%d got %.9g want %.9g\n", ll_type_name(ty), t, o, got, d);
+            ok = false;
+        }
+    }
+    ll_aligned_free(xq);
+    free(w);
+    return ok;
+}
+
 static void fill_w(uint32_t ty, uint8_t *W, size_t n, uint64_t *s) {
     for (size_t i = 0; i < n; i++) {
         *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -198,7 +244,9 @@ typedef struct bench_cfg {
 
 // Decode rotates over enough copies of W (>= 256 MB) that none is still in the 32 MB L3 when reused.
 static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, int nth) {
-    size_t wbytes = (size_t)n_out * n_in * esize(ty);
+    uint64_t rb = (uint64_t)n_in * esize(ty);
+    if (is_quant(ty) && !ll_type_row_size(ty, (uint64_t)n_in, &rb)) { printf("n_in not a multiple of the block\n"); exit(2); }
+    size_t wbytes = (size_t)n_out * (size_t)rb;
     int copies = nt <= 4 ? (int)((256u << 20) / wbytes + 1) : 1;
     uint8_t *W = ll_aligned_alloc(wbytes * (size_t)copies, 64, NULL);
     float *x = ll_aligned_alloc((size_t)n_in * nt * sizeof(float), 64, NULL);
@@ -207,14 +255,15 @@ static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, 
     void *wsp = ws ? ll_aligned_alloc(ws, 64, NULL) : NULL;
     if (!W || !x || !y || (ws && !wsp)) { printf("out of memory\n"); exit(1); }
     uint64_t s = 7;
-    fill_w(ty, W, (size_t)n_out * n_in, &s);
+    if (is_quant(ty)) fill_wq(ty, W, n_in, n_out, &s);
+    else fill_w(ty, W, (size_t)n_out * n_in, &s);
     for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * wbytes, W, wbytes);
     for (size_t i = 0; i < (size_t)n_in * nt; i++) x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
     ll_pool *pool = cfg->pool[nth];
     for (int c = 0; c < copies; c++) { // validate every copy's result (also warms up, faults pages in)
         memset(y, 0xff, (size_t)n_out * nt * sizeof(float));
         ll_matmul(pool, ty, W + (size_t)c * wbytes, x, y, n_in, n_out, nt, wsp);
-        if (!validate(ty, W, x, y, n_in, n_out, nt)) exit(1);
+        if (!(is_quant(ty) ? validate_q : validate)(ty, W, x, y, n_in, n_out, nt)) exit(1);
     }
     int reps = nt <= 4 ? cfg->reps_decode : cfg->reps_prefill;
     double t[256];
@@ -237,18 +286,19 @@ static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, 
 }
 
 int main(int argc, char **argv) {
-    bool quick = false, sweep = false;
+    bool quick = false, sweep = false, quant = false;
     int one[5] = {0};
     ll_type one_type = LL_TYPE_F16;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--sweep")) sweep = true;
+        else if (!strcmp(argv[i], "--quant")) quant = true;
         else if (!strcmp(argv[i], "--one") && i + 5 < argc && ll_type_from_name(argv[i + 1], &one_type)) {
             for (int q = 1; q < 5; q++) one[q] = atoi(argv[i + 1 + q]);
             one[0] = 1;
             i += 5;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--sweep] [--one TYPE N_OUT N_IN TOKENS THREADS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--sweep] [--quant] [--one TYPE N_OUT N_IN TOKENS THREADS]\n", argv[0]);
             return 2;
         }
     }
@@ -286,6 +336,16 @@ int main(int argc, char **argv) {
 
     if (one[0]) {
         bench_one(&cfg, one_type, one[1], one[2], one[3], one[4]);
+        return 0;
+    }
+    if (quant) { // llama-1B shapes, 2 threads: decode (GB/s of W) and prefill at 128 tokens (GOPS = 2 n_in n_out / s)
+        static const uint32_t qt[] = {LL_TYPE_Q4_0, LL_TYPE_Q8_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
+        static const int qs[][2] = {{8192, 2048}, {2048, 8192}};
+        printf("quantized kernels: Q4_0 %s, Q8_0 %s, Q4_K %s, Q6_K %s\n", ll_matmul_isa(LL_TYPE_Q4_0),
+               ll_matmul_isa(LL_TYPE_Q8_0), ll_matmul_isa(LL_TYPE_Q4_K), ll_matmul_isa(LL_TYPE_Q6_K));
+        for (int ph = 0; ph < 2; ph++)
+            for (size_t k = 0; k < sizeof qt / sizeof qt[0]; k++)
+                for (int sh = 0; sh < 2; sh++) bench_one(&cfg, qt[k], qs[sh][0], qs[sh][1], ph == 0 ? 1 : 128, 2);
         return 0;
     }
     if (sweep) {

@@ -6,9 +6,12 @@
 // Bytes are counted as STREAM does (read 1, copy 2, triad 3 arrays per pass); the best and the median of the
 // repetitions are printed, after one untimed pass. Each thread initialises the slice it later uses. Arrays ask
 // for transparent huge pages like `bench hw` does (--small-pages: not), since one thread's stream over 4 KiB
-// pages loses ~15% to TLB misses on some machines.
+// pages loses ~15% to TLB misses on some machines. The main thread is worker 0 and the threads meet at a
+// spinning barrier (as OpenMP's STREAM does): waking sleeping threads each pass would be timed too.
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +20,35 @@
 
 enum { OP_INIT, OP_READ, OP_COPY, OP_TRIAD, OP_STOP };
 
+// Sense-reversing barrier: the last thread to arrive flips the sense the others spin on.
+typedef struct barrier {
+    _Atomic int count, sense;
+    int n;
+} barrier;
+
+static void barrier_wait(barrier *b, int *local) {
+    *local = !*local;
+    if (atomic_fetch_add(&b->count, 1) == b->n - 1) {
+        atomic_store(&b->count, 0);
+        atomic_store(&b->sense, *local);
+        return;
+    }
+    for (unsigned spins = 1; atomic_load(&b->sense) != *local; spins++)
+        if (spins % 4096 == 0) sched_yield(); // an oversubscribed machine still runs the thread that is late
+}
+
 typedef struct shared {
     float *a, *b, *c;
     size_t n;
-    int nth, op;
-    pthread_barrier_t start, done;
+    int nth;
+    _Atomic int op;
+    barrier bar;
     double sums[256];
 } shared;
 
 typedef struct worker {
     shared *s;
-    int ith;
+    int ith, sense;
 } worker;
 
 static double now(void) {
@@ -36,55 +57,63 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Four partial sums of 8-float vectors (GNU C vector types: the compiler picks SSE, AVX or NEON): one running
-// scalar sum would be bound by the add latency, not by memory, and compilers do not reassociate float sums on
-// their own. Chunks of 2^20 floats go to a double total, so the sum of ones stays exact for the check.
-typedef float v8f __attribute__((vector_size(32)));
+// Four partial sums of 64-byte vectors (GNU C vector types: the compiler lowers them to AVX-512, AVX or NEON
+// registers): one running scalar sum would be bound by the add latency, not by memory, and compilers do not
+// reassociate float sums on their own. The width matters on one thread, whose bandwidth is set by how many
+// bytes its loads keep in flight. Chunks of 2^20 floats go to a double total, so a sum of ones stays exact.
+typedef float v16f __attribute__((vector_size(64)));
 
 static double sum(const float *x, size_t n) {
     double t = 0;
     for (size_t c = 0; c < n; c += (size_t)1 << 20) {
         size_t e = n - c < ((size_t)1 << 20) ? n : c + ((size_t)1 << 20), i = c;
-        v8f p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0}, v;
-        for (; i + 32 <= e; i += 32) {
-            memcpy(&v, x + i, 32); p0 += v;
-            memcpy(&v, x + i + 8, 32); p1 += v;
-            memcpy(&v, x + i + 16, 32); p2 += v;
-            memcpy(&v, x + i + 24, 32); p3 += v;
+        v16f p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0}, v;
+        for (; i + 64 <= e; i += 64) {
+            memcpy(&v, x + i, 64); p0 += v;
+            memcpy(&v, x + i + 16, 64); p1 += v;
+            memcpy(&v, x + i + 32, 64); p2 += v;
+            memcpy(&v, x + i + 48, 64); p3 += v;
         }
         for (; i < e; i++) t += x[i];
         v = (p0 + p1) + (p2 + p3);
-        for (int u = 0; u < 8; u++) t += v[u];
+        for (int u = 0; u < 16; u++) t += v[u];
     }
     return t;
 }
 
+// Thread ith's slice of one pass of op; false for OP_STOP.
+static int work(shared *s, int ith, int op) {
+    size_t lo = s->n * (size_t)ith / (size_t)s->nth, hi = s->n * (size_t)(ith + 1) / (size_t)s->nth;
+    float *a = s->a, *b = s->b, *c = s->c;
+    switch (op) {
+    case OP_INIT:
+        for (size_t i = lo; i < hi; i++) { a[i] = 1.0f; b[i] = 2.0f; c[i] = 0.0f; }
+        break;
+    case OP_READ: s->sums[ith] = sum(a + lo, hi - lo); break;
+    case OP_COPY: for (size_t i = lo; i < hi; i++) c[i] = a[i]; break;
+    case OP_TRIAD: for (size_t i = lo; i < hi; i++) a[i] = b[i] + 3.0f * c[i]; break;
+    default: return 0;
+    }
+    return 1;
+}
+
+// Workers 1..nth-1: wait for a pass, do their slice, wait for the others.
 static void *run(void *arg) {
     worker *w = arg;
-    shared *s = w->s;
-    size_t lo = s->n * (size_t)w->ith / (size_t)s->nth, hi = s->n * (size_t)(w->ith + 1) / (size_t)s->nth;
     for (;;) {
-        pthread_barrier_wait(&s->start);
-        float *a = s->a, *b = s->b, *c = s->c;
-        switch (s->op) {
-        case OP_INIT:
-            for (size_t i = lo; i < hi; i++) { a[i] = 1.0f; b[i] = 2.0f; c[i] = 0.0f; }
-            break;
-        case OP_READ: s->sums[w->ith] = sum(a + lo, hi - lo); break;
-        case OP_COPY: for (size_t i = lo; i < hi; i++) c[i] = a[i]; break;
-        case OP_TRIAD: for (size_t i = lo; i < hi; i++) a[i] = b[i] + 3.0f * c[i]; break;
-        default: return NULL;
-        }
-        pthread_barrier_wait(&s->done);
+        barrier_wait(&w->s->bar, &w->sense);
+        if (!work(w->s, w->ith, atomic_load(&w->s->op))) return NULL;
+        barrier_wait(&w->s->bar, &w->sense);
     }
 }
 
-// One pass of op on every thread; returns its seconds (the caller is not a worker, only the timer).
-static double pass(shared *s, int op) {
-    s->op = op;
+// One pass of op on every thread, the caller being worker 0 (w0); returns its seconds.
+static double pass(shared *s, worker *w0, int op) {
+    atomic_store(&s->op, op);
     double t0 = now();
-    pthread_barrier_wait(&s->start);
-    pthread_barrier_wait(&s->done);
+    barrier_wait(&s->bar, &w0->sense);
+    work(s, 0, op);
+    barrier_wait(&s->bar, &w0->sense);
     return now() - t0;
 }
 
@@ -124,23 +153,25 @@ int main(int argc, char **argv) {
         madvise(s.c, bytes, MADV_HUGEPAGE);
     }
 #endif
-    pthread_barrier_init(&s.start, NULL, (unsigned)nth + 1);
-    pthread_barrier_init(&s.done, NULL, (unsigned)nth + 1);
+    s.bar.n = nth;
     pthread_t th[256];
     worker w[256];
     for (int i = 0; i < nth; i++) {
-        w[i] = (worker){&s, i};
-        pthread_create(&th[i], NULL, run, &w[i]);
+        w[i] = (worker){&s, i, 0};
+        if (i > 0 && pthread_create(&th[i], NULL, run, &w[i]) != 0) {
+            fprintf(stderr, "stream: cannot start thread %d\n", i);
+            return 1;
+        }
     }
-    pass(&s, OP_INIT);
+    pass(&s, &w[0], OP_INIT);
     printf("stream: %d thread%s, 3 arrays of %zu MiB, %s pages, %d repetitions (GB = 1e9 bytes)\n", nth,
            nth > 1 ? "s" : "", mib, huge ? "huge (madvise)" : "small", reps);
     const char *names[] = {"", "read", "copy", "triad"};
     const double moved[] = {0, 1, 2, 3};
     for (int op = OP_READ; op <= OP_TRIAD; op++) {
         double t[1000];
-        pass(&s, op); // warm-up
-        for (int r = 0; r < reps; r++) t[r] = pass(&s, op);
+        pass(&s, &w[0], op); // warm-up
+        for (int r = 0; r < reps; r++) t[r] = pass(&s, &w[0], op);
         qsort(t, (size_t)reps, sizeof t[0], cmp);
         double gb = moved[op] * (double)bytes / 1e9, med = t[reps / 2];
         printf("%-6s best %8.1f GB/s   median %8.1f GB/s\n", names[op], gb / t[0], gb / med);
@@ -150,9 +181,9 @@ int main(int argc, char **argv) {
             if (total != (double)s.n) printf("stream: read check failed: sum %.0f, expected %zu\n", total, s.n);
         }
     }
-    s.op = OP_STOP;
-    pthread_barrier_wait(&s.start);
-    for (int i = 0; i < nth; i++) pthread_join(th[i], NULL);
+    atomic_store(&s.op, OP_STOP);
+    barrier_wait(&s.bar, &w[0].sense);
+    for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
     free(s.a);
     free(s.b);
     free(s.c);

@@ -20,7 +20,8 @@ static void usage(FILE *f) {
             "  --full          adds the long sizes (CPU GEMM 4096, CPU attention 4096)\n"
             "  --json DIR      where the JSON goes (default results/raw/<hostname>)\n"
             "  --only LIST     comma-separated sections: gemm, memory, attention, alloc, transfer, launch\n"
-            "  --sizes LIST    CPU GEMM sizes (M = N = K), e.g. 512,1024 (default 1024,2048; --quick 1024)\n"
+            "  --sizes LIST    GEMM sizes (M = N = K) on CPU and GPU, e.g. 512,1024 (default CPU 1024,2048,\n"
+            "                  --quick 1024; GPU 1024..8192, --quick 2048,8192)\n"
             "  -t, --threads N most CPU threads (default: logical cores; memory sweeps 1, 2, 4 .. N)\n"
             "  --mem-spec GBPS the DRAM bandwidth spec, for %% of spec in memory.json\n"
             "  --no-gpu        skip every GPU part\n");
@@ -78,6 +79,8 @@ int cmd_bench(int argc, char **argv) {
             if (!ll_hw_parse_sections(v, &cfg.sections, &err)) return cli_fail(cmd, &err);
         } else if (!strcmp(a, "--sizes")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_sizes(v, cfg.gemm_sizes, &cfg.n_gemm_sizes)) return 1;
+            memcpy(cfg.gpu_gemm_sizes, cfg.gemm_sizes, sizeof cfg.gemm_sizes); // the same sizes on every device
+            cfg.n_gpu_gemm_sizes = cfg.n_gemm_sizes;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1024, &n)) return 1;
             cfg.n_threads = (int)n;

@@ -6,6 +6,9 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/matmul.h"
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "core/pool.h"
 
 typedef struct cpu_impl {
@@ -227,8 +230,18 @@ ll_status ll_backend_init(ll_backend **out, const char *device, int n_threads, l
     bool want_cuda = device && !strcmp(device, "cuda");
     if (device && strcmp(device, "cpu") && strcmp(device, "auto") && !want_cuda)
         return ll_err_set(err, LL_ERR_ARG, "unknown device '%s' (cpu, cuda or auto)", device);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    // "cuda" must get the GPU; auto takes it when a device answers, else falls back to the CPU.
+    bool want_auto = !device || !strcmp(device, "auto");
+    if (want_cuda || (want_auto && ll_backend_cuda_device_count(NULL, 0) > 0)) {
+        *out = ll_backend_cuda_init(n_threads, err);
+        if (*out || want_cuda) return *out ? LL_OK : (err && err->status != LL_OK ? err->status : LL_ERR_UNSUPPORTED);
+        ll_log(LL_LOG_WARN, "CUDA device present but unusable (%s): using the CPU", err ? err->message : "?");
+    }
+#else
     if (want_cuda)
-        return ll_err_set(err, LL_ERR_UNSUPPORTED, "the CUDA backend is not built yet: use --device cpu");
+        return ll_err_set(err, LL_ERR_UNSUPPORTED, "this build has no CUDA (no nvcc at build time): use --device cpu");
+#endif
     *out = ll_backend_cpu_init(n_threads, err);
     return *out ? LL_OK : LL_ERR_NOMEM;
 }

@@ -1,6 +1,7 @@
 // matmul.c — y = W x on the CPU: the dispatch table (weight type -> kernels of the best ISA compiled in), the
 // threaded driver (dot form for decode, packed panels for prefill), the scalar kernels and the reference.
 #include "backend/cpu/matmul_impl.h"
+#include "backend/cpu/matmul_q.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -92,6 +93,9 @@ static const ll_mm_ops k_scalar_ops[] = {SC_ROW(LL_TYPE_F32), SC_ROW(LL_TYPE_F16
 static const ll_mm_ops *mm_ops(uint32_t wtype) {
     const ll_mm_ops *o = ll_mm_find_x86(wtype);
     if (!o) o = ll_mm_find_neon(wtype);
+    if (!o) o = ll_mmq_find_x86(wtype);
+    if (!o) o = ll_mmq_find_neon(wtype);
+    if (!o) o = ll_mmq_find_scalar(wtype);
     for (size_t i = 0; !o && i < sizeof k_scalar_ops / sizeof k_scalar_ops[0]; i++)
         if (k_scalar_ops[i].wtype == wtype) o = &k_scalar_ops[i];
     return o;
@@ -109,8 +113,8 @@ void ll_mm_pack_x(const float *x, int n_in, int nt, int nr, float *xp) {
 }
 
 // ---- workspace ----------------------------------------------------------------------------------------------
-// [shared: packed activations of one token tile (prefill)] [per thread: dot scratch + converted x, or a
-// weight panel + LL_MM_KC floats]. Every region starts 64-byte aligned.
+// [shared: packed activations of one token tile (prefill), or every token's converted x (dot form)]
+// [per thread: dot scratch, or a weight panel + LL_MM_KC floats]. Every region starts 64-byte aligned.
 
 typedef struct mm_layout {
     size_t shared, per_thread;
@@ -127,7 +131,7 @@ static mm_layout mm_layout_of(const ll_mm_ops *o, int n_in, int n_tokens, bool g
         l.per_thread = al64((size_t)o->mr * LL_MM_KC * sizeof(float)) + al64(LL_MM_KC * sizeof(float));
     } else {
         l.per_thread = al64(o->dot_tsp ? o->dot_tsp(n_in) : 0);
-        if (o->xa_row) l.per_thread += al64((size_t)n_tokens * al64(o->xa_row(n_in)));
+        if (o->xa_row) l.shared = (size_t)n_tokens * al64(o->xa_row(n_in));
     }
     return l;
 }
@@ -161,18 +165,22 @@ typedef struct mm_ctx {
     _Atomic int next;
 } mm_ctx;
 
+// Converted activations (e.g. Q8 blocks), once per call: tokens split over the threads.
+static void mm_conv_thread(void *vctx, int ith, int nth) {
+    mm_ctx *c = vctx;
+    const ll_mm_job *j = &c->job;
+    int64_t lo, hi;
+    ll_split_range(j->n_tokens, ith, nth, 1, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++)
+        c->ops->xa_conv(j->x + (size_t)t * (size_t)j->n_in, (uint8_t *)c->xp + (size_t)t * j->xa_stride, j->n_in);
+}
+
 static void mm_dot_thread(void *vctx, int ith, int nth) {
     (void)nth;
     mm_ctx *c = vctx;
     const ll_mm_ops *o = c->ops;
     uint8_t *tsp = c->tsp + (size_t)ith * c->tsp_bytes;
     ll_mm_job j = c->job;
-    if (o->xa_conv) { // each thread converts the few token rows itself: no barrier needed
-        uint8_t *xa = tsp + al64(o->dot_tsp ? o->dot_tsp(j.n_in) : 0);
-        j.xa_stride = al64(o->xa_row(j.n_in));
-        for (int t = 0; t < j.n_tokens; t++) o->xa_conv(j.x + (size_t)t * (size_t)j.n_in, xa + (size_t)t * j.xa_stride, j.n_in);
-        j.xa = xa;
-    }
     for (;;) {
         int ch = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
         if (ch >= c->n_chunks) break;
@@ -252,6 +260,11 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
         int q = 16, per = (int)(((int64_t)n_out + 16 * nth - 1) / (16 * nth));
         c.chunk = (per + q - 1) / q * q;
         c.n_chunks = (n_out + c.chunk - 1) / c.chunk;
+        if (o->xa_conv) {
+            c.job.xa = wsp;
+            c.job.xa_stride = al64(o->xa_row(n_in));
+            ll_pool_run(pool, mm_conv_thread, &c);
+        }
         atomic_store(&c.next, 0);
         ll_pool_run(pool, mm_dot_thread, &c);
         return;

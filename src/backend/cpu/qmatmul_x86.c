@@ -1,0 +1,448 @@
+// qmatmul_x86.c — x86 kernels for quantized weights: AVX-512 VNNI (vpdpbusd on 256-bit vectors) or AVX2
+// (vpmaddubsw) integer dots per 32-block, scales in f32; tiles of rows x tokens so a block serves every token.
+#include "backend/cpu/matmul_q.h"
+
+#if !defined(LL_PORTABLE) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&          \
+    defined(__AVX512VNNI__)
+#define QX_VNNI 1
+#define QX_ISA "avx512vnni"
+#define QX_NT 4 // token tile: 4 rows x 4 tokens of ymm accumulators (32 ymm registers with AVX-512)
+#elif !defined(LL_PORTABLE) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define QX_AVX2 1
+#define QX_ISA "avx2"
+#define QX_NT 2 // 16 ymm registers: 4 rows x 2 tokens
+#endif
+
+#if defined(QX_VNNI) || defined(QX_AVX2)
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+static inline size_t al64(size_t n) { return ll_align_up(n, 64); }
+
+// ---- signed int8 x int8 dots of 32 pairs, summed in 8 int32 lanes ---------------------------------------------
+// vpdpbusd multiplies unsigned by signed bytes: with x' = x + 128 (x ^ 0x80), sum x' w = sum x w + 128 sum w, so
+// a prepared weight carries -128 sum w (per lane) as the accumulator's start. AVX2's vpmaddubsw (also unsigned x
+// signed, saturating int16 pairs) gets |w| and x with w's sign instead: |w|, |x| <= 127 never saturate.
+typedef struct qw {
+    __m256i a, b; // VNNI: w, -128 * lane sums of w; AVX2: |w|, w
+} qw;
+
+INLINE qw qw_prep(__m256i w) {
+#if defined(QX_VNNI)
+    __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), w);
+    return (qw){w, _mm256_sub_epi32(_mm256_setzero_si256(), c)};
+#else
+    return (qw){_mm256_sign_epi8(w, w), w};
+#endif
+}
+
+INLINE __m256i qx_prep(__m256i x) {
+#if defined(QX_VNNI)
+    return _mm256_xor_si256(x, _mm256_set1_epi8((char)0x80));
+#else
+    return x;
+#endif
+}
+
+INLINE __m256i q_idot(qw w, __m256i x) {
+#if defined(QX_VNNI)
+    return _mm256_dpbusd_epi32(w.b, x, w.a);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w.a, _mm256_sign_epi8(x, w.b)), _mm256_set1_epi16(1));
+#endif
+}
+
+INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE float fp16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+// ---- legacy blocks of 32 (Q8_0, Q4_0, Q5_0; activations Q8_0) ----------------------------------------------------
+
+// The 32 nibbles of 16 bytes in element order: low nibbles are elements 0-15, high nibbles 16-31.
+INLINE __m256i nibbles32(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
+// Byte j = 0xFF where bit j of the little-endian 32-bit qh is set.
+INLINE __m256i bits32(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    const __m256i idx = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), idx);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+// Block b of a weight row as 32 signed int8 in element order, and its scale.
+INLINE __m256i leg_unpack(uint32_t ty, const uint8_t *blk, float *d) {
+    *d = fp16_at(blk);
+    if (ty == LL_TYPE_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    if (ty == LL_TYPE_Q4_0) return _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8));
+    // Q5_0: qh (4 bytes) then qs
+    __m256i hi = _mm256_and_si256(bits32(blk + 2), _mm256_set1_epi8(0x10));
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles32(blk + 6), hi), _mm256_set1_epi8(16));
+}
+
+static inline size_t leg_bytes(uint32_t ty) { return ty == LL_TYPE_Q8_0 ? 34 : ty == LL_TYPE_Q4_0 ? 18 : 22; }
+
+// y[t][o + r] for R rows x T tokens from token t0: one ymm of f32 partial sums per (row, token); per block the R
+// weight blocks are unpacked once and dotted with each token's block.
+INLINE void leg_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    const int nb = j->n_in / 32;
+    const size_t bs = leg_bytes(ty);
+    const uint8_t *w = j->W + (size_t)o * j->row_bytes, *xq[QX_NT];
+    const float *xd[QX_NT];
+    for (int t = 0; t < T; t++) {
+        xq[t] = (const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride + 2;
+        xd[t] = (const float *)((const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride + al64((size_t)nb * 34));
+    }
+    __m256 acc[4][QX_NT];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        qw wv[4];
+        float dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) wv[r] = qw_prep(leg_unpack(ty, w + (size_t)r * j->row_bytes + (size_t)b * bs, &dw[r]));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256i xv = qx_prep(_mm256_loadu_si256((const __m256i *)(xq[t] + (size_t)b * 34)));
+            float dx = xd[t][b];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q_idot(wv[r], xv)), _mm256_set1_ps(dw[r] * dx), acc[r][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = hsum8(acc[r][t]);
+}
+
+#if defined(QX_VNNI)
+// Q4_0 / Q8_0 with n_in a multiple of 64: two blocks per zmm, half the vector work of the per-block tile.
+// Q4_0: the nibbles go in unsigned (q = u - 8) as [lo_b, lo_b+1, hi_b, hi_b+1] and x in the matching order;
+// -8 sum x (the activations' exact block sums) starts int32 lanes 0 and 4; lanes 0-3 and 8-11 belong to block b.
+// Q8_0: [w_b, w_b+1] signed, x ^ 0x80 and -128 sum w (per lane) as in the tiles; lanes 0-7 are block b.
+// Scales: [d_b, d_b+1] spread to those lanes for weights and activations, one multiply per (row, token).
+INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    const int nb = j->n_in / 32;
+    const size_t bs = leg_bytes(ty), rb = j->row_bytes;
+    const uint8_t *w = j->W + (size_t)o * rb, *xq[QX_NT];
+    const float *xd[QX_NT];
+    const int32_t *xs[QX_NT];
+    for (int t = 0; t < T; t++) {
+        const uint8_t *row = (const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride;
+        xq[t] = row + 2;
+        xd[t] = (const float *)(row + al64((size_t)nb * 34));
+        xs[t] = (const int32_t *)(xd[t] + nb);
+    }
+    const bool q4 = ty == LL_TYPE_Q4_0;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), c80 = _mm512_set1_epi8((char)0x80);
+    const __m512i xidx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i sidx = q4 ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                            : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512 acc[4][QX_NT];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b += 2) {
+        __m512i wv[4], nc[4];
+        __m512 dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = w + (size_t)r * rb + (size_t)b * bs;
+            uint16_t h0, h1;
+            memcpy(&h0, p, 2);
+            memcpy(&h1, p + bs, 2);
+            dw[r] = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1))));
+            if (q4) {
+                __m256i q = _mm256_loadu2_m128i((const __m128i *)(p + bs + 2), (const __m128i *)(p + 2));
+                wv[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
+            } else {
+                wv[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
+                                           _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
+                nc[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, wv[r]));
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m512i x0 = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq[t] + (size_t)b * 34)));
+            __m512i x1 = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq[t] + (size_t)(b + 1) * 34)));
+            __m512 dx = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd[t] + b)))));
+            __m512i xv, init = _mm512_setzero_si512();
+            if (q4) {
+                xv = _mm512_permutex2var_epi64(x0, xidx, x1);
+                init = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -8 * xs[t][b]), 0x0010, -8 * xs[t][b + 1]);
+            } else {
+                xv = _mm512_xor_si512(_mm512_inserti64x4(x0, _mm512_castsi512_si256(x1), 1), c80);
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i dp = q4 ? _mm512_dpbusd_epi32(init, wv[r], xv) : _mm512_dpbusd_epi32(nc[r], xv, wv[r]);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(dw[r], dx), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#endif
+
+// ---- K-quants: super-blocks of 256 (Q4_K, Q5_K, Q6_K; activations Q8_K) ---------------------------------------
+// Per super-block each of the R rows is unpacked into unsigned codes (L1 scratch) with its sub-block scales as
+// int32 vectors; per token and 32 elements: an unsigned x signed dot, times the scale vector, summed in int32.
+// The terms that need the activations' 16-sums (bsums) are one vpmaddwd per row and token:
+// Q4_K/Q5_K: -dmin * sum_j m_j (bsum_2j + bsum_2j+1), scaled apart; Q6_K: codes are q + 32, so -32 sum_i sc_i bsum_i
+// joins the integer sum.
+
+INLINE __m256i q_udot(__m256i u, __m256i x) {
+#if defined(QX_VNNI)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)); // u <= 63: no saturation
+#endif
+}
+
+#if defined(QX_VNNI)
+#define KQ_W 64 // elements per vector step: zmm with AVX-512
+typedef __m512i kq_vec;
+#else
+#define KQ_W 32
+typedef __m256i kq_vec;
+#endif
+
+typedef struct kq_row {
+    uint8_t u[LL_QK_K];  // unsigned codes in element order
+    kq_vec sc[LL_QK_K / KQ_W]; // per KQ_W elements: int32 scale per lane (Q4_K/Q5_K: 8 lanes per sub-block of 32,
+                               // Q6_K: 4 lanes per sub-block of 16)
+    __m256i mb;          // int16 x 16 multipliers of the 16 bsums (Q4_K/Q5_K: m_j twice; Q6_K: sc_i)
+    float d, dmin;       // dmin: Q4_K/Q5_K only
+} kq_row;
+
+INLINE void kq_unpack(uint32_t ty, const uint8_t *blk, kq_row *k) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    if (ty == LL_TYPE_Q6_K) {
+        const ll_block_q6_K *b = (const ll_block_q6_K *)blk;
+        const __m256i m2 = _mm256_set1_epi8(3);
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+            __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+            __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+            uint8_t *u = k->u + 128 * h;
+            _mm256_storeu_si256((__m256i *)u, _mm256_or_si256(_mm256_and_si256(l0, m4), h0));
+            _mm256_storeu_si256((__m256i *)(u + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), h1));
+            _mm256_storeu_si256((__m256i *)(u + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2));
+            _mm256_storeu_si256((__m256i *)(u + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3));
+        }
+#if defined(QX_VNNI)
+        const __m512i rep4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+        for (int q = 0; q < 4; q++) {
+            int32_t v;
+            memcpy(&v, b->scales + 4 * q, 4);
+            k->sc[q] = _mm512_permutexvar_epi32(rep4, _mm512_castsi128_si512(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v))));
+        }
+#else
+        for (int q = 0; q < 8; q++)
+            k->sc[q] = _mm256_set_m128i(_mm_set1_epi32(b->scales[2 * q + 1]), _mm_set1_epi32(b->scales[2 * q]));
+#endif
+        k->mb = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        k->d = fp16_at((const uint8_t *)&b->d);
+        return;
+    }
+    // Q4_K / Q5_K share the header: d, dmin, 12 scale bytes; Q5_K then has qh[32] before qs.
+    const ll_block_q4_K *b = (const ll_block_q4_K *)blk;
+    const uint8_t *qs = ty == LL_TYPE_Q5_K ? ((const ll_block_q5_K *)blk)->qs : b->qs;
+    int16_t mm[16];
+    uint8_t scs[8];
+    for (int q = 0; q < 8; q++) {
+        uint8_t m;
+        ll_quant_k4_scale_min(q, b->scales, &scs[q], &m);
+        mm[2 * q] = mm[2 * q + 1] = m;
+    }
+#if defined(QX_VNNI)
+    for (int q = 0; q < 4; q++)
+        k->sc[q] = _mm512_inserti64x4(_mm512_set1_epi32(scs[2 * q]), _mm256_set1_epi32(scs[2 * q + 1]), 1);
+#else
+    for (int q = 0; q < 8; q++) k->sc[q] = _mm256_set1_epi32(scs[q]);
+#endif
+    k->mb = _mm256_loadu_si256((const __m256i *)mm);
+    __m256i qh = ty == LL_TYPE_Q5_K ? _mm256_loadu_si256((const __m256i *)((const ll_block_q5_K *)blk)->qh)
+                                    : _mm256_setzero_si256();
+    const __m256i one = _mm256_set1_epi8(1);
+    for (int g = 0; g < 4; g++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (ty == LL_TYPE_Q5_K) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+        }
+        _mm256_storeu_si256((__m256i *)(k->u + 64 * g), lo);
+        _mm256_storeu_si256((__m256i *)(k->u + 64 * g + 32), hi);
+    }
+    k->d = fp16_at((const uint8_t *)&b->d);
+    k->dmin = fp16_at((const uint8_t *)&b->dmin);
+}
+
+INLINE void kq_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    const int nb = j->n_in / LL_QK_K;
+    const size_t bs = ll_type_get(ty)->size;
+    const uint8_t *w = j->W + (size_t)o * j->row_bytes;
+    const ll_block_q8_K *xb[QX_NT];
+    for (int t = 0; t < T; t++) xb[t] = (const ll_block_q8_K *)((const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride);
+    __m256 acc[4][QX_NT];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    kq_row k[4];
+    for (int b = 0; b < nb; b++) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) kq_unpack(ty, w + (size_t)r * j->row_bytes + (size_t)b * bs, &k[r]);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const ll_block_q8_K *x = &xb[t][b];
+            __m256i is[4];
+#if defined(QX_VNNI)
+            __m512i iz[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) iz[r] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                __m512i xv = _mm512_loadu_si512((const void *)(x->qs + 64 * q));
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++) {
+                    __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)(k[r].u + 64 * q)), xv);
+                    iz[r] = _mm512_add_epi32(iz[r], _mm512_mullo_epi32(dp, k[r].sc[q]));
+                }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                is[r] = _mm256_add_epi32(_mm512_castsi512_si256(iz[r]), _mm512_extracti64x4_epi64(iz[r], 1));
+#else
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) is[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * q));
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++) {
+                    __m256i dp = q_udot(_mm256_loadu_si256((const __m256i *)(k[r].u + 32 * q)), xv);
+                    is[r] = _mm256_add_epi32(is[r], _mm256_mullo_epi32(dp, k[r].sc[q]));
+                }
+            }
+#endif
+            __m256i bsum = _mm256_loadu_si256((const __m256i *)x->bsums);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256i mt = _mm256_madd_epi16(k[r].mb, bsum);
+                if (ty == LL_TYPE_Q6_K) {
+                    is[r] = _mm256_sub_epi32(is[r], _mm256_slli_epi32(mt, 5));
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[r]), _mm256_set1_ps(k[r].d * x->d), acc[r][t]);
+                } else {
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[r]), _mm256_set1_ps(k[r].d * x->d), acc[r][t]);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mt), _mm256_set1_ps(-k[r].dmin * x->d), acc[r][t]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = hsum8(acc[r][t]);
+}
+
+typedef void (*qx_tile_fn)(const ll_mm_job *j, int o, int t0);
+
+// Rows [r0, r1) in groups of 16 (in L1/L2 after the first token tile) x token tiles x 4-row tiles.
+// t4[n - 1] / t1[n - 1]: the 4-row / 1-row tile for n tokens.
+static void q_rows(const ll_mm_job *j, int r0, int r1, const qx_tile_fn *t4, const qx_tile_fn *t1) {
+    for (int rb = r0; rb < r1; rb += 16) {
+        int re = rb + 16 < r1 ? rb + 16 : r1;
+        for (int t0 = 0; t0 < j->n_tokens; t0 += QX_NT) {
+            int tn = j->n_tokens - t0 < QX_NT ? j->n_tokens - t0 : QX_NT;
+            int o = rb;
+            for (; o + 4 <= re; o += 4) t4[tn - 1](j, o, t0);
+            for (; o < re; o++) t1[tn - 1](j, o, t0);
+        }
+    }
+}
+
+#define QX_FN(tile, name, ty, R, T)                                                                            \
+    static void name##_##R##x##T(const ll_mm_job *j, int o, int t0) { tile(ty, j, o, t0, R, T); }
+#if QX_NT == 4
+#define QX_FNS(tile, name, ty, R)                                                                              \
+    QX_FN(tile, name, ty, R, 1) QX_FN(tile, name, ty, R, 2) QX_FN(tile, name, ty, R, 3) QX_FN(tile, name, ty, R, 4)
+#define QX_LIST(name, R) {name##_##R##x1, name##_##R##x2, name##_##R##x3, name##_##R##x4}
+#else
+#define QX_FNS(tile, name, ty, R) QX_FN(tile, name, ty, R, 1) QX_FN(tile, name, ty, R, 2)
+#define QX_LIST(name, R) {name##_##R##x1, name##_##R##x2}
+#endif
+
+// One type: its tiles, the dot entry and the activation converter.
+#define QX_TYPE(tile, name, ty)                                                                                \
+    QX_FNS(tile, name, ty, 4)                                                                                  \
+    QX_FNS(tile, name, ty, 1)                                                                                  \
+    static void name##_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                    \
+        (void)tsp;                                                                                             \
+        static const qx_tile_fn t4[QX_NT] = QX_LIST(name, 4), t1[QX_NT] = QX_LIST(name, 1);                    \
+        q_rows(j, r0, r1, t4, t1);                                                                             \
+    }                                                                                                          \
+    static size_t name##_xrow(int n_in) { return ll_mmq_act_row(ty, n_in); }                                   \
+    static void name##_xconv(const float *x, void *xa, int n_in) { ll_mmq_act_quantize(ty, x, xa, n_in); }
+
+#if defined(QX_VNNI)
+// Q4_0/Q8_0 tiles: two blocks per zmm where n_in allows (a multiple of 64), else one block per ymm.
+INLINE void leg_tile2(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    if (j->n_in % 64 == 0) leg_ztile(ty, j, o, t0, R, T);
+    else leg_tile(ty, j, o, t0, R, T);
+}
+#else
+#define leg_tile2 leg_tile
+#endif
+QX_TYPE(leg_tile2, q8_0, LL_TYPE_Q8_0)
+QX_TYPE(leg_tile2, q4_0, LL_TYPE_Q4_0)
+QX_TYPE(leg_tile, q5_0, LL_TYPE_Q5_0)
+QX_TYPE(kq_tile, q4_K, LL_TYPE_Q4_K)
+QX_TYPE(kq_tile, q5_K, LL_TYPE_Q5_K)
+QX_TYPE(kq_tile, q6_K, LL_TYPE_Q6_K)
+
+#define QX_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, NULL, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
+static const ll_mm_ops k_qx_ops[] = {
+    QX_ROW(q8_0, LL_TYPE_Q8_0),
+    QX_ROW(q4_0, LL_TYPE_Q4_0),
+    QX_ROW(q5_0, LL_TYPE_Q5_0),
+    QX_ROW(q4_K, LL_TYPE_Q4_K),
+    QX_ROW(q5_K, LL_TYPE_Q5_K),
+    QX_ROW(q6_K, LL_TYPE_Q6_K),
+};
+#endif
+
+const ll_mm_ops *ll_mmq_find_x86(uint32_t wtype) {
+#if defined(QX_VNNI) || defined(QX_AVX2)
+    for (size_t i = 0; i < sizeof k_qx_ops / sizeof k_qx_ops[0]; i++)
+        if (k_qx_ops[i].wtype == wtype) return &k_qx_ops[i];
+#endif
+    (void)wtype;
+    return NULL;
+}

@@ -1,0 +1,124 @@
+// attention.cu — causal GQA attention over the F32 KV cache (per layer (n_ctx, n_head_kv*head_dim)), split-K
+// ("flash-decoding", Dao et al. 2023): blocks over key ranges keep an online softmax, a second kernel combines.
+#include "backend/cuda/cuda_internal.h"
+
+#define ATT_WARPS 8   // query rows per block: (token, head) pairs that share one kv head
+#define ATT_MAX_D 8   // head_dim <= 32 * ATT_MAX_D = 256
+
+// Block (x: chunk of ATT_WARPS pairs of kv head y, z: key split). Pairs p = t*G + g (G = n_head/n_head_kv) ->
+// token t, head y*G + g; warp w owns pair 8x + w, lane owns dims lane + 32i. K/V tiles of kt keys in shared
+// memory serve every warp. Output per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+    k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+                 float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int hd, int n_past, float scale,
+                 int keys_per_split, int kt) {
+    extern __shared__ float sm[]; // ks (kt, hd), vs (kt, hd)
+    float *ks = sm, *vs = sm + (size_t)kt * hd;
+    const int G = n_head / n_head_kv, kvh = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int n_pairs = n_tok * G, p = blockIdx.x * ATT_WARPS + warp;
+    const bool valid = p < n_pairs;
+    const int t = valid ? p / G : 0, h = kvh * G + (valid ? p % G : 0);
+    const int last_pair = min(n_pairs - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
+    const int kmax_block = n_past + last_pair / G + 1, kmax = n_past + t + 1;
+    const int s0 = blockIdx.z * keys_per_split, s1 = min(s0 + keys_per_split, kmax_block);
+    const size_t kv_stride = (size_t)n_head_kv * hd;
+
+    float qr[ATT_MAX_D], o[ATT_MAX_D];
+#pragma unroll
+    for (int i = 0; i < ATT_MAX_D; i++) {
+        int d = lane + 32 * i;
+        qr[i] = (valid && d < hd) ? q[((size_t)t * n_head + h) * hd + d] * scale : 0.0f;
+        o[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int tile = s0; tile < s1; tile += kt) {
+        const int nk = min(kt, s1 - tile);
+        __syncthreads();
+        for (int e = threadIdx.x; e < nk * hd; e += blockDim.x) {
+            int j = e / hd, d = e % hd;
+            size_t off = (size_t)(tile + j) * kv_stride + (size_t)kvh * hd + d;
+            ks[e] = kc[off];
+            vs[e] = vc[off];
+        }
+        __syncthreads();
+        const int nj = valid ? min(nk, kmax - tile) : 0; // causal: keys <= n_past + t
+        for (int j = 0; j < nj; j++) {
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < ATT_MAX_D; i++) {
+                int d = lane + 32 * i;
+                if (d < hd) s = fmaf(qr[i], ks[j * hd + d], s);
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+            float m_new = fmaxf(m, s), corr = expf(m - m_new), pj = expf(s - m_new);
+            l = l * corr + pj;
+#pragma unroll
+            for (int i = 0; i < ATT_MAX_D; i++) {
+                int d = lane + 32 * i;
+                if (d < hd) o[i] = o[i] * corr + pj * vs[j * hd + d];
+            }
+            m = m_new;
+        }
+    }
+    if (!valid) return;
+    float *dst = part + (((size_t)blockIdx.z * n_tok + t) * n_head + h) * (hd + 2);
+#pragma unroll
+    for (int i = 0; i < ATT_MAX_D; i++) {
+        int d = lane + 32 * i;
+        if (d < hd) dst[d] = o[i];
+    }
+    if (lane == 0) {
+        dst[hd] = m;
+        dst[hd + 1] = l;
+    }
+}
+
+// One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M).
+__global__ void k_attn_combine(const float *__restrict__ part, float *__restrict__ out, int n_tok, int n_head, int hd,
+                               int n_split) {
+    const int th = blockIdx.x; // t * n_head + h
+    const size_t stride = (size_t)n_tok * n_head * (hd + 2);
+    const float *p0 = part + (size_t)th * (hd + 2);
+    float M = -INFINITY;
+    for (int z = 0; z < n_split; z++) M = fmaxf(M, p0[z * stride + hd]);
+    float L = 0.0f;
+    for (int z = 0; z < n_split; z++) {
+        float mz = p0[z * stride + hd];
+        if (mz != -INFINITY) L += p0[z * stride + hd + 1] * expf(mz - M);
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int z = 0; z < n_split; z++) {
+            float mz = p0[z * stride + hd];
+            if (mz != -INFINITY) acc += p0[z * stride + d] * expf(mz - M);
+        }
+        out[(size_t)th * hd + d] = acc / L;
+    }
+}
+
+void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
+                  const ll_attn_params *p) {
+    LL_ASSERT(p->n_head_kv > 0 && p->n_head % p->n_head_kv == 0 && p->head_dim <= 32 * ATT_MAX_D);
+    LL_ASSERT(p->n_past + n_tok <= c->max_ctx && n_tok <= c->max_tok);
+    const int G = p->n_head / p->n_head_kv, hd = p->head_dim;
+    const int bx = (n_tok * G + ATT_WARPS - 1) / ATT_WARPS, n_keys = p->n_past + n_tok;
+    const int kt = hd <= 128 ? 32 : 16;
+    // Splits: enough blocks for two waves, at least 64 keys each, within the partials scratch.
+    const size_t per_split = (size_t)n_tok * p->n_head * (hd + 2);
+    int n_split = (2 * c->n_sm + bx * p->n_head_kv - 1) / (bx * p->n_head_kv);
+    int by_keys = (n_keys + 63) / 64, by_mem = (int)(c->attn_part_floats / per_split);
+    if (n_split > by_keys) n_split = by_keys;
+    if (n_split > by_mem) n_split = by_mem;
+    if (n_split < 1) n_split = 1;
+    LL_ASSERT(per_split <= c->attn_part_floats);
+    const int kps = (n_keys + n_split - 1) / n_split;
+    dim3 grid((unsigned)bx, (unsigned)p->n_head_kv, (unsigned)n_split);
+    size_t smem = 2 * (size_t)kt * hd * sizeof(float);
+    k_attn_split<<<grid, ATT_WARPS * 32, smem, c->stream>>>(q, kc, vc, c->attn_part, n_tok, p->n_head, p->n_head_kv, hd,
+                                                            p->n_past, p->scale, kps, kt);
+    CU_LAUNCHED();
+    const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
+    k_attn_combine<<<n_tok * p->n_head, comb_threads, 0, c->stream>>>(c->attn_part, out, n_tok, p->n_head, hd, n_split);
+    CU_LAUNCHED();
+}

@@ -1,0 +1,266 @@
+// cuda.cu — the CUDA backend's ops table: device memory, the weight upload (once, through two pinned staging
+// buffers) and the host-pointer -> device-weight table, host int arrays to the device, cuBLAS opened at run time.
+#include "backend/cuda/cuda_internal.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+void cu_die(const char *file, int line, const char *call, const char *msg) {
+    char what[512];
+    snprintf(what, sizeof what, "CUDA: %s: %s", call, msg);
+    ll_panic(file, line, what);
+}
+
+extern "C" int ll_backend_cuda_device_count(char *why, size_t cap) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why && cap) snprintf(why, cap, "no CUDA device found (%s)", cudaGetErrorString(e));
+        (void)cudaGetLastError(); // clear the sticky-free error so later calls start clean
+        return 0;
+    }
+    if (n == 0 && why && cap) snprintf(why, cap, "no CUDA device found");
+    return n;
+}
+
+// ---- cuBLAS, opened at run time: linked normally it adds 0.2 s (warm) to seconds (cold) to every start of
+// every program that links the library (see the Makefile's CUDA section). Without it batches run the matvec.
+static void *open_cublas(char *why, size_t cap) {
+    char names[3][128];
+    snprintf(names[0], sizeof names[0], "libcublas.so.%d", CUBLAS_VER_MAJOR);
+    snprintf(names[1], sizeof names[1], "libcublas.so");
+    snprintf(names[2], sizeof names[2], "/usr/local/cuda/lib64/libcublas.so.%d", CUBLAS_VER_MAJOR);
+    for (int i = 0; i < 3; i++) {
+        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (h) return h;
+    }
+    const char *e = dlerror();
+    snprintf(why, cap, "cannot open %s: %s", names[0], e ? e : "not found");
+    return NULL;
+}
+
+static void blas_open(cu_impl *c) {
+    cu_blas *b = &c->blas;
+    void *h = open_cublas(c->blas_why, sizeof c->blas_why);
+    if (!h) return;
+    b->create = (decltype(b->create))dlsym(h, "cublasCreate_v2");
+    b->destroy = (decltype(b->destroy))dlsym(h, "cublasDestroy_v2");
+    b->set_stream = (decltype(b->set_stream))dlsym(h, "cublasSetStream_v2");
+    b->set_math_mode = (decltype(b->set_math_mode))dlsym(h, "cublasSetMathMode");
+    decltype(b->gemm) gemm = (decltype(b->gemm))dlsym(h, "cublasGemmEx");
+    if (!b->create || !b->destroy || !b->set_stream || !b->set_math_mode || !gemm) {
+        snprintf(c->blas_why, sizeof c->blas_why, "libcublas lacks cublasCreate_v2/cublasGemmEx");
+        return;
+    }
+    if (b->create(&b->h) != CUBLAS_STATUS_SUCCESS || b->set_stream(b->h, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        b->set_math_mode(b->h, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) { // no TF32 for F32 weights
+        snprintf(c->blas_why, sizeof c->blas_why, "cublasCreate/SetStream failed");
+        return;
+    }
+    b->gemm = gemm; // the handle stays open for the backend's life; the library for the process's
+}
+
+// ---- weights ----------------------------------------------------------------------------------------------
+static const cu_weight *find_ptr(cu_impl *c, const void *host) {
+    int lo = 0, hi = c->n_w - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        uintptr_t k = (uintptr_t)c->w[mid].host;
+        if (k == (uintptr_t)host) return &c->w[mid];
+        if (k < (uintptr_t)host) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
+const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w) {
+    const cu_weight *e = find_ptr(c, w->data);
+    if (!e) {
+        char what[256];
+        snprintf(what, sizeof what, "weight %s was not uploaded (prepare did not list it)", w->name ? w->name : "?");
+        ll_panic(__FILE__, __LINE__, what);
+    }
+    return &e->v;
+}
+
+static const float *weight_f32(cu_impl *c, const ll_weight *w) {
+    LL_ASSERT(w->type == LL_TYPE_F32);
+    return (const float *)cu_weight_find(c, w)->q;
+}
+
+// ---- host int arrays -> device --------------------------------------------------------------------------
+const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n) {
+    LL_ASSERT(n >= 1 && n <= c->max_tok);
+    int slot = c->ids_next++ % CU_ID_SLOTS;
+    int32_t *pin = c->ids_pinned + (size_t)slot * c->max_tok, *dev = c->ids_dev + (size_t)slot * c->max_tok;
+    CU_CHECK(cudaEventSynchronize(c->ids_ev[slot])); // the copy that last read this slot (long done)
+    memcpy(pin, ids, (size_t)n * sizeof *ids);
+    CU_CHECK(cudaMemcpyAsync(dev, pin, (size_t)n * sizeof *ids, cudaMemcpyHostToDevice, c->stream));
+    CU_CHECK(cudaEventRecord(c->ids_ev[slot], c->stream));
+    return dev;
+}
+
+// ---- ops ------------------------------------------------------------------------------------------------
+static bool op_supports(ll_backend *b, ll_op op, uint32_t type) {
+    if (op == LL_OP_MATMUL || op == LL_OP_GET_ROWS) return cu_matmul_supports(type);
+    return type == LL_TYPE_F32;
+}
+
+static void *op_alloc(ll_backend *b, size_t bytes, ll_error *err) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        size_t fr = 0, tot = 0;
+        (void)cudaMemGetInfo(&fr, &tot);
+        ll_err_set(err, LL_ERR_NOMEM, "cudaMalloc of %.1f MiB failed (%s): %.1f of %.1f MiB free on the GPU",
+                   bytes / 1048576.0, cudaGetErrorString(e), fr / 1048576.0, tot / 1048576.0);
+        return NULL;
+    }
+    return p;
+}
+
+static void op_free(ll_backend *b, void *p) { CU_CHECK(cudaFree(p)); }
+
+static void op_upload(ll_backend *b, void *dst, const void *src, size_t n) {
+    CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cu_of(b)->stream));
+}
+
+static void op_download(ll_backend *b, void *dst, const void *src, size_t n) {
+    CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, cu_of(b)->stream));
+}
+
+static void op_matmul(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
+    cu_impl *c = cu_of(b);
+    cu_matmul(c, cu_weight_find(c, w), x, y, n_tok);
+}
+
+static void op_rmsnorm(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps) {
+    cu_impl *c = cu_of(b);
+    cu_rmsnorm(c, y, x, weight_f32(c, w), n, n_tok, eps);
+}
+
+static void op_add_bias(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok) {
+    cu_impl *c = cu_of(b);
+    cu_add_bias(c, x, weight_f32(c, bias), n, n_tok);
+}
+
+// Positions are n_past + t in the forward pass: then they travel as one kernel argument, else as an array.
+static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p) {
+    cu_impl *c = cu_of(b);
+    bool run = true;
+    for (int t = 1; t < n_tok && run; t++) run = pos[t] == pos[0] + t;
+    const int32_t *pos_dev = run ? NULL : cu_ids_to_device(c, pos, n_tok);
+    const float *ff = NULL;
+    if (p->freq_factors) {
+        const cu_weight *e = find_ptr(c, p->freq_factors);
+        if (!e) ll_panic(__FILE__, __LINE__, "rope frequency factors were not uploaded (prepare did not list them)");
+        ff = (const float *)e->v.q;
+    }
+    cu_rope(c, x, pos_dev, pos[0], n_tok, p, ff);
+}
+
+static void op_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,
+                         const ll_attn_params *p) {
+    cu_attention(cu_of(b), out, q, kc, vc, n_tok, p);
+}
+
+static void op_swiglu(ll_backend *b, float *g, const float *u, int n, int n_tok) {
+    cu_swiglu(cu_of(b), g, u, n, n_tok);
+}
+static void op_add(ll_backend *b, float *y, const float *x, size_t n) { cu_add(cu_of(b), y, x, n); }
+
+static void op_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
+    cu_impl *c = cu_of(b);
+    for (int i = 0; i < n_tok; i++) LL_ASSERT(ids[i] >= 0 && ids[i] < w->ne1);
+    cu_dequant_rows(c, cu_weight_find(c, w), cu_ids_to_device(c, ids, n_tok), n_tok, y);
+}
+
+static void op_sync(ll_backend *b) { CU_CHECK(cudaStreamSynchronize(cu_of(b)->stream)); }
+
+static ll_status op_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
+                            ll_error *err) {
+    return cu_prepare(cu_of(b), ws, n_ws, max_tok, max_ctx, err);
+}
+static void op_destroy(ll_backend *b);
+
+static const ll_backend_ops k_cuda_ops = {
+    .name = "cuda",
+    .supports = op_supports,
+    .alloc = op_alloc,
+    .free = op_free,
+    .upload = op_upload,
+    .download = op_download,
+    .matmul = op_matmul,
+    .rmsnorm = op_rmsnorm,
+    .add_bias = op_add_bias,
+    .rope = op_rope,
+    .attention = op_attention,
+    .swiglu = op_swiglu,
+    .add = op_add,
+    .get_rows = op_get_rows,
+    .synchronize = op_sync,
+    .prepare = op_prepare,
+    .destroy = op_destroy,
+};
+
+static ll_status init_device(cu_impl *c, ll_error *err) {
+    char why[256];
+    if (ll_backend_cuda_device_count(why, sizeof why) < 1) return ll_err_set(err, LL_ERR_UNSUPPORTED, "%s", why);
+    c->dev = 0;
+    CU_TRY(cudaSetDevice(c->dev));
+    CU_TRY(cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount, c->dev));
+    CU_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    for (int i = 0; i < CU_ID_SLOTS; i++) CU_TRY(cudaEventCreateWithFlags(&c->ids_ev[i], cudaEventDisableTiming));
+    cudaDeviceProp prop;
+    CU_TRY(cudaGetDeviceProperties(&prop, c->dev));
+    blas_open(c);
+    ll_log(LL_LOG_INFO, "cuda: %s (sm_%d%d, %d SMs, %.1f GiB)%s%s", prop.name, prop.major, prop.minor, c->n_sm,
+           prop.totalGlobalMem / 1073741824.0, c->blas.gemm ? "" : "; no cuBLAS, batches use the matvec: ",
+           c->blas.gemm ? "" : c->blas_why);
+    return LL_OK;
+}
+
+extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
+    (void)n_threads;
+    ll_backend *b = (ll_backend *)ll_calloc(1, sizeof *b, err);
+    cu_impl *c = (cu_impl *)ll_calloc(1, sizeof *c, err);
+    if (!b || !c) {
+        free(b);
+        free(c);
+        return NULL;
+    }
+    b->ops = &k_cuda_ops;
+    b->impl = c;
+    if (init_device(c, err) != LL_OK) {
+        op_destroy(b);
+        return NULL;
+    }
+    return b;
+}
+
+void cu_release(cu_impl *c) {
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        if (dev[i]) CU_CHECK(cudaFree(dev[i]));
+    if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
+    free(c->w);
+    c->wmem = c->deq = c->xh = NULL;
+    c->attn_part = NULL;
+    c->ids_dev = c->ids_pinned = NULL;
+    c->w = NULL;
+    c->n_w = 0;
+}
+
+static void op_destroy(ll_backend *b) {
+    cu_impl *c = cu_of(b);
+    if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    cu_release(c);
+    if (c->blas.gemm) c->blas.destroy(c->blas.h);
+    for (int i = 0; i < CU_ID_SLOTS; i++)
+        if (c->ids_ev[i]) (void)cudaEventDestroy(c->ids_ev[i]);
+    if (c->stream) (void)cudaStreamDestroy(c->stream);
+    free(c);
+    free(b);
+}

@@ -1,0 +1,23 @@
+// cuda_backend.h — the C face of the CUDA backend (C files never include CUDA headers): how many devices
+// there are, and the backend itself. Built only when the build has CUDA (LL_HAVE_CUDA=1).
+#ifndef LL_CUDA_BACKEND_H
+#define LL_CUDA_BACKEND_H
+
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Usable CUDA devices; 0 with the reason in why ("no CUDA device found", or the runtime's message: no driver).
+int ll_backend_cuda_device_count(char *why, size_t cap);
+
+// The CUDA backend on device 0: one stream, weights uploaded once in prepare, cuBLAS (opened at run time)
+// for prefill GEMMs. NULL with err set when there is no device or the runtime fails. n_threads is unused.
+ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,128 @@
+// cuda_internal.h — shared by the CUDA backend's .cu files only (it includes CUDA headers): status checks that
+// report file:line, the backend's state, the device view of a weight, and the kernel launchers per file.
+#ifndef LL_CUDA_INTERNAL_H
+#define LL_CUDA_INTERNAL_H
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+
+#include <stdio.h>
+
+// The C headers use C11 spellings that C++ writes differently.
+#define _Noreturn [[noreturn]]
+#define _Static_assert static_assert
+extern "C" {
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/half.h"
+#include "quant/quant.h"
+}
+#undef _Noreturn
+#undef _Static_assert
+
+// Ops return void, so a failing CUDA call inside an op is a broken invariant (device lost, bad launch): print
+// file:line and the runtime's message, abort. Init and prepare report through ll_error instead (CU_TRY).
+void cu_die(const char *file, int line, const char *call, const char *msg);
+#define CU_CHECK(call)                                                                                         \
+    do {                                                                                                       \
+        cudaError_t e_ = (call);                                                                               \
+        if (e_ != cudaSuccess) cu_die(__FILE__, __LINE__, #call, cudaGetErrorString(e_));                     \
+    } while (0)
+// After a launch: launch errors are only visible through cudaGetLastError.
+#define CU_LAUNCHED() CU_CHECK(cudaGetLastError())
+// Inside a function returning ll_status with `ll_error *err` in scope.
+#define CU_TRY(call)                                                                                           \
+    do {                                                                                                       \
+        cudaError_t e_ = (call);                                                                               \
+        if (e_ != cudaSuccess)                                                                                 \
+            return ll_err_set(err, LL_ERR_IO, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+    } while (0)
+
+// A weight on the device. Q8_0, Q4_0 and Q6_K are repacked at upload into two arrays (every block without
+// its fp16 scale, in order; then the scales in order) so the quants are aligned; the others keep GGUF layout.
+typedef struct cu_wview {
+    const uint8_t *q;  // quants (or the raw rows)
+    const uint16_t *d; // repacked types: the fp16 scales, one per block, rows after rows; else NULL
+    int64_t ne0, ne1;
+    size_t row_bytes; // GGUF bytes per row (for the layouts kept as is)
+    uint32_t type;
+} cu_wview;
+
+typedef struct cu_weight {
+    const void *host; // the key: ll_weight.data
+    cu_wview v;
+    size_t bytes;     // device bytes
+} cu_weight;
+
+// cuBLAS entry points, opened with dlopen (see cuda.cu for why); NULL gemm = not available.
+typedef struct cu_blas {
+    decltype(&cublasCreate) create;
+    decltype(&cublasDestroy) destroy;
+    decltype(&cublasSetStream) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    cublasStatus_t (*gemm)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                           const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
+                           cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+    cublasHandle_t h;
+} cu_blas;
+
+#define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
+
+typedef struct cu_impl {
+    int dev;
+    cudaStream_t stream;
+    int n_sm;
+    // weights: one device allocation, a table sorted by host pointer
+    void *wmem;
+    cu_weight *w;
+    int n_w;
+    // scratch, sized in prepare
+    void *deq;          // (largest matrix) f16/bf16: a quantized weight dequantized for the prefill GEMM
+    size_t deq_bytes;
+    void *xh;           // (max_tok, largest ne0) f16/bf16: activations converted for the GEMM
+    size_t xh_bytes;
+    float *attn_part;   // flash-decoding partials: (n_split, n_tok, n_head, head_dim + 2)
+    size_t attn_part_floats;
+    int max_tok, max_ctx;
+    // host int arrays -> device: pinned slots + device slots + an event per slot
+    int32_t *ids_pinned, *ids_dev;
+    cudaEvent_t ids_ev[CU_ID_SLOTS];
+    int ids_next;
+    int32_t *pos_last;  // host copy of the positions now on the device (pos_dev), n_pos of them
+    int32_t *pos_dev;
+    int n_pos;
+    cu_blas blas;
+    char blas_why[256];
+} cu_impl;
+
+static inline cu_impl *cu_of(ll_backend *b) { return (cu_impl *)b->impl; }
+
+// cuda.cu: the device view of a weight uploaded in prepare (panics with its name when it was not).
+const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w);
+// upload.cu: upload every weight, size the scratch (prepare); cuda.cu frees it all (cu_release).
+ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);
+void cu_release(cu_impl *c);
+// cuda.cu: copy n host ints to a device slot (stream-ordered; the host array may change right after).
+const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n);
+
+// matmul.cu
+bool cu_matmul_supports(uint32_t type);
+void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok);
+// y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
+void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
+
+// ops.cu
+void cu_rmsnorm(cu_impl *c, float *y, const float *x, const float *g, int n, int n_tok, float eps);
+void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok);
+void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
+             const float *freq_dev);
+void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
+void cu_add(cu_impl *c, float *y, const float *x, size_t n);
+
+// attention.cu
+void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
+                  const ll_attn_params *p);
+
+#endif

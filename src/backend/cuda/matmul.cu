@@ -1,0 +1,205 @@
+// matmul.cu — y (n_tok, ne1) = x (n_tok, ne0) W^T on the device: a matvec kernel per weight type for decode
+// (dequantize in registers, f32 math), and for batches cuBLAS GEMM on f16/bf16 operands (quantized weights
+// dequantized to an f16 scratch first).
+#include "backend/cuda/cuda_quant.h"
+
+#define MV_WARPS 4 // warps per block; they split a row's units between them
+#define MV_ROWS 2  // rows per block: x is loaded once per unit for both
+
+// Batches below this many tokens run the matvec once per token for quantized weights: dequantizing a whole
+// matrix to f16 (read q, write 2 bytes, GEMM reads 2 bytes: ~4.6 bytes per Q4 element) costs more than
+// n_tok passes over its ~0.56 bytes per element. F16/BF16/F32 weights go to the GEMM from 2 tokens on.
+#define CU_GEMM_MIN_TOK_QUANT 9
+
+// Dot of n_rows (<= MV_ROWS) consecutive rows from row0 with x, by the block's MV_WARPS warps.
+template <class Q>
+__global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const float *__restrict__ x,
+                                                          float *__restrict__ y) {
+    __shared__ float red[MV_WARPS][MV_ROWS];
+    const int64_t row0 = (int64_t)blockIdx.x * MV_ROWS;
+    const int n_rows = (int)min((int64_t)MV_ROWS, w.ne1 - row0);
+    const int64_t n_units = w.ne0 / (Q::R * Q::L);
+    float acc[MV_ROWS] = {};
+#pragma unroll 2
+    for (int64_t u = threadIdx.x; u < n_units; u += MV_WARPS * 32) {
+        int64_t st[Q::R];
+        Q::starts(u, st);
+        float xv[Q::R][Q::L], xs[Q::R];
+#pragma unroll
+        for (int r = 0; r < Q::R; r++) {
+            xs[r] = 0.0f;
+#pragma unroll
+            for (int i = 0; i < Q::L; i += (Q::L % 4 == 0 ? 4 : 1)) {
+                if (Q::L % 4 == 0) {
+                    float4 f = __ldg((const float4 *)(x + st[r] + i));
+                    xv[r][i] = f.x; xv[r][i + 1] = f.y; xv[r][i + 2] = f.z; xv[r][i + 3] = f.w;
+                } else {
+                    xv[r][i] = __ldg(x + st[r] + i);
+                }
+            }
+            if (Q::HAS_MIN)
+#pragma unroll
+                for (int i = 0; i < Q::L; i++) xs[r] += xv[r][i];
+        }
+#pragma unroll
+        for (int k = 0; k < MV_ROWS; k++) {
+            if (k >= n_rows) break;
+            float v[Q::R][Q::L], a[Q::R], b[Q::R];
+            Q::load(w, row0 + k, u, v, a, b);
+            float s = 0.0f;
+#pragma unroll
+            for (int r = 0; r < Q::R; r++) {
+                float d = 0.0f;
+#pragma unroll
+                for (int i = 0; i < Q::L; i++) d = fmaf(v[r][i], xv[r][i], d);
+                s = fmaf(a[r], d, s);
+                if (Q::HAS_MIN) s = fmaf(b[r], xs[r], s);
+            }
+            acc[k] += s;
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int k = 0; k < MV_ROWS; k++) {
+        float s = acc[k];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) red[warp][k] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x < n_rows) {
+        float s = 0.0f;
+#pragma unroll
+        for (int wi = 0; wi < MV_WARPS; wi++) s += red[wi][threadIdx.x];
+        y[row0 + threadIdx.x] = s;
+    }
+}
+
+struct mv_launch {
+    const cu_wview *w;
+    const float *x;
+    float *y;
+    cudaStream_t s;
+    template <class Q> void run() {
+        unsigned blocks = (unsigned)((w->ne1 + MV_ROWS - 1) / MV_ROWS);
+        k_matvec<Q><<<blocks, MV_WARPS * 32, 0, s>>>(*w, x, y);
+        CU_LAUNCHED();
+    }
+};
+
+template <class T> __device__ __forceinline__ T cu_from_float(float f);
+template <> __device__ __forceinline__ float cu_from_float<float>(float f) { return f; }
+template <> __device__ __forceinline__ __half cu_from_float<__half>(float f) { return __float2half_rn(f); }
+template <> __device__ __forceinline__ __nv_bfloat16 cu_from_float<__nv_bfloat16>(float f) {
+    return __float2bfloat16_rn(f);
+}
+
+// out[i] (ne0 values) = row ids[i] (or row i) decoded, as float, __half or __nv_bfloat16.
+template <class Q, class T>
+__global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n_rows, T *__restrict__ out) {
+    const int64_t n_units = w.ne0 / (Q::R * Q::L);
+    const int64_t total = n_rows * n_units;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t i = t / n_units, u = t % n_units;
+        int64_t row = ids ? ids[i] : i;
+        int64_t st[Q::R];
+        float v[Q::R][Q::L], a[Q::R], b[Q::R];
+        Q::starts(u, st);
+        Q::load(w, row, u, v, a, b);
+        T *o = out + i * w.ne0;
+#pragma unroll
+        for (int r = 0; r < Q::R; r++)
+#pragma unroll
+            for (int k = 0; k < Q::L; k++) o[st[r] + k] = cu_from_float<T>(fmaf(a[r], v[r][k], b[r]));
+    }
+}
+
+template <class T> struct dq_launch {
+    const cu_wview *w;
+    const int32_t *ids;
+    int64_t n_rows;
+    T *out;
+    cudaStream_t s;
+    int n_sm;
+    template <class Q> void run() {
+        int64_t total = n_rows * (w->ne0 / (Q::R * Q::L));
+        int64_t blocks = (total + 255) / 256, cap = (int64_t)n_sm * 16;
+        if (blocks > cap) blocks = cap;
+        if (blocks < 1) blocks = 1;
+        k_dequant<Q, T><<<(unsigned)blocks, 256, 0, s>>>(*w, ids, n_rows, out);
+        CU_LAUNCHED();
+    }
+};
+
+template <class T> __global__ void k_to_half(const float *__restrict__ x, T *__restrict__ y, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = cu_from_float<T>(x[i]);
+}
+
+bool cu_matmul_supports(uint32_t type) {
+    switch (type) {
+    case LL_TYPE_F32: case LL_TYPE_F16: case LL_TYPE_BF16: case LL_TYPE_Q8_0: case LL_TYPE_Q4_0:
+    case LL_TYPE_Q4_K: case LL_TYPE_Q5_K: case LL_TYPE_Q6_K: return true;
+    default: return false;
+    }
+}
+
+void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y) {
+    dq_launch<float> l = {w, ids, n, y, c->stream, c->n_sm};
+    LL_ASSERT(cu_dispatch(*w, l));
+}
+
+static void matvec(cu_impl *c, const cu_wview *w, const float *x, float *y) {
+    mv_launch l = {w, x, y, c->stream};
+    LL_ASSERT(cu_dispatch(*w, l));
+}
+
+static unsigned grid_for(cu_impl *c, int64_t n) {
+    int64_t b = (n + 255) / 256, cap = (int64_t)c->n_sm * 16;
+    return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
+}
+
+// C (ne1 x n_tok, column-major = y row-major) = A^T B: A = W column-major (ne0 x ne1), B = x (ne0 x n_tok).
+static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok) {
+    const int m = (int)w->ne1, k = (int)w->ne0;
+    const float one = 1.0f, zero = 0.0f;
+    const void *A, *B;
+    cudaDataType ta;
+    if (w->type == LL_TYPE_F32) {
+        A = w->q, B = x, ta = CUDA_R_32F;
+    } else {
+        bool bf = w->type == LL_TYPE_BF16;
+        size_t nx = (size_t)n_tok * k;
+        LL_ASSERT(nx * 2 <= c->xh_bytes);
+        unsigned g = grid_for(c, (int64_t)nx);
+        if (bf) k_to_half<__nv_bfloat16><<<g, 256, 0, c->stream>>>(x, (__nv_bfloat16 *)c->xh, (int64_t)nx);
+        else k_to_half<__half><<<g, 256, 0, c->stream>>>(x, (__half *)c->xh, (int64_t)nx);
+        CU_LAUNCHED();
+        B = c->xh;
+        ta = bf ? CUDA_R_16BF : CUDA_R_16F;
+        A = w->q;
+        if (w->type != LL_TYPE_F16 && !bf) { // quantized: the whole matrix to f16 first
+            LL_ASSERT((size_t)w->ne0 * (size_t)w->ne1 * 2 <= c->deq_bytes);
+            dq_launch<__half> l = {w, NULL, w->ne1, (__half *)c->deq, c->stream, c->n_sm};
+            LL_ASSERT(cu_dispatch(*w, l));
+            A = c->deq;
+        }
+    }
+    cublasStatus_t s = c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, A, ta, k, B, ta, k, &zero,
+                                    y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "cuBLAS status %d", (int)s);
+        cu_die(__FILE__, __LINE__, "cublasGemmEx", msg);
+    }
+}
+
+void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok) {
+    bool quant = w->type != LL_TYPE_F32 && w->type != LL_TYPE_F16 && w->type != LL_TYPE_BF16;
+    bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
+    if (use_gemm) {
+        gemm(c, w, x, y, n_tok);
+        return;
+    }
+    for (int t = 0; t < n_tok; t++) matvec(c, w, x + (size_t)t * w->ne0, y + (size_t)t * w->ne1);
+}

@@ -1,0 +1,203 @@
+// upload.cu — prepare for the CUDA backend: plan device memory (weights + scratch) against what the GPU has
+// free, then stream every weight from the map through two pinned buffers (Q8_0/Q4_0/Q6_K repacked on the way).
+#include "backend/cuda/cuda_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CU_STAGE_BYTES ((size_t)64 << 20) // each of the two pinned staging buffers
+#define CU_ALIGN 256
+
+// Repacked types: each GGUF block minus its fp16 scale d (the payload: 16-byte aligned runs once the blocks
+// are back to back), and all the scales after them. Q8_0/Q4_0 keep d first in a block, Q6_K last.
+static bool repacked(uint32_t type) { return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q6_K; }
+static size_t block_bytes(uint32_t type) { return type == LL_TYPE_Q8_0 ? 34 : type == LL_TYPE_Q4_0 ? 18 : 210; }
+static size_t repack_qs(uint32_t type) { return block_bytes(type) - 2; } // payload bytes per block
+static size_t d_offset(uint32_t type) { return type == LL_TYPE_Q6_K ? 208 : 0; }
+static size_t n_blocks(const cu_wview *v) {
+    return (size_t)(v->ne0 / (v->type == LL_TYPE_Q6_K ? 256 : 32)) * (size_t)v->ne1;
+}
+
+static int cmp_weight(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const cu_weight *)a)->host, y = (uintptr_t)((const cu_weight *)b)->host;
+    return x < y ? -1 : x > y;
+}
+
+// The view of w and its device bytes (GGUF bytes; repacked types: quants and scales each CU_ALIGN-rounded).
+static ll_status plan_weight(const ll_weight *w, cu_weight *e, ll_error *err) {
+    uint64_t row;
+    size_t total;
+    if (!cu_matmul_supports(w->type))
+        return ll_err_set(err, LL_ERR_UNSUPPORTED, "weight %s has type %s, which the CUDA backend does not compute "
+                          "yet (use --device cpu, or a Q8_0/Q4_0/Q4_K/Q5_K/Q6_K/F16/BF16 file)", w->name,
+                          ll_type_name(w->type));
+    if (w->ne0 < 1 || w->ne1 < 1 || !ll_type_row_size(w->type, (uint64_t)w->ne0, &row) ||
+        !ll_mul_ok((size_t)row, (size_t)w->ne1, &total) || total > ((size_t)1 << 46))
+        return ll_err_set(err, LL_ERR_FORMAT, "weight %s: bad shape %lld x %lld for type %s", w->name,
+                          (long long)w->ne0, (long long)w->ne1, ll_type_name(w->type));
+    e->host = w->data;
+    e->v = (cu_wview){NULL, NULL, w->ne0, w->ne1, (size_t)row, w->type};
+    if (repacked(w->type)) {
+        size_t nb = n_blocks(&e->v);
+        e->bytes = ll_align_up(nb * repack_qs(w->type), CU_ALIGN) + ll_align_up(nb * 2, CU_ALIGN);
+    } else {
+        e->bytes = ll_align_up(total, CU_ALIGN);
+    }
+    return LL_OK;
+}
+
+// Two pinned buffers: fill one on the host while the other's copy runs.
+typedef struct stager {
+    uint8_t *pin[2];
+    cudaEvent_t ev[2];
+    int slot;
+} stager;
+
+static ll_status stage_take(stager *s, uint8_t **buf, ll_error *err) {
+    CU_TRY(cudaEventSynchronize(s->ev[s->slot]));
+    *buf = s->pin[s->slot];
+    return LL_OK;
+}
+
+static ll_status stage_give(cu_impl *c, stager *s, ll_error *err) {
+    CU_TRY(cudaEventRecord(s->ev[s->slot], c->stream));
+    s->slot ^= 1;
+    return LL_OK;
+}
+
+static ll_status copy_async(cu_impl *c, void *dst, const void *src, size_t n, ll_error *err) {
+    CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream));
+    return LL_OK;
+}
+
+static ll_status upload_raw(cu_impl *c, stager *s, const cu_weight *e, ll_error *err) {
+    size_t total = e->v.row_bytes * (size_t)e->v.ne1;
+    for (size_t off = 0; off < total; off += CU_STAGE_BYTES) {
+        size_t n = total - off < CU_STAGE_BYTES ? total - off : CU_STAGE_BYTES;
+        uint8_t *buf;
+        ll_status st = stage_take(s, &buf, err);
+        if (st != LL_OK) return st;
+        memcpy(buf, (const uint8_t *)e->host + off, n);
+        if ((st = copy_async(c, (uint8_t *)e->v.q + off, buf, n, err)) != LL_OK) return st;
+        if ((st = stage_give(c, s, err)) != LL_OK) return st;
+    }
+    return LL_OK;
+}
+
+// GGUF blocks -> all payloads in block order, then all scales.
+static ll_status upload_repacked(cu_impl *c, stager *s, const cu_weight *e, ll_error *err) {
+    const size_t bsz = block_bytes(e->v.type), qs = repack_qs(e->v.type), per = CU_STAGE_BYTES / bsz;
+    const size_t nb = n_blocks(&e->v), doff = d_offset(e->v.type), poff = doff ? 0 : 2;
+    const uint8_t *src = (const uint8_t *)e->host;
+    for (size_t b0 = 0; b0 < nb; b0 += per) {
+        size_t n = nb - b0 < per ? nb - b0 : per;
+        uint8_t *buf;
+        ll_status st = stage_take(s, &buf, err);
+        if (st != LL_OK) return st;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *blk = src + (b0 + i) * bsz;
+            memcpy(buf + i * qs, blk + poff, qs);
+            memcpy(buf + n * qs + i * 2, blk + doff, 2);
+        }
+        if ((st = copy_async(c, (uint8_t *)e->v.q + b0 * qs, buf, n * qs, err)) != LL_OK) return st;
+        if ((st = copy_async(c, (uint16_t *)e->v.d + b0, buf + n * qs, n * 2, err)) != LL_OK) return st;
+        if ((st = stage_give(c, s, err)) != LL_OK) return st;
+    }
+    return LL_OK;
+}
+
+static ll_status upload_all(cu_impl *c, ll_error *err) {
+    stager s = {{NULL, NULL}, {NULL, NULL}, 0};
+    ll_status st = LL_OK;
+    double t0 = ll_time_s();
+    size_t host_bytes = 0;
+    for (int i = 0; i < 2 && st == LL_OK; i++) {
+        cudaError_t e1 = cudaMallocHost((void **)&s.pin[i], CU_STAGE_BYTES);
+        cudaError_t e2 = cudaEventCreateWithFlags(&s.ev[i], cudaEventDisableTiming);
+        if (e1 != cudaSuccess || e2 != cudaSuccess)
+            st = ll_err_set(err, LL_ERR_NOMEM, "%s:%d: pinned staging buffer of 64 MiB: %s", __FILE__, __LINE__,
+                            cudaGetErrorString(e1 != cudaSuccess ? e1 : e2));
+    }
+    for (int i = 0; i < c->n_w && st == LL_OK; i++) {
+        const cu_weight *e = &c->w[i];
+        st = repacked(e->v.type) ? upload_repacked(c, &s, e, err) : upload_raw(c, &s, e, err);
+        host_bytes += e->v.row_bytes * (size_t)e->v.ne1;
+    }
+    cudaError_t es = cudaStreamSynchronize(c->stream);
+    if (st == LL_OK && es != cudaSuccess)
+        st = ll_err_set(err, LL_ERR_IO, "%s:%d: weight upload: %s", __FILE__, __LINE__, cudaGetErrorString(es));
+    for (int i = 0; i < 2; i++) {
+        if (s.pin[i]) (void)cudaFreeHost(s.pin[i]);
+        if (s.ev[i]) (void)cudaEventDestroy(s.ev[i]);
+    }
+    double dt = ll_time_s() - t0;
+    if (st == LL_OK)
+        ll_log(LL_LOG_INFO, "cuda: uploaded %d weights, %.2f GB in %.2f s (%.2f GB/s)", c->n_w, host_bytes / 1e9, dt,
+               dt > 0 ? host_bytes / 1e9 / dt : 0.0);
+    return st;
+}
+
+// The table: one entry per distinct host pointer (a tied output shares token_embd's), sorted for lookup.
+static ll_status build_table(cu_impl *c, const ll_weight *const *ws, int n_ws, ll_error *err) {
+    c->w = (cu_weight *)ll_calloc(n_ws > 0 ? (size_t)n_ws : 1, sizeof *c->w, err);
+    if (!c->w) return LL_ERR_NOMEM;
+    int n = 0;
+    for (int i = 0; i < n_ws; i++) {
+        if (!ws[i]->data) continue;
+        ll_status st = plan_weight(ws[i], &c->w[n], err);
+        if (st != LL_OK) return st;
+        n++;
+    }
+    qsort(c->w, (size_t)n, sizeof *c->w, cmp_weight);
+    int u = 0;
+    for (int i = 0; i < n; i++)
+        if (u == 0 || c->w[u - 1].host != c->w[i].host) c->w[u++] = c->w[i];
+    c->n_w = u;
+    return LL_OK;
+}
+
+ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err) {
+    cu_release(c);
+    LL_ASSERT(max_tok >= 1 && max_ctx >= 1);
+    ll_status st = build_table(c, ws, n_ws, err);
+    if (st != LL_OK) return st;
+    size_t wbytes = 0, max_ne0 = 4096, deq = 256;
+    for (int i = 0; i < c->n_w; i++) {
+        const cu_wview *v = &c->w[i].v;
+        wbytes += c->w[i].bytes;
+        if (v->ne1 > 1 && (size_t)v->ne0 > max_ne0) max_ne0 = (size_t)v->ne0;
+        bool quant = v->type != LL_TYPE_F32 && v->type != LL_TYPE_F16 && v->type != LL_TYPE_BF16;
+        if (quant && v->ne1 > 1 && (size_t)v->ne0 * (size_t)v->ne1 * 2 > deq) deq = (size_t)v->ne0 * (size_t)v->ne1 * 2;
+    }
+    c->max_tok = max_tok;
+    c->max_ctx = max_ctx;
+    c->deq_bytes = deq;
+    c->xh_bytes = (size_t)max_tok * max_ne0 * 2;
+    c->attn_part_floats = (size_t)(max_tok > 32 ? max_tok : 32) * max_ne0 * 2;
+    size_t ids_bytes = (size_t)CU_ID_SLOTS * max_tok * sizeof(int32_t);
+    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 4 * CU_ALIGN;
+    size_t fr = 0, tot = 0;
+    CU_TRY(cudaMemGetInfo(&fr, &tot));
+    if (wbytes + scratch > fr)
+        return ll_err_set(err, LL_ERR_NOMEM, "the GPU has %.2f GiB free (of %.2f), but the weights need %.2f GiB "
+                          "and the scratch for batches of %d tokens %.2f GiB: use a smaller quantization, a smaller "
+                          "batch (-b) or --device cpu", fr / 1073741824.0, tot / 1073741824.0,
+                          wbytes / 1073741824.0, max_tok, scratch / 1073741824.0);
+    CU_TRY(cudaMalloc(&c->wmem, wbytes ? wbytes : CU_ALIGN));
+    CU_TRY(cudaMalloc(&c->deq, c->deq_bytes));
+    CU_TRY(cudaMalloc(&c->xh, c->xh_bytes));
+    CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
+    CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
+    CU_TRY(cudaMallocHost((void **)&c->ids_pinned, ids_bytes));
+    size_t off = 0;
+    for (int i = 0; i < c->n_w; i++) {
+        cu_weight *e = &c->w[i];
+        e->v.q = (const uint8_t *)c->wmem + off;
+        if (repacked(e->v.type)) {
+            size_t nb = n_blocks(&e->v);
+            e->v.d = (const uint16_t *)(e->v.q + ll_align_up(nb * repack_qs(e->v.type), CU_ALIGN));
+        }
+        off += e->bytes;
+    }
+    return upload_all(c, err);
+}

@@ -1,0 +1,371 @@
+// bench_model.c — `llmlab bench model`: llama-bench's tests (pp N: one batch of N random tokens from an empty
+// cache, after d tokens of context when asked; tg N: N single-token steps) plus cold/warm load time, memory and
+// the fraction of the measured ceilings reached, written as results JSON (docs/bench-model.md).
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lab/lab.h"
+#include "model/model.h"
+
+void ll_lab_bench_cfg_init(ll_lab_bench_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->pp[0] = 512, c->n_pp = 1;
+    c->tg[0] = 128, c->n_tg = 1;
+    c->depth[0] = 0, c->n_depth = 1;
+    c->threads[0] = 0, c->n_threads = 1;
+    c->reps = 5;
+    c->device = "cpu";
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// ---- load time: cold (page cache dropped first, when the kernel lets us) and warm ------------------------------
+// Fraction of the file's pages resident in the page cache (mincore), -1 when it cannot be told.
+static double resident_frac(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    struct stat st;
+    double r = -1;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED) {
+            long pg = sysconf(_SC_PAGESIZE);
+            size_t n = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg, in = 0;
+            unsigned char *v = malloc(n);
+            if (v && mincore(p, (size_t)st.st_size, v) == 0) {
+                for (size_t i = 0; i < n; i++) in += v[i] & 1;
+                r = (double)in / (double)n;
+            }
+            free(v);
+            munmap(p, (size_t)st.st_size);
+        }
+    }
+    close(fd);
+    return r;
+}
+
+// Ask the kernel to drop the file's clean pages. Returns false with why when it cannot.
+static bool drop_cache(const char *path, char *why, size_t cap) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { snprintf(why, cap, "cannot open the file to drop its pages"); return false; }
+    fdatasync(fd);
+    int rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    if (rc != 0) { snprintf(why, cap, "posix_fadvise(DONTNEED) failed (error %d)", rc); return false; }
+    double r = resident_frac(path);
+    if (r > 0.05) {
+        snprintf(why, cap, "posix_fadvise(DONTNEED) left %.0f%% of the pages cached (mapped by another process?)", r * 100);
+        return false;
+    }
+    return true;
+}
+
+// Load the model, make a small context and evaluate one token (every weight touched once): seconds.
+static double time_load(const char *path, int n_threads, const char *device, ll_error *err) {
+    ll_model_params mp = ll_model_default_params();
+    mp.n_threads = n_threads;
+    ll_model *m;
+    ll_context *c = NULL;
+    double t0 = ll_time_s();
+    if (ll_model_load(path, &mp, &m, err) != LL_OK) return -1;
+    ll_context_params cp = ll_context_default_params();
+    cp.n_ctx = 8, cp.n_batch = 8, cp.device = device;
+    int32_t id = 1;
+    bool ok = ll_context_init(m, &cp, &c, err) == LL_OK && ll_eval(c, &id, 1, false, err) == LL_OK;
+    double t = ll_time_s() - t0;
+    ll_context_free(c);
+    ll_model_free(m);
+    return ok ? t : -1;
+}
+
+static cJSON *load_json(const char *path, int n_threads, const char *device, bool no_cold, ll_error *err) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "definition", "ll_model_load + a context + one token evaluated (all weights touched)");
+    char why[256] = "";
+    if (no_cold) snprintf(why, sizeof why, "skipped (--no-cold)");
+    else if (drop_cache(path, why, sizeof why)) {
+        double t = time_load(path, n_threads, device, err);
+        if (t < 0) { cJSON_Delete(j); return NULL; }
+        cJSON_AddNumberToObject(j, "cold_s", t);
+        cJSON_AddStringToObject(j, "cold_note", "page cache dropped with posix_fadvise(POSIX_FADV_DONTNEED), checked with mincore");
+    }
+    if (why[0]) {
+        cJSON_AddNullToObject(j, "cold_s");
+        cJSON_AddStringToObject(j, "cold_note", why);
+    }
+    double w[3];
+    for (int i = 0; i < 3; i++)
+        if ((w[i] = time_load(path, n_threads, device, err)) < 0) { cJSON_Delete(j); return NULL; }
+    qsort(w, 3, sizeof w[0], cmp_d);
+    cJSON_AddNumberToObject(j, "warm_s", w[1]);
+    cJSON_AddStringToObject(j, "warm_note", "median of 3 loads with the file in the page cache");
+    return j;
+}
+
+// ---- the tests ---------------------------------------------------------------------------------------------
+typedef struct bench_ctx {
+    ll_model *m;
+    ll_context *c;
+    int32_t *ids; // random tokens
+    double mm_params;
+    ll_lab_ceil ceil;
+} bench_ctx;
+
+// One repetition: reset, depth tokens of context (untimed), then the timed test. Seconds.
+static double run_test(bench_ctx *b, int depth, int n_prompt, int n_gen, ll_error *err) {
+    ll_context_reset(b->c);
+    if (depth > 0 && ll_eval(b->c, b->ids, depth, false, err) != LL_OK) return -1;
+    double t0 = ll_time_s();
+    if (n_prompt > 0 && ll_eval(b->c, b->ids + depth, n_prompt, false, err) != LL_OK) return -1;
+    for (int i = 0; i < n_gen; i++)
+        if (ll_eval(b->c, b->ids + depth + i, 1, false, err) != LL_OK) return -1;
+    return ll_time_s() - t0;
+}
+
+static cJSON *stats_json(double *ts, int n) {
+    double sum = 0, sq = 0;
+    for (int i = 0; i < n; i++) sum += ts[i];
+    double mean = sum / n;
+    for (int i = 0; i < n; i++) sq += (ts[i] - mean) * (ts[i] - mean);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "samples", cJSON_CreateDoubleArray(ts, n));
+    qsort(ts, (size_t)n, sizeof *ts, cmp_d);
+    cJSON_AddNumberToObject(j, "median", n % 2 ? ts[n / 2] : 0.5 * (ts[n / 2 - 1] + ts[n / 2]));
+    cJSON_AddNumberToObject(j, "mean", mean);
+    cJSON_AddNumberToObject(j, "sd", n > 1 ? sqrt(sq / (n - 1)) : 0);
+    cJSON_AddNumberToObject(j, "min", ts[0]);
+    cJSON_AddNumberToObject(j, "max", ts[n - 1]);
+    return j;
+}
+
+// Roofline: generation against read bandwidth (weight bytes per token x t/s), prompt against the GEMM peak
+// (FLOPs per token x t/s; attention at the prompt's mean position depth + n/2).
+static cJSON *roofline_json(const bench_ctx *b, bool gen, int depth, int n, double ts) {
+    cJSON *j = cJSON_CreateObject();
+    const ll_hparams *hp = &b->m->hp;
+    double flops = 2 * b->mm_params + 4.0 * hp->n_layer * hp->n_head * hp->head_dim * (depth + n / 2.0);
+    cJSON_AddNumberToObject(j, "flops_per_token", flops);
+    cJSON_AddNumberToObject(j, "bytes_per_token", gen ? (double)b->m->weight_bytes : (double)b->m->weight_bytes / n);
+    cJSON_AddNumberToObject(j, "arithmetic_intensity", gen ? flops / (double)b->m->weight_bytes : flops * n / (double)b->m->weight_bytes);
+    cJSON_AddNumberToObject(j, "achieved_gflops", flops * ts / 1e9);
+    if (gen) {
+        double gbps = (double)b->m->weight_bytes * ts / 1e9;
+        cJSON_AddStringToObject(j, "bound", "memory");
+        cJSON_AddNumberToObject(j, "achieved_gbps", gbps);
+        if (b->ceil.read_gbps > 0) cJSON_AddNumberToObject(j, "ceiling_gbps", b->ceil.read_gbps);
+        if (b->ceil.read_gbps > 0) cJSON_AddNumberToObject(j, "pct_of_ceiling", 100 * gbps / b->ceil.read_gbps);
+        cJSON_AddNumberToObject(j, "ceiling_tps", b->ceil.read_gbps > 0 ? b->ceil.read_gbps * 1e9 / (double)b->m->weight_bytes : 0);
+        cJSON_AddStringToObject(j, "ceiling_source", b->ceil.read_src);
+        if (b->ceil.read_gbps > 0 && gbps > b->ceil.read_gbps)
+            cJSON_AddStringToObject(j, "note", "above the memory ceiling: the weights fit in the CPU caches, so decode "
+                                               "reads them from cache, not DRAM");
+    } else {
+        double gf = flops * ts / 1e9;
+        cJSON_AddStringToObject(j, "bound", "compute");
+        if (b->ceil.gemm_gflops > 0) cJSON_AddNumberToObject(j, "ceiling_gflops", b->ceil.gemm_gflops);
+        if (b->ceil.gemm_gflops > 0) cJSON_AddNumberToObject(j, "pct_of_ceiling", 100 * gf / b->ceil.gemm_gflops);
+        cJSON_AddStringToObject(j, "ceiling_source", b->ceil.gemm_src);
+    }
+    return j;
+}
+
+static cJSON *one_test(bench_ctx *b, const ll_lab_bench_cfg *cfg, int depth, int n_prompt, int n_gen, ll_error *err) {
+    int reps = cfg->reps;
+    double *ts = malloc((size_t)reps * sizeof *ts);
+    if (!ts) return NULL;
+    if (run_test(b, depth, n_prompt ? n_prompt : 0, n_prompt ? 0 : (n_gen < 4 ? n_gen : 4), err) < 0) { free(ts); return NULL; } // warm-up
+    for (int r = 0; r < reps; r++) {
+        double t = run_test(b, depth, n_prompt, n_gen, err);
+        if (t < 0) { free(ts); return NULL; }
+        ts[r] = (n_prompt + n_gen) / t;
+    }
+    char name[64];
+    if (depth) snprintf(name, sizeof name, "%s%d @ d%d", n_prompt ? "pp" : "tg", n_prompt + n_gen, depth);
+    else snprintf(name, sizeof name, "%s%d", n_prompt ? "pp" : "tg", n_prompt + n_gen);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "test", name);
+    cJSON_AddNumberToObject(j, "n_prompt", n_prompt);
+    cJSON_AddNumberToObject(j, "n_gen", n_gen);
+    cJSON_AddNumberToObject(j, "n_depth", depth);
+    cJSON_AddNumberToObject(j, "threads", b->c->n_threads);
+    cJSON_AddNumberToObject(j, "reps", reps);
+    cJSON *st = stats_json(ts, reps);
+    cJSON_AddItemToObject(j, "ts", st);
+    cJSON_AddItemToObject(j, "roofline", roofline_json(b, n_gen > 0, depth, n_prompt + n_gen, ll_lab_num(st, "median")));
+    free(ts);
+    if (cfg->progress) fprintf(stderr, "bench model: %s %s: %.2f t/s\n", b->m->name, name, ll_lab_num(st, "median"));
+    return j;
+}
+
+// Parameters of the matrices decode multiplies by (the embedding table only when it is the tied output).
+static double matmul_params(const ll_model *m) {
+    int n;
+    const ll_weight **ws = ll_model_all_weights(m, &n);
+    double p = 0;
+    for (int i = 0; i < n; i++)
+        if (ws[i]->ne1 > 1 && ws[i] != &m->tok_embd) p += (double)ws[i]->ne0 * (double)ws[i]->ne1;
+    free(ws);
+    return p;
+}
+
+static int max_of(const int *v, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+static void model_facts(cJSON *j, const ll_model *m, const char *path, const ll_context *c) {
+    char desc[512];
+    ll_model_describe(m, desc, sizeof desc);
+    struct stat st;
+    cJSON_AddStringToObject(j, "file", path);
+    cJSON_AddStringToObject(j, "model", m->name);
+    cJSON_AddStringToObject(j, "description", desc);
+    cJSON_AddStringToObject(j, "arch", m->hp.arch);
+    cJSON_AddStringToObject(j, "type", ll_type_name(m->wtype));
+    cJSON_AddNumberToObject(j, "params", (double)m->n_params);
+    cJSON_AddNumberToObject(j, "size_bytes", stat(path, &st) == 0 ? (double)st.st_size : 0);
+    cJSON_AddNumberToObject(j, "weight_bytes", (double)m->weight_bytes);
+    cJSON_AddNumberToObject(j, "n_layer", m->hp.n_layer);
+    cJSON_AddNumberToObject(j, "n_embd", m->hp.n_embd);
+    ll_plan plan;
+    ll_plan_compute(m, c->n_ctx, c->n_batch, 1, c->n_threads, &plan);
+    cJSON *mem = cJSON_AddObjectToObject(j, "memory");
+    cJSON_AddNumberToObject(mem, "weights_bytes", (double)plan.weights);
+    cJSON_AddNumberToObject(mem, "kv_bytes", (double)plan.kv);
+    cJSON_AddNumberToObject(mem, "kv_n_ctx", c->n_ctx);
+    cJSON_AddStringToObject(mem, "kv_type", "F32");
+    cJSON_AddNumberToObject(mem, "activations_bytes", (double)plan.activations);
+    cJSON_AddNumberToObject(mem, "n_batch", c->n_batch);
+}
+
+static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threads, const ll_lab_ceil *ceil, ll_error *err) {
+    bench_ctx b = {.ceil = *ceil};
+    cJSON *j = cJSON_CreateObject(), *load = load_json(path, threads, cfg->device, cfg->no_cold, err);
+    if (!load) goto fail;
+    ll_model_params mp = ll_model_default_params();
+    mp.n_threads = threads;
+    if (ll_model_load(path, &mp, &b.m, err) != LL_OK) goto fail;
+    int mp_ = max_of(cfg->pp, cfg->n_pp), mt = max_of(cfg->tg, cfg->n_tg), md = max_of(cfg->depth, cfg->n_depth);
+    ll_context_params cp = ll_context_default_params();
+    cp.n_ctx = md + (mp_ > mt ? mp_ : mt);
+    cp.n_batch = mp_ > md ? mp_ : (md > 0 ? md : 1);
+    if (cp.n_batch > cp.n_ctx) cp.n_batch = cp.n_ctx;
+    cp.device = cfg->device;
+    if (ll_context_init(b.m, &cp, &b.c, err) != LL_OK) goto fail;
+    b.ids = malloc((size_t)cp.n_ctx * sizeof *b.ids);
+    if (!b.ids) goto fail;
+    uint64_t s = 1;
+    for (int i = 0; i < cp.n_ctx; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; b.ids[i] = (int32_t)((s >> 33) % (uint64_t)b.m->hp.n_vocab); }
+    b.mm_params = matmul_params(b.m);
+    model_facts(j, b.m, path, b.c);
+    cJSON_AddStringToObject(j, "backend", cfg->device);
+    cJSON_AddItemToObject(j, "load", load);
+    load = NULL;
+    cJSON *tests = cJSON_AddArrayToObject(j, "tests");
+    for (int d = 0; d < cfg->n_depth; d++) {
+        for (int i = 0; i < cfg->n_pp; i++) {
+            if (cfg->pp[i] <= 0) continue;
+            cJSON *t = one_test(&b, cfg, cfg->depth[d], cfg->pp[i], 0, err);
+            if (!t) goto fail;
+            cJSON_AddItemToArray(tests, t);
+        }
+        for (int i = 0; i < cfg->n_tg; i++) {
+            if (cfg->tg[i] <= 0) continue;
+            cJSON *t = one_test(&b, cfg, cfg->depth[d], 0, cfg->tg[i], err);
+            if (!t) goto fail;
+            cJSON_AddItemToArray(tests, t);
+        }
+    }
+    cJSON_AddNumberToObject(cJSON_GetObjectItem(j, "memory"), "peak_rss_bytes", (double)ll_sys_rss_peak());
+    free(b.ids);
+    ll_context_free(b.c);
+    ll_model_free(b.m);
+    return j;
+fail:
+    if (err->message[0] && !strstr(err->message, path)) ll_err_prefix(err, "%s: ", path);
+    cJSON_Delete(load);
+    cJSON_Delete(j);
+    free(b.ids);
+    ll_context_free(b.c);
+    ll_model_free(b.m);
+    return NULL;
+}
+
+static cJSON *ceil_json(const ll_lab_ceil *c) {
+    cJSON *j = cJSON_CreateObject();
+    if (c->read_gbps > 0) cJSON_AddNumberToObject(j, "read_gbps", c->read_gbps);
+    else cJSON_AddNullToObject(j, "read_gbps");
+    cJSON_AddStringToObject(j, "read_source", c->read_src);
+    if (c->gemm_gflops > 0) cJSON_AddNumberToObject(j, "gemm_gflops", c->gemm_gflops);
+    else cJSON_AddNullToObject(j, "gemm_gflops");
+    cJSON_AddStringToObject(j, "gemm_source", c->gemm_src);
+    return j;
+}
+
+static cJSON *machine_json(const ll_lab_bench_cfg *cfg) {
+    cJSON *j = cJSON_CreateObject();
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    cJSON_AddStringToObject(j, "hostname", host);
+    char cpu[160] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    for (char line[512]; f && fgets(line, sizeof line, f);) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !colon) continue;
+        snprintf(cpu, sizeof cpu, "%s", colon + 2);
+        cpu[strcspn(cpu, "\n")] = 0;
+        break;
+    }
+    if (f) fclose(f);
+    cJSON_AddStringToObject(j, "cpu_model", cpu);
+    cJSON_AddNumberToObject(j, "logical_cores", ll_sys_logical_cores());
+    cJSON_AddNumberToObject(j, "physical_cores", ll_sys_physical_cores());
+    cJSON_AddNumberToObject(j, "mem_total_bytes", (double)ll_sys_mem_total());
+    cJSON_AddStringToObject(j, "llmlab_version", LLMLAB_VERSION);
+    char ts[32];
+    time_t now = time(NULL);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(j, "timestamp_utc", ts);
+    return j;
+}
+
+ll_status ll_lab_bench_run(const ll_lab_bench_cfg *cfg, cJSON **out, ll_error *err) {
+    *out = NULL;
+    if (cfg->n_models < 1) return ll_err_set(err, LL_ERR_ARG, "no model given (-m FILE)");
+    if (cfg->reps < 1) return ll_err_set(err, LL_ERR_ARG, "-r must be at least 1");
+    char defdir[512];
+    ll_lab_default_dir(defdir, sizeof defdir);
+    const char *dir = cfg->json_dir ? cfg->json_dir : defdir, *cdir = cfg->ceil_dir ? cfg->ceil_dir : dir;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "schema", "llmlab.model/1");
+    cJSON_AddItemToObject(doc, "machine", machine_json(cfg));
+    cJSON *ceils = cJSON_AddObjectToObject(doc, "ceilings");
+    cJSON *models = cJSON_AddArrayToObject(doc, "results");
+    cJSON_AddArrayToObject(doc, "notes");
+    for (int t = 0; t < cfg->n_threads; t++) {
+        ll_lab_ceil c;
+        ll_lab_ceil_get(cdir, cfg->device, cfg->threads[t], &c);
+        if (!cJSON_GetObjectItem(ceils, cfg->device)) cJSON_AddItemToObject(ceils, cfg->device, ceil_json(&c));
+        for (int i = 0; i < cfg->n_models; i++) {
+            cJSON *m = bench_one(cfg, cfg->models[i], cfg->threads[t], &c, err);
+            if (!m) { cJSON_Delete(doc); return err->status ? err->status : LL_ERR_INTERNAL; }
+            cJSON_AddItemToArray(models, m);
+        }
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItem(doc, "notes"), cJSON_CreateString(
+        "peak_rss_bytes is the process's peak so far (models benched earlier in the same run included)"));
+    ll_status st = ll_lab_json_write(dir, "model", doc, err);
+    if (st != LL_OK) { cJSON_Delete(doc); return st; }
+    *out = doc;
+    return LL_OK;
+}

@@ -1,0 +1,452 @@
+// test_cuda.c — the CUDA backend against independent references: every op against the CPU backend on random
+// inputs (outputs poisoned with NaN first), matmuls against dequantize-to-f32 + a float64 host dot, and whole
+// models (cuda vs cpu logits, golden logits, greedy tokens). Skips with a message where no GPU answers.
+#include "testutil.h"
+
+#include "backend/backend.h"
+#include "core/half.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+// Tolerances (NMSE = ||got - ref||^2 / ||ref||^2):
+#define TOL_F32 1e-10   // f32 ops, matvecs (f32 math, only the summation order differs)
+#define TOL_GEMM_F16 1e-5 // prefill GEMM on f16 operands (activations rounded to f16: ~2^-11 relative each)
+#define TOL_GEMM_BF16 1e-4 // prefill GEMM on bf16 operands (~2^-8 relative each)
+
+static char g_why[256];
+
+static bool gpu_present(void) {
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    return ll_backend_cuda_device_count(g_why, sizeof g_why) > 0;
+#else
+    snprintf(g_why, sizeof g_why, "built without CUDA");
+    return false;
+#endif
+}
+
+#define NEED_GPU()                                                                                             \
+    if (!gpu_present()) TU_SKIP("%s: CUDA tests skipped", g_why)
+
+static double nmse(const float *got, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+static void check_close(const char *what, const float *got, const float *ref, size_t n, double tol) {
+    int bad = tu_count_nonfinite(got, n);
+    double e = nmse(got, ref, n);
+    if (bad || !(e <= tol)) fail_msg("%s: NMSE %.3g (tolerance %.1g), %d non-finite of %zu", what, e, tol, bad, n);
+}
+
+static float *rand_floats(size_t n, uint64_t *s, float scale) {
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = tu_rng_uniform(s) * scale;
+    return x;
+}
+
+// Both backends, prepared for the same weights.
+typedef struct duo {
+    ll_backend *cpu, *gpu;
+} duo;
+
+static duo duo_init(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx) {
+    duo d = {0};
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    ll_error err = {0};
+    d.cpu = ll_backend_cpu_init(2, &err);
+    d.gpu = ll_backend_cuda_init(1, &err);
+    if (!d.cpu || !d.gpu) fail_msg("backend init: %s", err.message);
+    if (d.cpu->ops->prepare(d.cpu, ws, n_ws, max_tok, max_ctx, &err) != LL_OK) fail_msg("cpu prepare: %s", err.message);
+    if (d.gpu->ops->prepare(d.gpu, ws, n_ws, max_tok, max_ctx, &err) != LL_OK)
+        fail_msg("cuda prepare: %s", err.message);
+#endif
+    return d;
+}
+
+static void duo_free(duo *d) {
+    ll_backend_free(d->cpu);
+    ll_backend_free(d->gpu);
+}
+
+// Device copy of n host floats (n may be 0: poison-sized buffers).
+static float *to_dev(ll_backend *b, const float *x, size_t n) {
+    ll_error err = {0};
+    float *p = b->ops->alloc(b, n * sizeof *p, &err);
+    if (!p) fail_msg("alloc: %s", err.message);
+    b->ops->upload(b, p, x, n * sizeof *p);
+    return p;
+}
+
+static float *poisoned_dev(ll_backend *b, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    tu_poison(h, n);
+    float *p = to_dev(b, h, n);
+    free(h);
+    return p;
+}
+
+static float *from_dev(ll_backend *b, const float *p, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    tu_poison(h, n);
+    b->ops->download(b, h, p, n * sizeof *h);
+    b->ops->synchronize(b);
+    return h;
+}
+
+static ll_weight vec_weight(const float *data, int n, const char *name) {
+    return (ll_weight){data, LL_TYPE_F32, n, 1, name};
+}
+
+// ---- element-wise and per-row ops --------------------------------------------------------------------------
+static void test_rows_ops(void **state) {
+    NEED_GPU();
+    uint64_t s = 11;
+    const int n = 1000, nt = 5;
+    float *g = rand_floats(n, &s, 1.0f), *bias = rand_floats(n, &s, 0.5f);
+    ll_weight wg = vec_weight(g, n, "gain"), wb = vec_weight(bias, n, "bias");
+    const ll_weight *ws[] = {&wg, &wb};
+    duo d = duo_init(ws, 2, 8, 16);
+    float *x = rand_floats((size_t)n * nt, &s, 3.0f), *u = rand_floats((size_t)n * nt, &s, 2.0f);
+    // CPU results on host copies.
+    float *ref = malloc((size_t)n * nt * sizeof *ref);
+    d.cpu->ops->rmsnorm(d.cpu, ref, x, &wg, n, nt, 1e-5f);
+    float *dx = to_dev(d.gpu, x, (size_t)n * nt), *dy = poisoned_dev(d.gpu, (size_t)n * nt);
+    d.gpu->ops->rmsnorm(d.gpu, dy, dx, &wg, n, nt, 1e-5f);
+    float *got = from_dev(d.gpu, dy, (size_t)n * nt);
+    check_close("rmsnorm", got, ref, (size_t)n * nt, TOL_F32);
+    free(got);
+    d.gpu->ops->rmsnorm(d.gpu, dx, dx, &wg, n, nt, 1e-5f); // in place
+    got = from_dev(d.gpu, dx, (size_t)n * nt);
+    check_close("rmsnorm in place", got, ref, (size_t)n * nt, TOL_F32);
+    free(got);
+    // add_bias, swiglu, add on fresh copies
+    memcpy(ref, x, (size_t)n * nt * sizeof *ref);
+    d.cpu->ops->add_bias(d.cpu, ref, &wb, n, nt);
+    d.gpu->ops->upload(d.gpu, dx, x, (size_t)n * nt * sizeof *x);
+    d.gpu->ops->add_bias(d.gpu, dx, &wb, n, nt);
+    got = from_dev(d.gpu, dx, (size_t)n * nt);
+    check_close("add_bias", got, ref, (size_t)n * nt, TOL_F32);
+    free(got);
+    float *du = to_dev(d.gpu, u, (size_t)n * nt);
+    d.cpu->ops->swiglu(d.cpu, ref, u, n, nt);
+    d.gpu->ops->swiglu(d.gpu, dx, du, n, nt);
+    got = from_dev(d.gpu, dx, (size_t)n * nt);
+    check_close("swiglu", got, ref, (size_t)n * nt, TOL_F32);
+    free(got);
+    d.cpu->ops->add(d.cpu, ref, u, (size_t)n * nt);
+    d.gpu->ops->add(d.gpu, dx, du, (size_t)n * nt);
+    got = from_dev(d.gpu, dx, (size_t)n * nt);
+    check_close("add", got, ref, (size_t)n * nt, TOL_F32);
+    free(got);
+    d.gpu->ops->free(d.gpu, dx);
+    d.gpu->ops->free(d.gpu, dy);
+    d.gpu->ops->free(d.gpu, du);
+    duo_free(&d);
+    free(g), free(bias), free(x), free(u), free(ref);
+}
+
+// ---- RoPE: normal, NeoX, partial rotary, frequency factors, contiguous and scattered positions ---------
+static void test_rope(void **state) {
+    NEED_GPU();
+    uint64_t s = 12;
+    const int n_head = 4, hd = 64, nt = 6;
+    float *ff = rand_floats(hd / 2, &s, 0.4f);
+    for (int i = 0; i < hd / 2; i++) ff[i] += 1.5f; // divisors in [1.1, 1.9]
+    ll_weight wf = vec_weight(ff, hd / 2, "rope_freqs");
+    const ll_weight *ws[] = {&wf};
+    duo d = duo_init(ws, 1, 8, 64);
+    int32_t run[6] = {7, 8, 9, 10, 11, 12}, scat[6] = {0, 31, 5, 5, 60, 2};
+    size_t n = (size_t)nt * n_head * hd;
+    for (int c = 0; c < 8; c++) {
+        ll_rope_params p = {n_head, hd, (c & 1) ? hd / 2 : hd, 10000.0f, (c & 2) != 0, (c & 4) ? ff : NULL};
+        const int32_t *pos = (c & 1) ? scat : run;
+        float *x = rand_floats(n, &s, 2.0f);
+        float *dx = to_dev(d.gpu, x, n);
+        d.cpu->ops->rope(d.cpu, x, pos, nt, &p);
+        d.gpu->ops->rope(d.gpu, dx, pos, nt, &p);
+        float *got = from_dev(d.gpu, dx, n);
+        char what[64];
+        snprintf(what, sizeof what, "rope case %d (n_rot %d, neox %d, ff %d)", c, p.n_rot, p.neox,
+                 p.freq_factors != NULL);
+        check_close(what, got, x, n, TOL_F32);
+        free(got), free(x);
+        d.gpu->ops->free(d.gpu, dx);
+    }
+    duo_free(&d);
+    free(ff);
+}
+
+// ---- attention: prefill and decode, GQA/MHA, head dims 8..256, several splits ----------------------------
+static void attn_case(int n_head, int n_kv, int hd, int n_past, int nt, uint64_t seed) {
+    uint64_t s = seed;
+    int n_ctx = n_past + nt + 3;
+    duo d = duo_init(NULL, 0, nt, n_ctx);
+    size_t kvn = (size_t)n_ctx * n_kv * hd, qn = (size_t)nt * n_head * hd;
+    float *k = rand_floats(kvn, &s, 1.0f), *v = rand_floats(kvn, &s, 1.0f), *q = rand_floats(qn, &s, 1.0f);
+    for (size_t i = (size_t)(n_past + nt) * n_kv * hd; i < kvn; i++) k[i] = v[i] = NAN; // beyond the causal edge
+    ll_attn_params p = {n_head, n_kv, hd, n_ctx, n_past, 1.0f / sqrtf((float)hd)};
+    float *ref = malloc(qn * sizeof *ref);
+    d.cpu->ops->attention(d.cpu, ref, q, k, v, nt, &p);
+    float *dk = to_dev(d.gpu, k, kvn), *dv = to_dev(d.gpu, v, kvn), *dq = to_dev(d.gpu, q, qn);
+    float *dout = poisoned_dev(d.gpu, qn);
+    d.gpu->ops->attention(d.gpu, dout, dq, dk, dv, nt, &p);
+    float *got = from_dev(d.gpu, dout, qn);
+    char what[96];
+    snprintf(what, sizeof what, "attention heads %d/%d dim %d past %d tokens %d", n_head, n_kv, hd, n_past, nt);
+    check_close(what, got, ref, qn, 1e-9);
+    float *bufs[] = {dk, dv, dq, dout};
+    for (int i = 0; i < 4; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+    duo_free(&d);
+    free(k), free(v), free(q), free(ref), free(got);
+}
+
+static void test_attention(void **state) {
+    NEED_GPU();
+    attn_case(8, 2, 64, 0, 17, 21);    // prefill from empty, GQA 4
+    attn_case(4, 4, 128, 300, 1, 22);  // decode, MHA
+    attn_case(32, 8, 128, 1500, 1, 23); // decode, Mistral shapes, many splits
+    attn_case(8, 4, 8, 5, 3, 24);      // stories260K-like head dim 8
+    attn_case(4, 1, 256, 40, 4, 25);   // MQA, head dim 256
+    attn_case(6, 2, 80, 100, 33, 26);  // head dim not a multiple of 32, batch after a prefix
+}
+
+// ---- weights of every type --------------------------------------------------------------------------------
+static const uint32_t k_types[] = {LL_TYPE_F32, LL_TYPE_F16, LL_TYPE_BF16, LL_TYPE_Q8_0,
+                                   LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
+
+// Random (rows, cols) matrix in type t; *deq gets what the CPU's to_float makes of it.
+static void *make_weight(uint32_t t, int cols, int rows, uint64_t *s, float **deq) {
+    const ll_type_traits *tr = ll_type_get(t);
+    uint64_t rb;
+    assert_true(tr && ll_type_row_size(t, (uint64_t)cols, &rb));
+    float *f = rand_floats((size_t)cols * rows, s, 1.0f);
+    uint8_t *w = malloc(rb * rows);
+    for (int r = 0; r < rows; r++) {
+        float *fr = f + (size_t)r * cols;
+        uint8_t *wr = w + rb * r;
+        if (t == LL_TYPE_F32) memcpy(wr, fr, (size_t)cols * 4);
+        else if (t == LL_TYPE_F16) for (int i = 0; i < cols; i++) ((uint16_t *)wr)[i] = ll_fp32_to_fp16(fr[i]);
+        else if (t == LL_TYPE_BF16) for (int i = 0; i < cols; i++) ((uint16_t *)wr)[i] = ll_fp32_to_bf16(fr[i]);
+        else tr->from_float_ref(fr, wr, cols);
+        tr->to_float(wr, fr, cols);
+    }
+    *deq = f;
+    return w;
+}
+
+static void test_get_rows(void **state) {
+    NEED_GPU();
+    uint64_t s = 31;
+    const int cols = 512, rows = 10, nt = 4;
+    const int32_t ids[4] = {3, 0, 9, 3};
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
+        float *deq;
+        void *w = make_weight(k_types[ti], cols, rows, &s, &deq);
+        ll_weight lw = {w, k_types[ti], cols, rows, "embd"};
+        const ll_weight *ws[] = {&lw};
+        duo d = duo_init(ws, 1, 8, 8);
+        float *ref = malloc((size_t)nt * cols * sizeof *ref);
+        d.cpu->ops->get_rows(d.cpu, ref, &lw, ids, nt);
+        float *dy = poisoned_dev(d.gpu, (size_t)nt * cols);
+        d.gpu->ops->get_rows(d.gpu, dy, &lw, ids, nt);
+        float *got = from_dev(d.gpu, dy, (size_t)nt * cols);
+        char what[64];
+        snprintf(what, sizeof what, "get_rows %s", ll_type_name(k_types[ti]));
+        check_close(what, got, ref, (size_t)nt * cols, 1e-12);
+        d.gpu->ops->free(d.gpu, dy);
+        duo_free(&d);
+        free(w), free(deq), free(ref), free(got);
+    }
+}
+
+// y = x W^T against float64 dots of the dequantized weight; float types also against the CPU backend.
+static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
+    float *deq;
+    void *w = make_weight(t, cols, rows, s, &deq);
+    ll_weight lw = {w, t, cols, rows, "w"};
+    const ll_weight *ws[] = {&lw};
+    duo d = duo_init(ws, 1, 16, 16);
+    float *x = rand_floats((size_t)nt * cols, s, 1.0f), *ref = malloc((size_t)nt * rows * sizeof *ref);
+    for (int i = 0; i < nt; i++)
+        for (int r = 0; r < rows; r++) {
+            double acc = 0;
+            for (int k = 0; k < cols; k++) acc += (double)x[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
+            ref[(size_t)i * rows + r] = (float)acc;
+        }
+    float *dx = to_dev(d.gpu, x, (size_t)nt * cols), *dy = poisoned_dev(d.gpu, (size_t)nt * rows);
+    d.gpu->ops->matmul(d.gpu, &lw, dx, dy, nt);
+    float *got = from_dev(d.gpu, dy, (size_t)nt * rows);
+    bool quant = t != LL_TYPE_F32 && t != LL_TYPE_F16 && t != LL_TYPE_BF16;
+    bool gemm = quant ? nt >= 9 : nt >= 2; // matmul.cu: CU_GEMM_MIN_TOK_QUANT
+    double tol = !gemm || t == LL_TYPE_F32 ? TOL_F32 : t == LL_TYPE_BF16 ? TOL_GEMM_BF16 : TOL_GEMM_F16;
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s %dx%d, %d tokens (%s)", ll_type_name(t), rows, cols, nt,
+             gemm ? "GEMM" : "matvec");
+    check_close(what, got, ref, (size_t)nt * rows, tol);
+    if (!quant && d.cpu->ops->supports(d.cpu, LL_OP_MATMUL, t)) {
+        float *cpu = malloc((size_t)nt * rows * sizeof *cpu);
+        d.cpu->ops->matmul(d.cpu, &lw, x, cpu, nt);
+        check_close(what, got, cpu, (size_t)nt * rows, tol > 1e-6 ? tol : 1e-6); // the CPU may round x to f16
+        free(cpu);
+    }
+    d.gpu->ops->free(d.gpu, dx);
+    d.gpu->ops->free(d.gpu, dy);
+    duo_free(&d);
+    free(w), free(deq), free(x), free(ref), free(got);
+}
+
+static void test_matmul(void **state) {
+    NEED_GPU();
+    uint64_t s = 41;
+    const int toks[] = {1, 3, 16};
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++)
+        for (int k = 0; k < 3; k++) {
+            matmul_case(k_types[ti], 1024, 67, toks[k], &s);
+            matmul_case(k_types[ti], 2816, 130, toks[k], &s);
+        }
+    // Rows not 16-byte aligned: the scalar float path.
+    for (int ti = 0; ti < 3; ti++) matmul_case(k_types[ti], 172, 33, 1, &s);
+}
+
+// ---- whole models ---------------------------------------------------------------------------------------------
+static ll_context *ctx_on(ll_model *m, const char *device, bool all_logits) {
+    ll_error err = {0};
+    ll_context_params cp = ll_context_default_params();
+    cp.n_ctx = 256;
+    cp.n_batch = 64;
+    cp.all_logits = all_logits;
+    cp.device = device;
+    ll_context *c = NULL;
+    if (ll_context_init(m, &cp, &c, &err) != LL_OK) fail_msg("context on %s: %s", device, err.message);
+    return c;
+}
+
+static ll_model *load(const char *path) {
+    ll_error err = {0};
+    ll_model_params mp = ll_model_default_params();
+    mp.n_threads = 2;
+    ll_model *m = NULL;
+    if (ll_model_load(path, &mp, &m, &err) != LL_OK) fail_msg("load %s: %s", path, err.message);
+    return m;
+}
+
+// Prompt of 24 tokens in one batch (all logits), then 8 decode steps: cuda vs cpu, rel L2 per step.
+static void test_model_tiny_llama_f16(void **state) {
+    NEED_GPU();
+    TU_NEED_SHARED(path, "golden/tiny-llama/tiny-llama-f16.gguf");
+    ll_model *m = load(path);
+    ll_context *cc = ctx_on(m, "cpu", true), *cg = ctx_on(m, "cuda", true);
+    int nv = ll_model_n_vocab(m);
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++) ids[i] = (int32_t)((i * 7919 + 1) % nv);
+    ll_error err = {0};
+    assert_int_equal(ll_eval(cc, ids, 24, true, &err), LL_OK);
+    assert_int_equal(ll_eval(cg, ids, 24, true, &err), LL_OK);
+    for (int i = 0; i < 24; i++) {
+        double r = tu_rel_l2(ll_logits(cg, i), ll_logits(cc, i), (size_t)nv);
+        assert_int_equal(tu_count_nonfinite(ll_logits(cg, i), (size_t)nv), 0);
+        if (!(r <= 1e-3)) fail_msg("prefill position %d: rel L2 cuda vs cpu %.3g > 1e-3", i, r);
+    }
+    for (int step = 0; step < 8; step++) {
+        int32_t id = (int32_t)((step * 104729 + 3) % nv);
+        assert_int_equal(ll_eval(cc, &id, 1, false, &err), LL_OK);
+        assert_int_equal(ll_eval(cg, &id, 1, false, &err), LL_OK);
+        double r = tu_rel_l2(ll_logits(cg, -1), ll_logits(cc, -1), (size_t)nv);
+        if (!(r <= 1e-3)) fail_msg("decode step %d: rel L2 cuda vs cpu %.3g > 1e-3", step, r);
+    }
+    ll_context_free(cc);
+    ll_context_free(cg);
+    ll_model_free(m);
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+// Greedy 50 tokens after BOS + "Once upon a time" (ids from the golden file): cuda and cpu pick the same.
+static void test_greedy_stories260k(void **state) {
+    NEED_GPU();
+    TU_NEED_SHARED(path, "golden/stories260K/stories260K.gguf");
+    ll_model *m = load(path);
+    ll_context *cc = ctx_on(m, "cpu", false), *cg = ctx_on(m, "cuda", false);
+    int32_t prompt[] = {1, 403, 407, 261, 378};
+    ll_error err = {0};
+    assert_int_equal(ll_eval(cc, prompt, 5, false, &err), LL_OK);
+    assert_int_equal(ll_eval(cg, prompt, 5, false, &err), LL_OK);
+    int nv = ll_model_n_vocab(m);
+    for (int i = 0; i < 50; i++) {
+        int a = argmax(ll_logits(cc, -1), nv), b = argmax(ll_logits(cg, -1), nv);
+        if (a != b) fail_msg("greedy step %d: cpu picks %d, cuda %d", i, a, b);
+        int32_t id = a;
+        assert_int_equal(ll_eval(cc, &id, 1, false, &err), LL_OK);
+        assert_int_equal(ll_eval(cg, &id, 1, false, &err), LL_OK);
+    }
+    ll_context_free(cc);
+    ll_context_free(cg);
+    ll_model_free(m);
+}
+
+// Quantized files on the GPU against llama.cpp's golden logits (README section 7 tolerances).
+static void golden_quant(const char *model_rel, const char *logits_rel) {
+    NEED_GPU();
+    TU_NEED_SHARED(path, model_rel);
+    TU_NEED_SHARED(lpath, logits_rel);
+    TU_NEED_SHARED(ids_path, "golden/stories260K/stories260K.ids.txt");
+    int32_t ids[64];
+    int n = 0;
+    char *txt = tu_read_file(ids_path, NULL);
+    for (char *p = txt; n < 64;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    free(txt);
+    ll_model *m = load(path);
+    ll_context *cg = ctx_on(m, "cuda", true);
+    ll_error err = {0};
+    assert_int_equal(ll_eval(cg, ids, n, true, &err), LL_OK);
+    int nv = ll_model_n_vocab(m);
+    size_t glen = 0;
+    float *gold = (float *)tu_read_file(lpath, &glen);
+    assert_int_equal(glen, (size_t)n * nv * sizeof(float));
+    float *ours = malloc(glen);
+    for (int i = 0; i < n; i++) memcpy(ours + (size_t)i * nv, ll_logits(cg, i), (size_t)nv * sizeof(float));
+    double r = tu_rel_l2(ours, gold, (size_t)n * nv);
+    printf("# note: %s on cuda: rel L2 %.3g vs llama.cpp (tolerance 5e-2)\n", model_rel, r);
+    assert_true(r <= 5e-2);
+    free(ours), free(gold);
+    ll_context_free(cg);
+    ll_model_free(m);
+}
+
+static void test_golden_q8_0(void **state) {
+    golden_quant("golden/stories260K/stories260K-Q8_0.gguf", "golden/stories260K/stories260K-Q8_0.logits.f32");
+}
+static void test_golden_q4_0(void **state) {
+    golden_quant("golden/stories260K/stories260K-Q4_0.gguf", "golden/stories260K/stories260K-Q4_0.logits.f32");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
+        cmocka_unit_test(test_matmul),      cmocka_unit_test(test_model_tiny_llama_f16),
+        cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
+        cmocka_unit_test(test_golden_q4_0),
+    };
+    ll_log_set_level(LL_LOG_INFO); // the device, cuBLAS and the upload rate (GB/s) in the log
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,285 @@
+// test_qmatmul.c — ll_matmul with quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) against the
+// scalar vec_dot on the same quantized activations, against the float64 dequantized reference, and end to end.
+#include "testutil.h"
+
+#include "backend/cpu/matmul_q.h"
+#include "core/half.h"
+#include "llmlab.h"
+
+static const uint32_t k_qtypes[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_1, LL_TYPE_Q5_0,
+                                    LL_TYPE_Q5_1, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
+
+// Weights: n_out rows quantized by the reference quantizer from values whose scale varies per row (and a
+// zero block now and then). Activations: uniform with a few outliers and an all-zero 32-block.
+static uint8_t *make_w(uint32_t ty, int n_in, int n_out, uint64_t seed, size_t *row_bytes) {
+    uint64_t rb;
+    assert_true(ll_type_row_size(ty, (uint64_t)n_in, &rb));
+    uint8_t *W = malloc(rb * (size_t)n_out);
+    float *row = malloc((size_t)n_in * sizeof(float));
+    assert_true(W && row);
+    for (int o = 0; o < n_out; o++) {
+        float sc = 0.05f + (float)(o % 7);
+        for (int i = 0; i < n_in; i++) row[i] = (i / 32) % 11 == 5 && o % 3 == 1 ? 0.0f : sc * tu_rng_uniform(&seed);
+        ll_type_get(ty)->from_float_ref(row, W + (size_t)o * rb, n_in);
+    }
+    free(row);
+    *row_bytes = (size_t)rb;
+    return W;
+}
+
+static void make_x(float *x, int n_in, int nt, uint64_t seed) {
+    for (int t = 0; t < nt; t++)
+        for (int i = 0; i < n_in; i++) {
+            float v = tu_rng_uniform(&seed) * (1.0f + (float)t);
+            if (i % 61 == 7) v *= 9.0f;
+            if (i / 32 == 1 && t % 2 == 1) v = 0.0f;
+            x[(size_t)t * n_in + i] = v;
+        }
+}
+
+// Reference 1: the same activation quantization, then the traits' scalar vec_dot (the spec).
+static void ref_vecdot(uint32_t ty, const uint8_t *W, size_t rb, const float *x, float *y, int n_in, int n_out,
+                       int nt) {
+    void *row = ll_aligned_alloc(ll_mmq_act_row(ty, n_in), 64, NULL);
+    for (int t = 0; t < nt; t++) {
+        ll_mmq_act_quantize(ty, x + (size_t)t * n_in, row, n_in);
+        for (int o = 0; o < n_out; o++) ll_type_get(ty)->vec_dot(n_in, &y[(size_t)t * n_out + o], W + (size_t)o * rb, row);
+    }
+    ll_aligned_free(row);
+}
+
+// Per output: sum |w x| (scale of f32 rounding) and the bound of the activation quantization error:
+// per element |x - d q| <= amax_b/254 (rounding) + |x| 2^-10 (d stored as fp16); Q8_1's s = fp16(d sum q)
+// adds |min_w| * 32 amax_b 2^-10 per block (the min is at most max |w| of the block).
+static void bounds(uint32_t ty, const uint8_t *W, size_t rb, const float *x, int n_in, int n_out, int nt,
+                   double *abssum, double *qbound) {
+    float *w = malloc((size_t)n_in * sizeof(float));
+    int blk = ll_mmq_act_type(ty) == LL_TYPE_Q8_K ? 256 : 32;
+    for (int o = 0; o < n_out; o++) {
+        ll_type_get(ty)->to_float(W + (size_t)o * rb, w, n_in);
+        for (int t = 0; t < nt; t++) {
+            const float *xt = x + (size_t)t * n_in;
+            double s = 0, q = 0;
+            for (int b = 0; b < n_in / blk; b++) {
+                double amax = 0, wmax = 0;
+                for (int i = b * blk; i < (b + 1) * blk; i++) {
+                    amax = fmax(amax, fabs(xt[i]));
+                    wmax = fmax(wmax, fabs(w[i]));
+                }
+                for (int i = b * blk; i < (b + 1) * blk; i++) {
+                    s += fabs((double)w[i] * xt[i]);
+                    q += fabs(w[i]) * (amax / 254 + fabs(xt[i]) / 1024);
+                }
+                if (ll_mmq_act_type(ty) == LL_TYPE_Q8_1) q += wmax * 32 * amax / 1024;
+            }
+            abssum[(size_t)t * n_out + o] = s;
+            qbound[(size_t)t * n_out + o] = q * 1.01 + 1e-6 * s;
+        }
+    }
+    free(w);
+}
+
+static void run_fast(uint32_t ty, int nth, const void *W, const float *x, float *y, int n_in, int n_out, int nt) {
+    size_t ws = ll_matmul_wsize(ty, n_in, nt, nth);
+    uint8_t *wsp = ll_aligned_alloc(ws + 64, 64, NULL);
+    assert_non_null(wsp);
+    memset(wsp + ws, 0xA5, 64);
+    tu_poison(y, (size_t)n_out * nt);
+    ll_pool *pool = ll_pool_init(nth, NULL);
+    assert_non_null(pool);
+    ll_matmul(pool, ty, W, x, y, n_in, n_out, nt, wsp);
+    ll_pool_free(pool);
+    for (int i = 0; i < 64; i++) assert_int_equal(wsp[ws + i], 0xA5);
+    ll_aligned_free(wsp);
+}
+
+// Tolerance vs the scalar vec_dot on identical quantized data: the integer block sums are exact, so only the
+// f32 order of the per-block scale products differs: 2e-6 of sum |w x| (a dropped block is ~1/nb of it).
+#define SAME_Q_TOL 2e-6
+
+static void check_shape(uint32_t ty, int n_in, int n_out, int nt, uint64_t seed, double *worst_q) {
+    size_t rb, ny = (size_t)n_out * nt;
+    uint8_t *W = make_w(ty, n_in, n_out, seed, &rb);
+    float *x = ll_aligned_alloc((size_t)n_in * nt * sizeof(float), 64, NULL);
+    float *y = malloc(ny * sizeof(float)), *r1 = malloc(ny * sizeof(float)), *r2 = malloc(ny * sizeof(float));
+    double *abssum = malloc(ny * sizeof(double)), *qb = malloc(ny * sizeof(double));
+    assert_true(x && y && r1 && r2 && abssum && qb);
+    make_x(x, n_in, nt, seed ^ 0x77);
+    ref_vecdot(ty, W, rb, x, r1, n_in, n_out, nt);
+    ll_matmul_ref(ty, W, x, r2, n_in, n_out, nt);
+    bounds(ty, W, rb, x, n_in, n_out, nt, abssum, qb);
+    for (int nth = 1; nth <= 3; nth++) {
+        run_fast(ty, nth, W, x, y, n_in, n_out, nt);
+        int bad = 0;
+        for (size_t i = 0; i < ny; i++) {
+            double e1 = fabs((double)y[i] - r1[i]), e2 = fabs((double)y[i] - r2[i]);
+            if (qb[i] > 0 && e2 / qb[i] > *worst_q) *worst_q = e2 / qb[i];
+            if (!isfinite(y[i]) || !(e1 <= SAME_Q_TOL * abssum[i] + 1e-30) || !(e2 <= qb[i] + 1e-30)) {
+                if (bad++ < 3)
+                    printf("# %s [%s] n_in=%d n_out=%d tokens=%d threads=%d: out %zu got %.9g vecdot %.9g ref %.9g "
+                           "(tol %.3g, %.3g)\n", ll_type_name(ty), ll_matmul_isa(ty), n_in, n_out, nt, nth, i, y[i],
+                           r1[i], r2[i], SAME_Q_TOL * abssum[i], qb[i]);
+            }
+        }
+        assert_int_equal(bad, 0);
+    }
+    free(W);
+    ll_aligned_free(x);
+    free(y);
+    free(r1);
+    free(r2);
+    free(abssum);
+    free(qb);
+}
+
+static void sweep(uint32_t ty) {
+    static const int outs[] = {1, 5, 16, 37, 70};
+    static const int toks[] = {1, 2, 3, 4, 5, 7, 8, 13, 33};
+    bool k = ll_mmq_act_type(ty) == LL_TYPE_Q8_K;
+    const int ins_leg[] = {32, 96, 288, 1024}, ins_k[] = {256, 512, 768, 1024};
+    const int *ins = k ? ins_k : ins_leg;
+    uint64_t seed = 1234 + ty;
+    double worst_q = 0;
+    int n = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 5; b++)
+            for (int c = 0; c < 9; c++) {
+                if ((a + b + c) % 3 != 0 && !(b == 4 && c == 8)) continue; // a spread of the grid, plus the big corner
+                if (ins[a] == 1024 && toks[c] > 8) continue;
+                check_shape(ty, ins[a], outs[b], toks[c], seed++, &worst_q);
+                n++;
+            }
+    printf("# note: %s [%s]: %d shapes x 3 thread counts; worst |y - float64 ref| / act-quant bound = %.3f\n",
+           ll_type_name(ty), ll_matmul_isa(ty), n, worst_q);
+}
+
+static void test_q8_0(void **state) { (void)state; sweep(LL_TYPE_Q8_0); }
+static void test_q4_0(void **state) { (void)state; sweep(LL_TYPE_Q4_0); }
+static void test_q4_1(void **state) { (void)state; sweep(LL_TYPE_Q4_1); }
+static void test_q5_0(void **state) { (void)state; sweep(LL_TYPE_Q5_0); }
+static void test_q5_1(void **state) { (void)state; sweep(LL_TYPE_Q5_1); }
+static void test_q4_K(void **state) { (void)state; sweep(LL_TYPE_Q4_K); }
+static void test_q5_K(void **state) { (void)state; sweep(LL_TYPE_Q5_K); }
+static void test_q6_K(void **state) { (void)state; sweep(LL_TYPE_Q6_K); }
+
+static void test_supports(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof k_qtypes / sizeof k_qtypes[0]; i++) {
+        assert_true(ll_matmul_supports(k_qtypes[i]));
+        printf("# note: %s -> %s\n", ll_type_name(k_qtypes[i]), ll_matmul_isa(k_qtypes[i]));
+    }
+    assert_false(ll_matmul_supports(LL_TYPE_Q2_K));
+    assert_false(ll_matmul_supports(LL_TYPE_Q8_K));
+}
+
+// The activation quantizer against the reference Q8_0/Q8_1 quantizer: codes may differ only where x * id lies
+// on a rounding tie (x86 rounds half to even, the reference half away from zero), by one.
+static void test_act_quant(void **state) {
+    (void)state;
+    float x[256];
+    uint64_t seed = 99;
+    for (int i = 0; i < 256; i++) x[i] = tu_rng_uniform(&seed) * 3.0f;
+    ll_block_q8_0 ref[8];
+    ll_quant_from_float_ref_q8_0(x, ref, 256);
+    void *row = ll_aligned_alloc(ll_mmq_act_row(LL_TYPE_Q4_0, 256), 64, NULL);
+    ll_mmq_act_quantize(LL_TYPE_Q4_0, x, row, 256);
+    const ll_block_q8_0 *q = row;
+    ll_mmq_row v = ll_mmq_act_view(LL_TYPE_Q4_0, row, 256);
+    for (int b = 0; b < 8; b++) {
+        assert_int_equal(q[b].d, ref[b].d);
+        assert_true(v.d[b] == ll_fp16_to_fp32(ref[b].d));
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            assert_true(abs(q[b].qs[i] - ref[b].qs[i]) <= 1);
+            sum += q[b].qs[i];
+        }
+        assert_int_equal(((const int32_t *)v.aux)[b], sum);
+    }
+    ll_aligned_free(row);
+}
+
+// Whole model: stories260K quantized by llama-quantize, all logits of the golden prompt (README section 7).
+static int read_ids(const char *path, int32_t *ids, int cap) {
+    char *s = tu_read_file(path, NULL);
+    assert_non_null(s);
+    int n = 0;
+    char *p = s, *end;
+    for (long v; n < cap && (v = strtol(p, &end, 10), end != p); p = end) ids[n++] = (int32_t)v;
+    free(s);
+    return n;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static double top_gap(const float *x, int n) {
+    int b = argmax(x, n);
+    float second = -INFINITY;
+    for (int i = 0; i < n; i++) if (i != b && x[i] > second) second = x[i];
+    return (double)x[b] - second;
+}
+
+static void check_golden(const char *model, const char *logits_path) {
+    ll_error err = {0};
+    ll_model_params mp = ll_model_default_params();
+    mp.n_threads = 2;
+    ll_model *m = NULL;
+    if (ll_model_load(model, &mp, &m, &err) != LL_OK) fail_msg("load %s: %s", model, err.message);
+    int32_t ids[256];
+    int n = read_ids(tu_shared("golden/stories260K/stories260K.ids.txt"), ids, 256);
+    assert_true(n > 0);
+    ll_context_params cp = ll_context_default_params();
+    cp.n_ctx = 512;
+    cp.all_logits = true;
+    ll_context *c = NULL;
+    if (ll_context_init(m, &cp, &c, &err) != LL_OK) fail_msg("context: %s", err.message);
+    if (ll_eval(c, ids, n, true, &err) != LL_OK) fail_msg("eval: %s", err.message);
+    int nv = ll_model_n_vocab(m);
+    size_t glen = 0;
+    float *gold = (float *)tu_read_file(logits_path, &glen);
+    assert_int_equal(glen, (size_t)n * nv * sizeof(float));
+    float *ours = malloc(glen);
+    for (int i = 0; i < n; i++) memcpy(ours + (size_t)i * nv, ll_logits(c, i), (size_t)nv * sizeof(float));
+    assert_int_equal(tu_count_nonfinite(ours, (size_t)n * nv), 0);
+    double all = tu_rel_l2(ours, gold, (size_t)n * nv), worst = 0;
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        double r = tu_rel_l2(ours + (size_t)i * nv, gold + (size_t)i * nv, (size_t)nv);
+        if (r > worst) worst = r;
+        if (top_gap(gold + (size_t)i * nv, nv) > 0.5) {
+            assert_int_equal(argmax(ours + (size_t)i * nv, nv), argmax(gold + (size_t)i * nv, nv));
+            checked++;
+        }
+    }
+    printf("# note: %s: rel L2 %.3g (tolerance 5e-2), worst position %.3g (1e-1), argmax checked at %d/%d\n",
+           strrchr(logits_path, '/') + 1, all, worst, checked, n);
+    assert_true(all <= 5e-2);
+    assert_true(worst <= 1e-1);
+    free(ours);
+    free(gold);
+    ll_context_free(c);
+    ll_model_free(m);
+}
+
+static void test_golden_q8_0(void **state) {
+    TU_NEED_SHARED(model, "golden/stories260K/stories260K-Q8_0.gguf");
+    check_golden(model, tu_shared("golden/stories260K/stories260K-Q8_0.logits.f32"));
+}
+
+static void test_golden_q4_0(void **state) {
+    TU_NEED_SHARED(model, "golden/stories260K/stories260K-Q4_0.gguf");
+    check_golden(model, tu_shared("golden/stories260K/stories260K-Q4_0.logits.f32"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_supports),    cmocka_unit_test(test_act_quant),  cmocka_unit_test(test_q8_0),
+        cmocka_unit_test(test_q4_0),        cmocka_unit_test(test_q4_1),       cmocka_unit_test(test_q5_0),
+        cmocka_unit_test(test_q5_1),        cmocka_unit_test(test_q4_K),       cmocka_unit_test(test_q5_K),
+        cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
