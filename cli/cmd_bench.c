@@ -1,15 +1,18 @@
-// cmd_bench.c — `llmlab bench hw`: parse the flags and hand them to the hardware lab (src/bench/hw.c), which
-// writes the results JSON and prints the table; progress goes to stderr.
+// cmd_bench.c — `llmlab bench`: `hw` parses the flags for the hardware lab (src/bench/hw.c), `model` and the
+// plain full run go to the model lab (src/lab); each writes results JSON and prints a table.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench/hw.h"
 #include "cli.h"
+#include "lab/lab.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: llmlab bench hw [--quick] [--full] [--json DIR] [--only LIST] [--sizes LIST] [-t N]\n"
+            "usage: llmlab bench [--quick] [-m MODEL] [--json DIR]   the lab's full run: hardware, models, report\n"
+            "       llmlab bench model -m FILE [...]                  prompt/generation speed (llmlab bench model --help)\n"
+            "       llmlab bench hw [--quick] [--full] [--json DIR] [--only LIST] [--sizes LIST] [-t N]\n"
             "                       [--mem-spec GBPS] [--no-gpu]\n\n"
             "Measures what this machine can do and compares it with its ceilings: GEMM (engine kernels, int8,\n"
             "a system BLAS, cuBLASLt), memory bandwidth, attention, the largest single allocation, host<->GPU\n"
@@ -49,12 +52,14 @@ static bool parse_sizes(const char *v, int *out, int *n) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
     }
+    if (argc < 2 || argv[1][0] == '-') return ll_lab_bench_all_main(argc, argv); // plain `llmlab bench`
+    if (!strcmp(argv[1], "model")) return ll_lab_bench_model_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "hw") != 0) {
-        fprintf(stderr, "llmlab bench: unknown benchmark '%s' (available: hw)\n", argv[1]);
+        fprintf(stderr, "llmlab bench: unknown benchmark '%s' (available: hw, model)\n", argv[1]);
         return 1;
     }
     ll_hw_config cfg;

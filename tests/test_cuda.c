@@ -105,6 +105,19 @@ static ll_weight vec_weight(const float *data, int n, const char *name) {
     return (ll_weight){data, LL_TYPE_F32, n, 1, name};
 }
 
+// ---- the weight decoders as host code (runs without a GPU) ---------------------------------------------------
+static void test_decoders_host(void **state) {
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    char why[512] = "";
+    int n = ll_backend_cuda_check_decoders(why, sizeof why);
+    if (n < 0) fail_msg("%s", why);
+    printf("# note: %d (type, row length) cases of the device decoders match the C dequantizers\n", n);
+    assert_true(n >= 20);
+#else
+    TU_SKIP("built without CUDA: no device decoders to check");
+#endif
+}
+
 // ---- element-wise and per-row ops --------------------------------------------------------------------------
 static void test_rows_ops(void **state) {
     NEED_GPU();
@@ -338,40 +351,62 @@ static ll_model *load(const char *path) {
     return m;
 }
 
-// Prompt of 24 tokens in one batch (all logits), then 8 decode steps: cuda vs cpu, rel L2 per step.
-static void test_model_tiny_llama_f16(void **state) {
-    NEED_GPU();
-    TU_NEED_SHARED(path, "golden/tiny-llama/tiny-llama-f16.gguf");
-    ll_model *m = load(path);
-    ll_context *cc = ctx_on(m, "cpu", true), *cg = ctx_on(m, "cuda", true);
-    int nv = ll_model_n_vocab(m);
-    int32_t ids[24];
-    for (int i = 0; i < 24; i++) ids[i] = (int32_t)((i * 7919 + 1) % nv);
-    ll_error err = {0};
-    assert_int_equal(ll_eval(cc, ids, 24, true, &err), LL_OK);
-    assert_int_equal(ll_eval(cg, ids, 24, true, &err), LL_OK);
-    for (int i = 0; i < 24; i++) {
-        double r = tu_rel_l2(ll_logits(cg, i), ll_logits(cc, i), (size_t)nv);
-        assert_int_equal(tu_count_nonfinite(ll_logits(cg, i), (size_t)nv), 0);
-        if (!(r <= 1e-3)) fail_msg("prefill position %d: rel L2 cuda vs cpu %.3g > 1e-3", i, r);
-    }
-    for (int step = 0; step < 8; step++) {
-        int32_t id = (int32_t)((step * 104729 + 3) % nv);
-        assert_int_equal(ll_eval(cc, &id, 1, false, &err), LL_OK);
-        assert_int_equal(ll_eval(cg, &id, 1, false, &err), LL_OK);
-        double r = tu_rel_l2(ll_logits(cg, -1), ll_logits(cc, -1), (size_t)nv);
-        if (!(r <= 1e-3)) fail_msg("decode step %d: rel L2 cuda vs cpu %.3g > 1e-3", step, r);
-    }
-    ll_context_free(cc);
-    ll_context_free(cg);
-    ll_model_free(m);
-}
-
 static int argmax(const float *x, int n) {
     int b = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;
     return b;
+}
+
+static float top_gap(const float *x, int n) {
+    int b = argmax(x, n);
+    float second = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (i != b && x[i] > second) second = x[i];
+    return x[b] - second;
+}
+
+// tiny-llama F16, cuda vs cpu. (a) 24 tokens one at a time: every matmul is the f32 matvec on both sides, so
+// the logits agree to float rounding (rel L2 <= 1e-4 per step). (b) The same 24 in one batch: the GEMM rounds
+// activations to f16 as llama.cpp does, which ../shared/golden/README.md section 7 measures at ~8e-4 rel L2
+// from an f32 engine (1e-3 at the worst position): tolerances 2e-3 overall, 3e-3 per position, as there.
+static void test_model_tiny_llama_f16(void **state) {
+    NEED_GPU();
+    TU_NEED_SHARED(path, "golden/tiny-llama/tiny-llama-f16.gguf");
+    ll_model *m = load(path);
+    int nv = ll_model_n_vocab(m);
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++) ids[i] = (int32_t)((i * 7919 + 1) % nv);
+    ll_error err = {0};
+    ll_context *cc = ctx_on(m, "cpu", false), *cg = ctx_on(m, "cuda", false);
+    for (int i = 0; i < 24; i++) {
+        assert_int_equal(ll_eval(cc, ids + i, 1, false, &err), LL_OK);
+        assert_int_equal(ll_eval(cg, ids + i, 1, false, &err), LL_OK);
+        assert_int_equal(tu_count_nonfinite(ll_logits(cg, -1), (size_t)nv), 0);
+        double r = tu_rel_l2(ll_logits(cg, -1), ll_logits(cc, -1), (size_t)nv);
+        if (!(r <= 1e-4)) fail_msg("decode step %d: rel L2 cuda vs cpu %.3g > 1e-4", i, r);
+    }
+    ll_context_free(cc);
+    ll_context_free(cg);
+    cc = ctx_on(m, "cpu", true), cg = ctx_on(m, "cuda", true);
+    assert_int_equal(ll_eval(cc, ids, 24, true, &err), LL_OK);
+    assert_int_equal(ll_eval(cg, ids, 24, true, &err), LL_OK);
+    double num = 0, den = 0, worst = 0;
+    for (int i = 0; i < 24; i++) {
+        const float *g = ll_logits(cg, i), *c = ll_logits(cc, i);
+        assert_int_equal(tu_count_nonfinite(g, (size_t)nv), 0);
+        double r = tu_rel_l2(g, c, (size_t)nv), n2 = 0;
+        for (int k = 0; k < nv; k++) n2 += (double)c[k] * c[k];
+        num += r * r * n2, den += n2;
+        if (r > worst) worst = r;
+        if (top_gap(c, nv) > 0.1f) assert_int_equal(argmax(g, nv), argmax(c, nv));
+    }
+    printf("# note: tiny-llama F16 batch of 24: rel L2 cuda vs cpu %.3g (2e-3), worst position %.3g (3e-3)\n",
+           sqrt(num / den), worst);
+    assert_true(sqrt(num / den) <= 2e-3 && worst <= 3e-3);
+    ll_context_free(cc);
+    ll_context_free(cg);
+    ll_model_free(m);
 }
 
 // Greedy 50 tokens after BOS + "Once upon a time" (ids from the golden file): cuda and cpu pick the same.
@@ -441,6 +476,7 @@ static void test_golden_q4_0(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decoders_host),
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_model_tiny_llama_f16),

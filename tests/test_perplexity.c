@@ -285,8 +285,71 @@ static void test_errors_and_interrupt(void **state) {
     ll_model_free(m), ll_model_free(other);
 }
 
+// ---- quantized models against their own weights dequantized to F32 ---------------------------------------------
+// The F32 path is pinned by the golden below; test_quant pins the dequantizers. The quantized kernels also round
+// the activations to 8 bits (as llama.cpp does), which moves PPL by ~0.002 (README section 5: 0.0015 over the
+// whole text); a broken kernel moves logits by 10-40%. Bounds: |dPPL| <= 0.01, mean KLD <= 2e-3, top-1 >= 97%.
+static bool emulated(void) {
+    const char *e = getenv("LLMLAB_EXEC");
+    return e && *e;
+}
+
+static bool long_tests(void) {
+    const char *e = getenv("LLMLAB_LONG_TESTS");
+    return e && *e && strcmp(e, "0");
+}
+
+static void check_vs_dequantized(const char *rel) {
+    const char *qp = tu_shared(rel);
+    if (!qp) TU_SKIP("%s not found under LLMLAB_SHARED", rel);
+    ll_model_params mpar = ll_model_default_params();
+    mpar.n_threads = 1;
+    ll_model *q = NULL;
+    ll_error err;
+    ll_status s = ll_model_load(qp, &mpar, &q, &err);
+    if (s == LL_ERR_UNSUPPORTED) TU_SKIP("%s: the engine does not load it yet: %s", rel, err.message);
+    if (s != LL_OK) fail_msg("%s", err.message);
+    char dir[] = "/tmp/llmlab-test-ppl.XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/deq.gguf", dir);
+    ll_quantize_params qpar = ll_quantize_default_params();
+    qpar.ftype = LL_FTYPE_ALL_F32;
+    qpar.allow_requantize = true;
+    qpar.n_threads = 1;
+    assert_int_equal(ll_quantize_file(qp, path, &qpar, NULL, &err), LL_OK);
+    ll_model *deq = load(path);
+    unlink(path);
+    rmdir(dir);
+    int n;
+    int32_t *ids = dev_ids(q, 200000, &n);
+    ll_ppl_params p = params(128, emulated() ? 10 : 100);
+    ll_ppl_result r;
+    assert_int_equal(ll_ppl_run(q, deq, ids, n, &p, &r, &err), LL_OK);
+    printf("# note: %s vs its dequantized F32 weights, %d chunks: PPL %.4f vs %.4f, mean KLD %.2e, top-1 %.2f%%\n",
+           rel, r.n_done, r.ppl, r.base_ppl, r.kld_mean, r.top1_pct);
+    assert_true(fabs(r.dppl) <= 0.01);
+    assert_true(r.kld_mean <= 2e-3 && r.top1_pct >= 97.0);
+    free(ids);
+    ll_model_free(q), ll_model_free(deq);
+}
+
+static void test_q8_0_vs_dequantized(void **state) {
+    (void)state;
+    check_vs_dequantized("golden/stories260K/stories260K-Q8_0.gguf");
+}
+
+static void test_q4_0_vs_dequantized(void **state) {
+    (void)state;
+    check_vs_dequantized("golden/stories260K/stories260K-Q4_0.gguf");
+}
+
 // ---- golden perplexities (llama-perplexity -c 128 on the whole dev text, 1539 chunks) ---------------------------
-static void check_golden(const char *rel, double tol) {
+// One full run takes 12-25 s on 2 shared cores. F32 (the tight 0.001 check) runs always but under an emulator;
+// the quantized ones (measured: Q8_0 4.3571, Q4_0 4.6096) only with LLMLAB_LONG_TESTS=1, to keep the program short.
+static void check_golden(const char *rel, double tol, bool run) {
+    if (!run)
+        TU_SKIP("%s: the whole-text golden run is left out (%s); set LLMLAB_LONG_TESTS=1 to run it", rel,
+                emulated() ? "under an emulator" : "about 20 s per model");
     const char *mp = tu_shared(rel);
     if (!mp) TU_SKIP("%s not found under LLMLAB_SHARED", rel);
     if (!g_manifest) TU_SKIP("golden/manifest.json not readable");
@@ -316,17 +379,17 @@ static void check_golden(const char *rel, double tol) {
 
 static void test_golden_f32(void **state) {
     (void)state;
-    check_golden("golden/stories260K/stories260K.gguf", 0.001);
+    check_golden("golden/stories260K/stories260K.gguf", 0.001, !emulated() || long_tests());
 }
 
 static void test_golden_q8_0(void **state) {
     (void)state;
-    check_golden("golden/stories260K/stories260K-Q8_0.gguf", 0.01);
+    check_golden("golden/stories260K/stories260K-Q8_0.gguf", 0.01, long_tests());
 }
 
 static void test_golden_q4_0(void **state) {
     (void)state;
-    check_golden("golden/stories260K/stories260K-Q4_0.gguf", 0.01);
+    check_golden("golden/stories260K/stories260K-Q4_0.gguf", 0.01, long_tests());
 }
 
 int main(void) {
@@ -337,6 +400,8 @@ int main(void) {
         cmocka_unit_test(test_kld_f16_by_hand),
         cmocka_unit_test(test_f16_model),
         cmocka_unit_test(test_errors_and_interrupt),
+        cmocka_unit_test(test_q8_0_vs_dequantized),
+        cmocka_unit_test(test_q4_0_vs_dequantized),
         cmocka_unit_test(test_golden_f32),
         cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),

@@ -50,6 +50,13 @@ static int count_files(const char *prefix) {
     return n;
 }
 
+// Under an emulator (run.sh sets LLMLAB_EXEC, e.g. qemu-aarch64) the 39 MB tiny-llama runs are left out: the
+// scalar K-quant search is too slow there. stories260K and the mix-rule tests still run.
+static bool emulated(void) {
+    const char *e = getenv("LLMLAB_EXEC");
+    return e && *e;
+}
+
 static ll_quantize_params params(ll_ftype f) {
     ll_quantize_params p = ll_quantize_default_params();
     p.ftype = f;
@@ -134,6 +141,7 @@ static void file_sha(const char *path, char hex[65]) {
 // ---- golden: tiny-llama F16 to the five mixes llama-quantize was run with ---------------------------------------
 static void test_golden_tiny_llama(void **state) {
     (void)state;
+    if (emulated()) TU_SKIP("tiny-llama quantization is left out under an emulator (too slow there)");
     TU_NEED_SHARED(src, "golden/tiny-llama/tiny-llama-f16.gguf");
     static const struct { const char *name; ll_ftype f; } mixes[] = {
         {"Q8_0", LL_FTYPE_Q8_0}, {"Q4_0", LL_FTYPE_Q4_0}, {"Q4_K_M", LL_FTYPE_Q4_K_M},
@@ -426,7 +434,8 @@ static void test_atomic_output(void **state) {
 // Threads split rows; the bytes cannot depend on how many.
 static void test_threads_identical(void **state) {
     (void)state;
-    TU_NEED_SHARED(src, "golden/tiny-llama/tiny-llama-f16.gguf");
+    const char *src = tu_shared(emulated() ? "golden/stories260K/stories260K.gguf" : "golden/tiny-llama/tiny-llama-f16.gguf");
+    if (!src) TU_SKIP("the source model is not under LLMLAB_SHARED");
     char h1[65], h2[65];
     ll_error err;
     ll_quantize_params p = params(LL_FTYPE_Q5_K_S);

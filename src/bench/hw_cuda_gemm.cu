@@ -180,9 +180,13 @@ static bool gemm_one(int dev, gemm_kind g, int size, int cc, double min_time, ge
     CKB(r->B->p_cublasLtMatmulPreferenceCreate(&r->pref));
     size_t wsb = GEMM_WORKSPACE;
     CKB(r->B->p_cublasLtMatmulPreferenceSetAttribute(r->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
-    cublasLtMatmulHeuristicResult_t heur;
+    // cuBLASLt's first heuristic is often not its fastest at large sizes: validate and briefly time up to
+    // GEMM_ALGOS candidates, then time the fastest valid one properly.
+    enum { GEMM_ALGOS = 8 };
+    cublasLtMatmulHeuristicResult_t heur[GEMM_ALGOS];
     int found = 0;
-    cublasStatus_t hs = r->B->p_cublasLtMatmulAlgoGetHeuristic(r->lt, r->op, r->la, r->lb, r->lc, r->lc, r->pref, 1, &heur, &found);
+    cublasStatus_t hs = r->B->p_cublasLtMatmulAlgoGetHeuristic(r->lt, r->op, r->la, r->lb, r->lc, r->lc, r->pref,
+                                                              GEMM_ALGOS, heur, &found);
     if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
         m->validated = -1;
         hw_note(m, "skipped: cuBLASLt has no algorithm for %s at %d (%s)", d->name, size,
@@ -193,22 +197,36 @@ static bool gemm_one(int dev, gemm_kind g, int size, int cc, double min_time, ge
     int32_t ione = 1, izero = 0;
     const void *alpha = g == G_INT8 ? (const void *)&ione : (const void *)&fone;
     const void *beta = g == G_INT8 ? (const void *)&izero : (const void *)&fzero;
+    int pick = 0;
     auto launch = [&]() -> bool {
-        CKB(r->B->p_cublasLtMatmul(r->lt, r->op, alpha, r->a, r->la, r->b, r->lb, beta, r->c, r->lc, r->c, r->lc, &heur.algo,
-                           r->ws, GEMM_WORKSPACE, r->s));
+        CKB(r->B->p_cublasLtMatmul(r->lt, r->op, alpha, r->a, r->la, r->b, r->lb, beta, r->c, r->lc, r->c, r->lc,
+                                   &heur[pick].algo, r->ws, GEMM_WORKSPACE, r->s));
         return true;
     };
-    // Validate the first product before any timing.
-    if (!launch()) return false;
-    CK(cudaStreamSynchronize(r->s));
-    CK(cudaMemcpy(r->hc, r->c, nab * d->c_bytes, cudaMemcpyDeviceToHost));
-    double worst = gemm_error(g, r, n);
-    m->err = worst;
-    m->validated = worst <= d->tol ? 1 : 0;
-    if (!m->validated) {
-        hw_note(m, "validation failed: error %.3g > tolerance %.3g; not timed", worst, d->tol);
+    // Validate every candidate's first product before any timing; keep the fastest valid one.
+    int best = -1;
+    double best_t = 0, worst_err = 0;
+    for (int a = 0; a < found; a++) {
+        pick = a;
+        CK(cudaMemsetAsync(r->c, 0xff, nab * d->c_bytes, r->s));
+        if (!launch()) return false;
+        CK(cudaStreamSynchronize(r->s));
+        CK(cudaMemcpy(r->hc, r->c, nab * d->c_bytes, cudaMemcpyDeviceToHost));
+        double e = gemm_error(g, r, n);
+        if (!(e <= d->tol)) { worst_err = e; continue; }
+        ll_hw_stats quick;
+        if (!hw_time_gpu(launch, r->s, 0.0, &quick, why, whycap)) return false;
+        if (best < 0 || quick.median < best_t) { best = a; best_t = quick.median; m->err = e; }
+    }
+    if (best < 0) {
+        m->err = worst_err;
+        m->validated = 0;
+        hw_note(m, "validation failed for all %d algorithms: error %.3g > tolerance %.3g; not timed", found, worst_err, d->tol);
         return true;
     }
+    m->validated = 1;
+    pick = best;
+    hw_note(m, "fastest of %d cuBLASLt algorithms", found);
     (void)dev;
     return hw_time_gpu(launch, r->s, min_time, &m->t, why, whycap);
 }

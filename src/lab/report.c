@@ -366,6 +366,42 @@ static void quality(doc *d, const ll_lab_results *rs, int nr) {
     if (!n) para(d, "The quality file has no result with a \"ppl\" field.");
 }
 
+// "Will it fit" rows for a few presets on one device: the best type that fits in the memory the results
+// recorded, and the generation t/s that device's measured bandwidth allows.
+static void fit_rows(doc *d, const ll_lab_results *r, const char *dev) {
+    ll_lab_ceil ce;
+    ll_lab_ceil_load(r->dir, dev, &ce);
+    const cJSON *mc = cJSON_GetObjectItem(cJSON_GetObjectItem(r->model, "ceilings"), dev);
+    if (!(ce.read_gbps > 0) && mc) ce.read_gbps = ll_lab_num(mc, "read_gbps");
+    if (!(ce.read_gbps > 0)) ce.read_gbps = 0;
+    double tot = ll_lab_num(machine_of(r), "mem_total_bytes");
+    if (!ce.mem_avail && !strcmp(dev, "cpu") && isfinite(tot)) ce.mem_avail = (uint64_t)(tot * 0.9);
+    if (!ce.mem_avail || (strcmp(dev, "cpu") && ce.read_gbps <= 0)) return; // no GPU measured here
+    const char *presets[] = {"llama-3.2-1b", "mistral-7b", "llama3-8b", "llama3-70b"};
+    for (int i = 0; i < 4; i++) {
+        const ll_preset *p = ll_preset_find(presets[i]);
+        if (!p) continue;
+        ll_lab_shape s;
+        ll_lab_shape_from_preset(p, &s);
+        cell c[MAXC];
+        snprintf(c[0], sizeof c[0], "Run %s (%s, 4096 context)?", presets[i], dev);
+        snprintf(c[1], sizeof c[1], "no: does not fit even at Q4_0");
+        const ll_lab_qtype *q = ll_lab_fit_best(&s, 4096, 512, dev, &ce);
+        if (q) {
+            ll_lab_fit f;
+            ll_lab_fit_compute(&s, q->bpw, 4096, 512, dev, &ce, &f);
+            char tg[64] = "";
+            if (f.pred_tg > 0) snprintf(tg, sizeof tg, ", at most %.1f t/s generation", f.pred_tg);
+            snprintf(c[1], sizeof c[1], "yes at %s (%.1f GB)%s", q->name, f.total / 1e9, tg);
+        }
+        char b[32];
+        fmt_bytes(b, sizeof b, (double)ce.mem_avail);
+        snprintf(c[2], sizeof c[2], "fit arithmetic vs %s (%s); read bandwidth %.1f GB/s", b,
+                 ce.mem_src[0] ? ce.mem_src : "90% of RAM", ce.read_gbps);
+        table_row(d, 3, c);
+    }
+}
+
 // Advice computed from these measurements only; each line says which numbers it rests on.
 static void decision_guide(doc *d, const ll_lab_results *r) {
     heading(d, 2, "Decision guide (from these measurements)");
@@ -407,34 +443,8 @@ static void decision_guide(doc *d, const ll_lab_results *r) {
         snprintf(c[2], sizeof c[2], "%s roofline of the fastest model", t ? ll_lab_str(t, "test") : "");
         table_row(d, 3, c);
     }
-    ll_lab_ceil ce;
-    ll_lab_ceil_load(r->dir, "cpu", &ce);
-    const cJSON *mc = cJSON_GetObjectItem(cJSON_GetObjectItem(r->model, "ceilings"), "cpu");
-    if (ce.read_gbps <= 0 && mc) ce.read_gbps = ll_lab_num(mc, "read_gbps");
-    double tot = ll_lab_num(machine_of(r), "mem_total_bytes");
-    if (!ce.mem_avail && isfinite(tot)) ce.mem_avail = (uint64_t)(tot * 0.9);
-    const char *presets[] = {"llama-3.2-1b", "mistral-7b", "llama3-8b", "llama3-70b"};
-    for (int i = 0; i < 4 && ce.mem_avail; i++) {
-        const ll_preset *p = ll_preset_find(presets[i]);
-        if (!p) continue;
-        ll_lab_shape s;
-        ll_lab_shape_from_preset(p, &s);
-        snprintf(c[0], sizeof c[0], "Run %s (CPU, 4096 context)?", presets[i]);
-        snprintf(c[1], sizeof c[1], "no: does not fit even at Q4_0");
-        const ll_lab_qtype *q = ll_lab_fit_best(&s, 4096, 512, "cpu", &ce);
-        if (q) {
-            ll_lab_fit f;
-            ll_lab_fit_compute(&s, q->bpw, 4096, 512, "cpu", &ce, &f);
-            char tg[64] = "";
-            if (f.pred_tg > 0) snprintf(tg, sizeof tg, ", at most %.1f t/s generation", f.pred_tg);
-            snprintf(c[1], sizeof c[1], "yes at %s (%.1f GB)%s", q->name, f.total / 1e9, tg);
-        }
-        char b[32];
-        fmt_bytes(b, sizeof b, (double)ce.mem_avail);
-        snprintf(c[2], sizeof c[2], "fit arithmetic vs %s%s; read bandwidth %.1f GB/s", b, ce.mem_src[0] ? " (system_info.json)"
-                 : " (90% of RAM)", ce.read_gbps);
-        table_row(d, 3, c);
-    }
+    const char *devs[] = {"cpu", "cuda"};
+    for (int di = 0; di < 2; di++) fit_rows(d, r, devs[di]);
     table_end(d);
     if (!best_tg) para(d, "No model results: the model rows of this guide need `llmlab bench model`.");
 }

@@ -14,48 +14,54 @@ static void note(ll_lab_buf *h, const char *text) {
 
 static const char *prefix(const ll_lab_results *r, int nr) { return nr > 1 ? r->dir : ""; }
 
-static void ceil_of(const ll_lab_results *r, ll_lab_ceil *c) {
-    ll_lab_ceil_load(r->dir, "cpu", c);
-    const cJSON *mc = cJSON_GetObjectItem(cJSON_GetObjectItem(r->model, "ceilings"), "cpu");
-    if (!mc) mc = cJSON_GetObjectItem(cJSON_GetObjectItem(r->model, "ceilings"), "cuda");
-    if (c->read_gbps <= 0 && mc) c->read_gbps = ll_lab_num(mc, "read_gbps");
-    if (c->gemm_gflops <= 0 && mc) c->gemm_gflops = ll_lab_num(mc, "gemm_gflops");
+static void ceil_of(const ll_lab_results *r, const char *dev, ll_lab_ceil *c) {
+    ll_lab_ceil_load(r->dir, dev, c);
+    const cJSON *mc = cJSON_GetObjectItem(cJSON_GetObjectItem(r->model, "ceilings"), dev);
+    if (!(c->read_gbps > 0) && mc) c->read_gbps = ll_lab_num(mc, "read_gbps");
+    if (!(c->gemm_gflops > 0) && mc) c->gemm_gflops = ll_lab_num(mc, "gemm_gflops");
     if (!(c->read_gbps > 0)) c->read_gbps = 0;
     if (!(c->gemm_gflops > 0)) c->gemm_gflops = 0;
 }
 
+// One ceiling and one set of points per run and device that has model results (CPU and GPU differ by 10-1000x).
 static void roofline(ll_lab_buf *h, const ll_lab_results *rs, int nr) {
     ll_lab_series s[LL_LAB_MAX_SERIES];
     int ns = 0, pts = 0;
-    for (int k = 0; k < nr && ns + 2 <= LL_LAB_MAX_SERIES; k++) {
-        ll_lab_ceil c;
-        ceil_of(&rs[k], &c);
-        if (c.read_gbps > 0 || c.gemm_gflops > 0) {
-            ll_lab_series *l = &s[ns++];
+    const char *devs[] = {"cpu", "cuda"};
+    for (int k = 0; k < nr; k++)
+        for (int di = 0; di < 2 && ns + 2 <= LL_LAB_MAX_SERIES; di++) {
+            ll_lab_series *p = &s[ns + 1];
+            memset(p, 0, sizeof *p);
+            snprintf(p->name, sizeof p->name, "%s%s%s measured", prefix(&rs[k], nr), nr > 1 ? " " : "", devs[di]);
+            const cJSON *m, *t;
+            cJSON_ArrayForEach(m, cJSON_GetObjectItem(rs[k].model, "results")) {
+                if (strcmp(ll_lab_str(m, "backend"), devs[di])) continue;
+                cJSON_ArrayForEach(t, cJSON_GetObjectItem(m, "tests")) {
+                    const cJSON *rf = cJSON_GetObjectItem(t, "roofline");
+                    if (p->n >= LL_LAB_MAX_POINTS || !rf) continue;
+                    p->x[p->n] = ll_lab_num(rf, "arithmetic_intensity"), p->y[p->n] = ll_lab_num(rf, "achieved_gflops");
+                    snprintf(p->label[p->n], sizeof p->label[0], "%.20s %s %s", ll_lab_str(m, "model"), ll_lab_str(m, "type"),
+                             ll_lab_str(t, "test"));
+                    p->n++;
+                }
+            }
+            if (!p->n) continue;
+            pts += p->n;
+            ll_lab_ceil c;
+            ceil_of(&rs[k], devs[di], &c);
+            ll_lab_series *l = &s[ns];
             memset(l, 0, sizeof *l);
-            snprintf(l->name, sizeof l->name, "%s%sceiling", prefix(&rs[k], nr), nr > 1 ? " " : "");
+            snprintf(l->name, sizeof l->name, "%s%s%s ceiling%s", prefix(&rs[k], nr), nr > 1 ? " " : "", devs[di],
+                     c.read_gbps > 0 || c.gemm_gflops > 0 ? "" : " (not measured)");
             l->line = true;
-            for (int i = 0; i < 25; i++) {
+            for (int i = 0; i < 25 && (c.read_gbps > 0 || c.gemm_gflops > 0); i++) {
                 double ai = pow(10, -2 + 6.0 * i / 24);
                 double y = c.read_gbps > 0 ? c.read_gbps * ai : c.gemm_gflops;
                 if (c.gemm_gflops > 0 && y > c.gemm_gflops) y = c.gemm_gflops;
                 l->x[l->n] = ai, l->y[l->n] = y, l->n++;
             }
+            ns += 2;
         }
-        ll_lab_series *p = &s[ns];
-        memset(p, 0, sizeof *p);
-        snprintf(p->name, sizeof p->name, "%s%smeasured", prefix(&rs[k], nr), nr > 1 ? " " : "");
-        const cJSON *m, *t;
-        cJSON_ArrayForEach(m, cJSON_GetObjectItem(rs[k].model, "results")) cJSON_ArrayForEach(t, cJSON_GetObjectItem(m, "tests")) {
-            const cJSON *rf = cJSON_GetObjectItem(t, "roofline");
-            if (p->n >= LL_LAB_MAX_POINTS || !rf) continue;
-            p->x[p->n] = ll_lab_num(rf, "arithmetic_intensity"), p->y[p->n] = ll_lab_num(rf, "achieved_gflops");
-            snprintf(p->label[p->n], sizeof p->label[0], "%.20s %s %s", ll_lab_str(m, "model"), ll_lab_str(m, "type"), ll_lab_str(t, "test"));
-            p->n++;
-        }
-        pts += p->n;
-        if (p->n) ns++;
-    }
     if (!pts) { note(h, "Roofline: no model results (model.json) to place on it."); return; }
     ll_lab_svg_xy(h, "Roofline: attained GFLOPS vs arithmetic intensity", "FLOPs per byte of weights read",
                   "GFLOPS", s, ns, true, true);

@@ -62,12 +62,15 @@ static void cpu_add_bias(ll_backend *b, float *x, const ll_weight *bias, int n, 
 
 // RoPE (Su et al. 2021, arXiv:2104.09864): pair j of a head rotates by pos * base^(-2j/n_rot).
 static void cpu_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p) {
+    enum { MAX_PAIRS = 512 };
     int half = p->n_rot / 2;
+    LL_ASSERT(half <= MAX_PAIRS);
+    double freq[MAX_PAIRS]; // theta_j = base^(-2j/n_rot) / factor_j, once per call
+    for (int j = 0; j < half; j++)
+        freq[j] = pow((double)p->base, -2.0 * j / p->n_rot) / (p->freq_factors ? p->freq_factors[j] : 1.0);
     for (int t = 0; t < n_tok; t++) {
         for (int j = 0; j < half; j++) {
-            double theta = pow((double)p->base, -2.0 * j / p->n_rot);
-            if (p->freq_factors) theta /= p->freq_factors[j];
-            double ang = (double)pos[t] * theta;
+            double ang = (double)pos[t] * freq[j];
             float cs = (float)cos(ang), sn = (float)sin(ang);
             for (int h = 0; h < p->n_head; h++) {
                 float *v = x + ((size_t)t * p->n_head + h) * p->head_dim;

@@ -1,6 +1,8 @@
 // matmul.h — the CPU matrix kernels: y = W x for one token (decode, matrix-vector) or many (prefill,
 // blocked matrix-matrix). W is n_out rows of n_in elements of a GGUF type (ne0 = n_in), used in place
 // from the map. x: (n_tokens, n_in) f32, y: (n_tokens, n_out) f32. The _ref version is the spec.
+// Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) multiply x quantized once per call to the
+// 8-bit type of the format's vec_dot (Q8_0, Q8_1, Q8_K), as llama.cpp does: integer dots, f32 scales.
 #ifndef LL_MATMUL_H
 #define LL_MATMUL_H
 

@@ -74,6 +74,59 @@ INLINE void leg_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R
         for (int t = 0; t < T; t++) j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = vaddvq_f32(acc[r][t]);
 }
 
+// ---- Q4_1 / Q5_1 (activations Q8_1): codes 0..31 as int8, sdot against x; the min term m * s (s: the
+// activations' fp16 d * sum of codes) per block in scalar f32.
+INLINE void leg1_unpack(uint32_t ty, const uint8_t *blk, int8x16_t *w0, int8x16_t *w1, float *d, float *m) {
+    *d = fp16_at(blk);
+    *m = fp16_at(blk + 2);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    uint8x16_t q = vld1q_u8(blk + (ty == LL_TYPE_Q4_1 ? 4 : 8)), lo = vandq_u8(q, m4), hi = vshrq_n_u8(q, 4);
+    if (ty == LL_TYPE_Q5_1) {
+        static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+        const uint8x16_t bm = vld1q_u8(bit), b16 = vdupq_n_u8(0x10);
+        const uint8_t *qh = blk + 4;
+        lo = vorrq_u8(lo, vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), bm), b16));
+        hi = vorrq_u8(hi, vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), bm), b16));
+    }
+    *w0 = vreinterpretq_s8_u8(lo);
+    *w1 = vreinterpretq_s8_u8(hi);
+}
+
+INLINE void leg1_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    const int nb = j->n_in / 32;
+    const size_t bs = ty == LL_TYPE_Q4_1 ? 20 : 24;
+    const uint8_t *w = j->W + (size_t)o * j->row_bytes, *xq[QN_NT];
+    const float *xd[QN_NT], *xs[QN_NT];
+    for (int t = 0; t < T; t++) {
+        const uint8_t *row = (const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride;
+        xq[t] = row + 4;
+        xd[t] = (const float *)(row + al64((size_t)nb * 36));
+        xs[t] = xd[t] + nb;
+    }
+    float32x4_t acc[4][QN_NT];
+    float mn[4][QN_NT] = {{0}};
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0);
+    for (int b = 0; b < nb; b++) {
+        int8x16_t w0[4], w1[4];
+        float dw[4], mw[4];
+        for (int r = 0; r < R; r++) leg1_unpack(ty, w + (size_t)r * j->row_bytes + (size_t)b * bs, &w0[r], &w1[r], &dw[r], &mw[r]);
+        for (int t = 0; t < T; t++) {
+            const int8_t *xp = (const int8_t *)xq[t] + (size_t)b * 36;
+            int8x16_t x0 = vld1q_s8(xp), x1 = vld1q_s8(xp + 16);
+            float dx = xd[t][b], sx = xs[t][b];
+            for (int r = 0; r < R; r++) {
+                int32x4_t dp = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0[r], x0), w1[r], x1);
+                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(dp), dw[r] * dx);
+                mn[r][t] += mw[r] * sx;
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++)
+            j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = vaddvq_f32(acc[r][t]) + mn[r][t];
+}
+
 // ---- K-quants (Q4_K, Q5_K, Q6_K; activations Q8_K) ----------------------------------------------------------------
 // Each row's super-block is unpacked to int8 codes (Q6_K: q - 32, signed) with 16 int32 scales (one per 16
 // elements); Q4_K/Q5_K's min term -dmin sum_j m_j (bsum_2j + bsum_2j+1) is summed apart in float.
@@ -203,6 +256,8 @@ static void q_rows(const ll_mm_job *j, int r0, int r1, const qn_tile_fn *t4, con
 QN_TYPE(leg_tile, q8_0, LL_TYPE_Q8_0)
 QN_TYPE(leg_tile, q4_0, LL_TYPE_Q4_0)
 QN_TYPE(leg_tile, q5_0, LL_TYPE_Q5_0)
+QN_TYPE(leg1_tile, q4_1, LL_TYPE_Q4_1)
+QN_TYPE(leg1_tile, q5_1, LL_TYPE_Q5_1)
 QN_TYPE(kq_tile, q4_K, LL_TYPE_Q4_K)
 QN_TYPE(kq_tile, q5_K, LL_TYPE_Q5_K)
 QN_TYPE(kq_tile, q6_K, LL_TYPE_Q6_K)
@@ -210,6 +265,7 @@ QN_TYPE(kq_tile, q6_K, LL_TYPE_Q6_K)
 #define QN_ROW(name, ty) {ty, "neon", INT32_MAX, name##_dot, NULL, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
 static const ll_mm_ops k_qn_ops[] = {
     QN_ROW(q8_0, LL_TYPE_Q8_0), QN_ROW(q4_0, LL_TYPE_Q4_0), QN_ROW(q5_0, LL_TYPE_Q5_0),
+    QN_ROW(q4_1, LL_TYPE_Q4_1), QN_ROW(q5_1, LL_TYPE_Q5_1),
     QN_ROW(q4_K, LL_TYPE_Q4_K), QN_ROW(q5_K, LL_TYPE_Q5_K), QN_ROW(q6_K, LL_TYPE_Q6_K),
 };
 #endif

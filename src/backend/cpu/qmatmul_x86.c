@@ -304,10 +304,9 @@ INLINE void kq_unpack(uint32_t ty, const uint8_t *blk, kq_row *k) {
     k->dmin = fp16_at((const uint8_t *)&b->dmin);
 }
 
-INLINE void kq_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+// panel: the R rows unpacked, super-block major (panel[4 b + r]).
+INLINE void kq_tile(uint32_t ty, const ll_mm_job *j, const kq_row *panel, int o, int t0, const int R, const int T) {
     const int nb = j->n_in / LL_QK_K;
-    const size_t bs = ll_type_get(ty)->size;
-    const uint8_t *w = j->W + (size_t)o * j->row_bytes;
     const ll_block_q8_K *xb[QX_NT];
     for (int t = 0; t < T; t++) xb[t] = (const ll_block_q8_K *)((const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride);
     __m256 acc[4][QX_NT];
@@ -315,10 +314,8 @@ INLINE void kq_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R,
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    kq_row k[4];
     for (int b = 0; b < nb; b++) {
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) kq_unpack(ty, w + (size_t)r * j->row_bytes + (size_t)b * bs, &k[r]);
+        const kq_row *k = panel + 4 * b;
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             const ll_block_q8_K *x = &xb[t][b];
@@ -372,7 +369,97 @@ INLINE void kq_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R,
         for (int t = 0; t < T; t++) j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = hsum8(acc[r][t]);
 }
 
+// ---- Q4_1 / Q5_1 (activations Q8_1): unsigned codes against signed x as they are; the min term m * s (s: the
+// activations' fp16 d * sum of codes) per block in scalar f32 beside the vector sums.
+INLINE __m256i leg1_unpack(uint32_t ty, const uint8_t *blk, float *d, float *m) {
+    *d = fp16_at(blk);
+    *m = fp16_at(blk + 2);
+    if (ty == LL_TYPE_Q4_1) return nibbles32(blk + 4);
+    return _mm256_or_si256(nibbles32(blk + 8), _mm256_and_si256(bits32(blk + 4), _mm256_set1_epi8(0x10)));
+}
+
+INLINE void leg1_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    const int nb = j->n_in / 32;
+    const size_t bs = ty == LL_TYPE_Q4_1 ? 20 : 24;
+    const uint8_t *w = j->W + (size_t)o * j->row_bytes, *xq[QX_NT];
+    const float *xd[QX_NT], *xs[QX_NT];
+    for (int t = 0; t < T; t++) {
+        const uint8_t *row = (const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride;
+        xq[t] = row + 4;
+        xd[t] = (const float *)(row + al64((size_t)nb * 36));
+        xs[t] = xd[t] + nb;
+    }
+    __m256 acc[4][QX_NT];
+    float mn[4][QX_NT];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            acc[r][t] = _mm256_setzero_ps();
+            mn[r][t] = 0;
+        }
+    for (int b = 0; b < nb; b++) {
+        __m256i u[4];
+        float dw[4], mw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) u[r] = leg1_unpack(ty, w + (size_t)r * j->row_bytes + (size_t)b * bs, &dw[r], &mw[r]);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq[t] + (size_t)b * 36));
+            float dx = xd[t][b], sx = xs[t][b];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q_udot(u[r], xv)), _mm256_set1_ps(dw[r] * dx), acc[r][t]);
+                mn[r][t] += mw[r] * sx;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = hsum8(acc[r][t]) + mn[r][t];
+}
+
 typedef void (*qx_tile_fn)(const ll_mm_job *j, int o, int t0);
+typedef void (*kq_tile_fn)(const ll_mm_job *j, const kq_row *panel, int o, int t0);
+
+// K-quants: 4 rows at a time are unpacked once into the thread's scratch (n_in/256 x 4 kq_rows, in L2), then
+// every token tile runs past that panel.
+static size_t kq_tsp(int n_in) { return (size_t)(n_in / LL_QK_K) * 4 * sizeof(kq_row); }
+
+static void kq_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, kq_row *panel, const kq_tile_fn *t4,
+                    const kq_tile_fn *t1) {
+    const int nb = j->n_in / LL_QK_K;
+    const size_t bs = ll_type_get(ty)->size;
+    for (int o = r0; o < r1;) {
+        int R = r1 - o >= 4 ? 4 : 1;
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < R; r++) kq_unpack(ty, j->W + (size_t)(o + r) * j->row_bytes + (size_t)b * bs, &panel[4 * b + r]);
+        for (int t0 = 0; t0 < j->n_tokens; t0 += QX_NT) {
+            int tn = j->n_tokens - t0 < QX_NT ? j->n_tokens - t0 : QX_NT;
+            (R == 4 ? t4 : t1)[tn - 1](j, panel, o, t0);
+        }
+        o += R;
+    }
+}
+
+#define KQ_FN(name, ty, R, T)                                                                                  \
+    static void name##_##R##x##T(const ll_mm_job *j, const kq_row *p, int o, int t0) { kq_tile(ty, j, p, o, t0, R, T); }
+#if QX_NT == 4
+#define KQ_FNS(name, ty, R) KQ_FN(name, ty, R, 1) KQ_FN(name, ty, R, 2) KQ_FN(name, ty, R, 3) KQ_FN(name, ty, R, 4)
+#else
+#define KQ_FNS(name, ty, R) KQ_FN(name, ty, R, 1) KQ_FN(name, ty, R, 2)
+#endif
+#define KQ_TYPE(name, ty)                                                                                      \
+    KQ_FNS(name, ty, 4)                                                                                        \
+    KQ_FNS(name, ty, 1)                                                                                        \
+    static void name##_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                    \
+        static const kq_tile_fn t4[QX_NT] = QX_LIST(name, 4), t1[QX_NT] = QX_LIST(name, 1);                    \
+        kq_rows(ty, j, r0, r1, tsp, t4, t1);                                                                   \
+    }                                                                                                          \
+    static size_t name##_xrow(int n_in) { return ll_mmq_act_row(ty, n_in); }                                   \
+    static void name##_xconv(const float *x, void *xa, int n_in) { ll_mmq_act_quantize(ty, x, xa, n_in); }
 
 // Rows [r0, r1) in groups of 16 (in L1/L2 after the first token tile) x token tiles x 4-row tiles.
 // t4[n - 1] / t1[n - 1]: the 4-row / 1-row tile for n tokens.
@@ -423,18 +510,23 @@ INLINE void leg_tile2(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 QX_TYPE(leg_tile2, q8_0, LL_TYPE_Q8_0)
 QX_TYPE(leg_tile2, q4_0, LL_TYPE_Q4_0)
 QX_TYPE(leg_tile, q5_0, LL_TYPE_Q5_0)
-QX_TYPE(kq_tile, q4_K, LL_TYPE_Q4_K)
-QX_TYPE(kq_tile, q5_K, LL_TYPE_Q5_K)
-QX_TYPE(kq_tile, q6_K, LL_TYPE_Q6_K)
+QX_TYPE(leg1_tile, q4_1, LL_TYPE_Q4_1)
+QX_TYPE(leg1_tile, q5_1, LL_TYPE_Q5_1)
+KQ_TYPE(q4_K, LL_TYPE_Q4_K)
+KQ_TYPE(q5_K, LL_TYPE_Q5_K)
+KQ_TYPE(q6_K, LL_TYPE_Q6_K)
 
 #define QX_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, NULL, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
+#define KQ_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, kq_tsp, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
 static const ll_mm_ops k_qx_ops[] = {
     QX_ROW(q8_0, LL_TYPE_Q8_0),
     QX_ROW(q4_0, LL_TYPE_Q4_0),
     QX_ROW(q5_0, LL_TYPE_Q5_0),
-    QX_ROW(q4_K, LL_TYPE_Q4_K),
-    QX_ROW(q5_K, LL_TYPE_Q5_K),
-    QX_ROW(q6_K, LL_TYPE_Q6_K),
+    QX_ROW(q4_1, LL_TYPE_Q4_1),
+    QX_ROW(q5_1, LL_TYPE_Q5_1),
+    KQ_ROW(q4_K, LL_TYPE_Q4_K),
+    KQ_ROW(q5_K, LL_TYPE_Q5_K),
+    KQ_ROW(q6_K, LL_TYPE_Q6_K),
 };
 #endif
 

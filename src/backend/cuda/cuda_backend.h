@@ -16,6 +16,10 @@ int ll_backend_cuda_device_count(char *why, size_t cap);
 // for prefill GEMMs. NULL with err set when there is no device or the runtime fails. n_threads is unused.
 ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err);
 
+// Host-only self-check (no GPU needed): every device weight decoder, on the layout upload makes, against the
+// C dequantizers and a float64 dot. Returns the number of (type, row length) cases checked, or -1 with why.
+int ll_backend_cuda_check_decoders(char *why, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -104,6 +104,11 @@ const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w);
 // upload.cu: upload every weight, size the scratch (prepare); cuda.cu frees it all (cu_release).
 ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);
 void cu_release(cu_impl *c);
+// upload.cu: the repacked layout (cu_wview): which types, payload bytes per block, and n GGUF blocks at src ->
+// payloads at q (n * payload bytes) and fp16 scales at d (n * 2 bytes). Host code.
+bool cu_repacked(uint32_t type);
+size_t cu_repack_payload(uint32_t type);
+void cu_repack_blocks(uint32_t type, const uint8_t *src, size_t n, uint8_t *q, uint8_t *d);
 // cuda.cu: copy n host ints to a device slot (stream-ordered; the host array may change right after).
 const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n);
 

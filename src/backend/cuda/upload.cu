@@ -8,14 +8,21 @@
 #define CU_STAGE_BYTES ((size_t)64 << 20) // each of the two pinned staging buffers
 #define CU_ALIGN 256
 
-// Repacked types: each GGUF block minus its fp16 scale d (the payload: 16-byte aligned runs once the blocks
-// are back to back), and all the scales after them. Q8_0/Q4_0 keep d first in a block, Q6_K last.
-static bool repacked(uint32_t type) { return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q6_K; }
+// Repacked types: each GGUF block minus its fp16 scale d (the payload: aligned runs once the blocks are back
+// to back), and all the scales after them. Q8_0/Q4_0 keep d first in a block, Q6_K last.
+bool cu_repacked(uint32_t type) { return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q6_K; }
 static size_t block_bytes(uint32_t type) { return type == LL_TYPE_Q8_0 ? 34 : type == LL_TYPE_Q4_0 ? 18 : 210; }
-static size_t repack_qs(uint32_t type) { return block_bytes(type) - 2; } // payload bytes per block
-static size_t d_offset(uint32_t type) { return type == LL_TYPE_Q6_K ? 208 : 0; }
+size_t cu_repack_payload(uint32_t type) { return block_bytes(type) - 2; }
 static size_t n_blocks(const cu_wview *v) {
     return (size_t)(v->ne0 / (v->type == LL_TYPE_Q6_K ? 256 : 32)) * (size_t)v->ne1;
+}
+
+void cu_repack_blocks(uint32_t type, const uint8_t *src, size_t n, uint8_t *q, uint8_t *d) {
+    const size_t bsz = block_bytes(type), qs = cu_repack_payload(type), doff = type == LL_TYPE_Q6_K ? 208 : 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(q + i * qs, src + i * bsz + (doff ? 0 : 2), qs);
+        memcpy(d + i * 2, src + i * bsz + doff, 2);
+    }
 }
 
 static int cmp_weight(const void *a, const void *b) {
@@ -37,9 +44,9 @@ static ll_status plan_weight(const ll_weight *w, cu_weight *e, ll_error *err) {
                           (long long)w->ne0, (long long)w->ne1, ll_type_name(w->type));
     e->host = w->data;
     e->v = (cu_wview){NULL, NULL, w->ne0, w->ne1, (size_t)row, w->type};
-    if (repacked(w->type)) {
+    if (cu_repacked(w->type)) {
         size_t nb = n_blocks(&e->v);
-        e->bytes = ll_align_up(nb * repack_qs(w->type), CU_ALIGN) + ll_align_up(nb * 2, CU_ALIGN);
+        e->bytes = ll_align_up(nb * cu_repack_payload(w->type), CU_ALIGN) + ll_align_up(nb * 2, CU_ALIGN);
     } else {
         e->bytes = ll_align_up(total, CU_ALIGN);
     }
@@ -86,19 +93,15 @@ static ll_status upload_raw(cu_impl *c, stager *s, const cu_weight *e, ll_error 
 
 // GGUF blocks -> all payloads in block order, then all scales.
 static ll_status upload_repacked(cu_impl *c, stager *s, const cu_weight *e, ll_error *err) {
-    const size_t bsz = block_bytes(e->v.type), qs = repack_qs(e->v.type), per = CU_STAGE_BYTES / bsz;
-    const size_t nb = n_blocks(&e->v), doff = d_offset(e->v.type), poff = doff ? 0 : 2;
+    const size_t bsz = block_bytes(e->v.type), qs = cu_repack_payload(e->v.type), per = CU_STAGE_BYTES / bsz;
+    const size_t nb = n_blocks(&e->v);
     const uint8_t *src = (const uint8_t *)e->host;
     for (size_t b0 = 0; b0 < nb; b0 += per) {
         size_t n = nb - b0 < per ? nb - b0 : per;
         uint8_t *buf;
         ll_status st = stage_take(s, &buf, err);
         if (st != LL_OK) return st;
-        for (size_t i = 0; i < n; i++) {
-            const uint8_t *blk = src + (b0 + i) * bsz;
-            memcpy(buf + i * qs, blk + poff, qs);
-            memcpy(buf + n * qs + i * 2, blk + doff, 2);
-        }
+        cu_repack_blocks(e->v.type, src + b0 * bsz, n, buf, buf + n * qs);
         if ((st = copy_async(c, (uint8_t *)e->v.q + b0 * qs, buf, n * qs, err)) != LL_OK) return st;
         if ((st = copy_async(c, (uint16_t *)e->v.d + b0, buf + n * qs, n * 2, err)) != LL_OK) return st;
         if ((st = stage_give(c, s, err)) != LL_OK) return st;
@@ -120,7 +123,7 @@ static ll_status upload_all(cu_impl *c, ll_error *err) {
     }
     for (int i = 0; i < c->n_w && st == LL_OK; i++) {
         const cu_weight *e = &c->w[i];
-        st = repacked(e->v.type) ? upload_repacked(c, &s, e, err) : upload_raw(c, &s, e, err);
+        st = cu_repacked(e->v.type) ? upload_repacked(c, &s, e, err) : upload_raw(c, &s, e, err);
         host_bytes += e->v.row_bytes * (size_t)e->v.ne1;
     }
     cudaError_t es = cudaStreamSynchronize(c->stream);
@@ -193,9 +196,9 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     for (int i = 0; i < c->n_w; i++) {
         cu_weight *e = &c->w[i];
         e->v.q = (const uint8_t *)c->wmem + off;
-        if (repacked(e->v.type)) {
+        if (cu_repacked(e->v.type)) {
             size_t nb = n_blocks(&e->v);
-            e->v.d = (const uint16_t *)(e->v.q + ll_align_up(nb * repack_qs(e->v.type), CU_ALIGN));
+            e->v.d = (const uint16_t *)(e->v.q + ll_align_up(nb * cu_repack_payload(e->v.type), CU_ALIGN));
         }
         off += e->bytes;
     }
