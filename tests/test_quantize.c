@@ -434,7 +434,8 @@ static void test_atomic_output(void **state) {
 // Threads split rows; the bytes cannot depend on how many.
 static void test_threads_identical(void **state) {
     (void)state;
-    const char *src = tu_shared(emulated() ? "golden/stories260K/stories260K.gguf" : "golden/tiny-llama/tiny-llama-f16.gguf");
+    const char *src = tu_shared(emulated() ? "golden/stories260K/stories260K.gguf"
+                                           : "golden/tiny-llama/tiny-llama-f16.gguf");
     if (!src) TU_SKIP("the source model is not under LLMLAB_SHARED");
     char h1[65], h2[65];
     ll_error err;

@@ -59,7 +59,9 @@ ll_type ll_ftype_default_type(ll_ftype f) {
     return r->type;
 }
 
-const char *ll_ftype_list(void) { return "Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_1, Q5_0, Q4_K_M, Q4_K_S, Q4_1, Q4_0, F16, BF16, F32"; }
+const char *ll_ftype_list(void) {
+    return "Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q5_1, Q5_0, Q4_K_M, Q4_K_S, Q4_1, Q4_0, F16, BF16, F32";
+}
 
 ll_quantize_params ll_quantize_default_params(void) { return (ll_quantize_params){.ftype = LL_FTYPE_Q8_0}; }
 

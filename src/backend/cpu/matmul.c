@@ -263,7 +263,10 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
         if (o->xa_conv) {
             c.job.xa = wsp;
             c.job.xa_stride = al64(o->xa_row(n_in));
-            ll_pool_run(pool, mm_conv_thread, &c);
+            // A few tokens: convert here, saving a pool round trip (a barrier that waits for a descheduled
+            // worker on a busy machine); more: split over the threads.
+            if (n_tokens < 4) mm_conv_thread(&c, 0, 1);
+            else ll_pool_run(pool, mm_conv_thread, &c);
         }
         atomic_store(&c.next, 0);
         ll_pool_run(pool, mm_dot_thread, &c);

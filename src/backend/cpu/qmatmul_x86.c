@@ -138,7 +138,15 @@ INLINE void leg_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R
 // -8 sum x (the activations' exact block sums) starts int32 lanes 0 and 4; lanes 0-3 and 8-11 belong to block b.
 // Q8_0: [w_b, w_b+1] signed, x ^ 0x80 and -128 sum w (per lane) as in the tiles; lanes 0-7 are block b.
 // Scales: [d_b, d_b+1] spread to those lanes for weights and activations, one multiply per (row, token).
-INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+// Prefill: the 4 rows' prepared weights per block pair, made once per row group (zp_pack) and read by every
+// token tile (P = true) instead of unpacking them again per tile.
+typedef struct zp_pair {
+    __m512i u[4], nc[4];
+    __m512 dw[4];
+} zp_pair;
+
+INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, const bool P, int o, int t0, const int R,
+                        const int T) {
     const int nb = j->n_in / 32;
     const size_t bs = leg_bytes(ty), rb = j->row_bytes;
     const uint8_t *w = j->W + (size_t)o * rb, *xq[QX_NT];
@@ -164,8 +172,17 @@ INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
         __m512i wv[4], nc[4];
         __m512 dw[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < R && P; r++) {
+            wv[r] = pp[b / 2].u[r];
+            nc[r] = pp[b / 2].nc[r];
+            dw[r] = pp[b / 2].dw[r];
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R && !P; r++) {
             const uint8_t *p = w + (size_t)r * rb + (size_t)b * bs;
+            // Decode: fetch the same place of the next 4-row tile (four short interleaved streams, which the
+            // hardware prefetcher alone follows too late when rows are short).
+            if (T == 1) _mm_prefetch((const char *)(p + 4 * rb), _MM_HINT_T0);
             uint16_t h0, h1;
             memcpy(&h0, p, 2);
             memcpy(&h1, p + bs, 2);
@@ -178,6 +195,15 @@ INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
                                            _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
                 nc[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, wv[r]));
             }
+        }
+        if (T == 0) { // zp_pack
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                ((zp_pair *)pp)[b / 2].u[r] = wv[r];
+                ((zp_pair *)pp)[b / 2].nc[r] = q4 ? _mm512_setzero_si512() : nc[r];
+                ((zp_pair *)pp)[b / 2].dw[r] = dw[r];
+            }
+            continue;
         }
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
@@ -203,6 +229,12 @@ INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) j->y[(size_t)(t0 + t) * (size_t)j->n_out + (size_t)(o + r)] = _mm512_reduce_add_ps(acc[r][t]);
 }
+
+INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
+    leg_ztile_p(ty, j, NULL, false, o, t0, R, T);
+}
+
+static size_t zp_tsp(int n_in) { return (size_t)(n_in / 64) * sizeof(zp_pair); }
 #endif
 
 // ---- K-quants: super-blocks of 256 (Q4_K, Q5_K, Q6_K; activations Q8_K) ---------------------------------------
@@ -273,20 +305,27 @@ INLINE void kq_unpack(uint32_t ty, const uint8_t *blk, kq_row *k) {
     // Q4_K / Q5_K share the header: d, dmin, 12 scale bytes; Q5_K then has qh[32] before qs.
     const ll_block_q4_K *b = (const ll_block_q4_K *)blk;
     const uint8_t *qs = ty == LL_TYPE_Q5_K ? ((const ll_block_q5_K *)blk)->qs : b->qs;
-    int16_t mm[16];
-    uint8_t scs[8];
-    for (int q = 0; q < 8; q++) {
-        uint8_t m;
-        ll_quant_k4_scale_min(q, b->scales, &scs[q], &m);
-        mm[2 * q] = mm[2 * q + 1] = m;
-    }
+    // The 12-byte packing (ll_quant_k4_scale_min) as three little-endian words v0 v1 v2: scales 0-3 are the low 6
+    // bits of v0's bytes, mins 0-3 of v1's; scales 4-7 are v2's low nibbles with v0's top 2 bits above, mins
+    // 4-7 v2's high nibbles with v1's top 2 bits.
+    uint32_t v[3], sm[4];
+    memcpy(v, b->scales, 12);
+    sm[0] = v[0] & 0x3f3f3f3fu;
+    sm[1] = (v[2] & 0x0f0f0f0fu) | (((v[0] >> 6) & 0x03030303u) << 4);
+    sm[2] = v[1] & 0x3f3f3f3fu;
+    sm[3] = ((v[2] >> 4) & 0x0f0f0f0fu) | (((v[1] >> 6) & 0x03030303u) << 4);
+    __m128i scm = _mm_loadu_si128((const __m128i *)sm); // bytes 0-7: scales 0-7, 8-15: mins 0-7
 #if defined(QX_VNNI)
+    __m512i s32 = _mm512_cvtepu8_epi32(scm);
     for (int q = 0; q < 4; q++)
-        k->sc[q] = _mm512_inserti64x4(_mm512_set1_epi32(scs[2 * q]), _mm256_set1_epi32(scs[2 * q + 1]), 1);
+        k->sc[q] = _mm512_permutexvar_epi32(_mm512_inserti64x4(_mm512_set1_epi32(2 * q), _mm256_set1_epi32(2 * q + 1), 1), s32);
 #else
+    uint8_t scs[16];
+    _mm_storeu_si128((__m128i *)scs, scm);
     for (int q = 0; q < 8; q++) k->sc[q] = _mm256_set1_epi32(scs[q]);
 #endif
-    k->mb = _mm256_loadu_si256((const __m256i *)mm);
+    __m128i mins = _mm_srli_si128(scm, 8);
+    k->mb = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
     __m256i qh = ty == LL_TYPE_Q5_K ? _mm256_loadu_si256((const __m256i *)((const ll_block_q5_K *)blk)->qh)
                                     : _mm256_setzero_si256();
     const __m256i one = _mm256_set1_epi8(1);
@@ -435,7 +474,11 @@ static void kq_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, kq_row *pan
     for (int o = r0; o < r1;) {
         int R = r1 - o >= 4 ? 4 : 1;
         for (int b = 0; b < nb; b++)
-            for (int r = 0; r < R; r++) kq_unpack(ty, j->W + (size_t)(o + r) * j->row_bytes + (size_t)b * bs, &panel[4 * b + r]);
+            for (int r = 0; r < R; r++) {
+                const uint8_t *p = j->W + (size_t)(o + r) * j->row_bytes + (size_t)b * bs;
+                if (j->n_tokens == 1) _mm_prefetch((const char *)(p + 4 * j->row_bytes), _MM_HINT_T0); // as leg_ztile
+                kq_unpack(ty, p, &panel[4 * b + r]);
+            }
         for (int t0 = 0; t0 < j->n_tokens; t0 += QX_NT) {
             int tn = j->n_tokens - t0 < QX_NT ? j->n_tokens - t0 : QX_NT;
             (R == 4 ? t4 : t1)[tn - 1](j, panel, o, t0);
@@ -509,6 +552,39 @@ INLINE void leg_tile2(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 #endif
 QX_TYPE(leg_tile2, q8_0, LL_TYPE_Q8_0)
 QX_TYPE(leg_tile2, q4_0, LL_TYPE_Q4_0)
+
+#if defined(QX_VNNI)
+// Q4_0/Q8_0 prefill (n_in % 64 == 0, several tokens): each 4-row group is prepared once into the thread's
+// scratch (zp_tsp: n_in/64 x 768 B, in L2) and every token tile reads it; otherwise the plain tiles.
+#define ZP_TYPE(name, ty)                                                                                      \
+    static void name##_zpack(const ll_mm_job *j, zp_pair *pp, int o) { leg_ztile_p(ty, j, pp, false, o, 0, 4, 0); } \
+    static void name##_zp1(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 1); } \
+    static void name##_zp2(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 2); } \
+    static void name##_zp3(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 3); } \
+    static void name##_zp4(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 4); } \
+    static void name##_zdot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                   \
+        if (j->n_in % 64 != 0 || j->n_tokens == 1) {                                                           \
+            name##_dot(j, r0, r1, tsp);                                                                        \
+            return;                                                                                            \
+        }                                                                                                      \
+        static void (*const tp[4])(const ll_mm_job *, const zp_pair *, int, int) = {name##_zp1, name##_zp2,    \
+                                                                                   name##_zp3, name##_zp4};   \
+        int o = r0;                                                                                            \
+        for (; o + 4 <= r1; o += 4) {                                                                          \
+            name##_zpack(j, tsp, o);                                                                           \
+            for (int t0 = 0; t0 < j->n_tokens; t0 += QX_NT) {                                                  \
+                int tn = j->n_tokens - t0 < QX_NT ? j->n_tokens - t0 : QX_NT;                                   \
+                tp[tn - 1](j, tsp, o, t0);                                                                     \
+            }                                                                                                  \
+        }                                                                                                      \
+        if (o < r1) name##_dot(j, o, r1, tsp);                                                                 \
+    }
+ZP_TYPE(q8_0, LL_TYPE_Q8_0)
+ZP_TYPE(q4_0, LL_TYPE_Q4_0)
+#define ZP_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_zdot, zp_tsp, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
+#else
+#define ZP_ROW QX_ROW
+#endif
 QX_TYPE(leg_tile, q5_0, LL_TYPE_Q5_0)
 QX_TYPE(leg1_tile, q4_1, LL_TYPE_Q4_1)
 QX_TYPE(leg1_tile, q5_1, LL_TYPE_Q5_1)
@@ -519,8 +595,8 @@ KQ_TYPE(q6_K, LL_TYPE_Q6_K)
 #define QX_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, NULL, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
 #define KQ_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, kq_tsp, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
 static const ll_mm_ops k_qx_ops[] = {
-    QX_ROW(q8_0, LL_TYPE_Q8_0),
-    QX_ROW(q4_0, LL_TYPE_Q4_0),
+    ZP_ROW(q8_0, LL_TYPE_Q8_0),
+    ZP_ROW(q4_0, LL_TYPE_Q4_0),
     QX_ROW(q5_0, LL_TYPE_Q5_0),
     QX_ROW(q4_1, LL_TYPE_Q4_1),
     QX_ROW(q5_1, LL_TYPE_Q5_1),
