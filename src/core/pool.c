@@ -123,7 +123,7 @@ void ll_pool_run(ll_pool *p, ll_pool_fn fn, void *ctx) {
     fn(ctx, 0, p->n);
     // Spin briefly, then yield: on an oversubscribed machine a worker may be waiting for this very core.
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < 2000) cpu_relax();
+        if (spins < 20000 || spins % 256 != 0) cpu_relax();
         else sched_yield();
     }
 }
