@@ -145,6 +145,25 @@ typedef struct zp_pair {
     __m512 dw[4];
 } zp_pair;
 
+// Blocks b, b+1 of one row (p: block b) as the zmm tile wants them: codes, -128 sum w (Q8_0) and scales.
+INLINE void z_wprep(uint32_t ty, const uint8_t *p, size_t bs, __m512i sidx, __m512i *wv, __m512i *nc, __m512 *dw) {
+    uint16_t h0, h1;
+    memcpy(&h0, p, 2);
+    memcpy(&h1, p + bs, 2);
+    *dw = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1))));
+    if (ty == LL_TYPE_Q4_0) {
+        __m256i q = _mm256_loadu2_m128i((const __m128i *)(p + bs + 2), (const __m128i *)(p + 2));
+        *wv = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
+                               _mm512_set1_epi8(0x0F));
+        *nc = _mm512_setzero_si512();
+    } else {
+        *wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
+                                 _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
+        *nc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), *wv));
+    }
+}
+
 INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, const bool P, int o, int t0, const int R,
                         const int T) {
     const int nb = j->n_in / 32;
@@ -159,7 +178,7 @@ INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, cons
         xs[t] = (const int32_t *)(xd[t] + nb);
     }
     const bool q4 = ty == LL_TYPE_Q4_0;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), c80 = _mm512_set1_epi8((char)0x80);
+    const __m512i c80 = _mm512_set1_epi8((char)0x80);
     const __m512i xidx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
     const __m512i sidx = q4 ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
                             : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -183,24 +202,13 @@ INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, cons
             // Decode: fetch the same place of the next 4-row tile (four short interleaved streams, which the
             // hardware prefetcher alone follows too late when rows are short).
             if (T == 1) _mm_prefetch((const char *)(p + 4 * rb), _MM_HINT_T0);
-            uint16_t h0, h1;
-            memcpy(&h0, p, 2);
-            memcpy(&h1, p + bs, 2);
-            dw[r] = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1))));
-            if (q4) {
-                __m256i q = _mm256_loadu2_m128i((const __m128i *)(p + bs + 2), (const __m128i *)(p + 2));
-                wv[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), m4);
-            } else {
-                wv[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
-                                           _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
-                nc[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, wv[r]));
-            }
+            z_wprep(ty, p, bs, sidx, &wv[r], &nc[r], &dw[r]);
         }
         if (T == 0) { // zp_pack
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 ((zp_pair *)pp)[b / 2].u[r] = wv[r];
-                ((zp_pair *)pp)[b / 2].nc[r] = q4 ? _mm512_setzero_si512() : nc[r];
+                ((zp_pair *)pp)[b / 2].nc[r] = nc[r];
                 ((zp_pair *)pp)[b / 2].dw[r] = dw[r];
             }
             continue;
