@@ -149,17 +149,25 @@ ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_conte
     if (p.verbose || m->verbose) ll_plan_print(&plan, n_ctx, n_batch);
     ll_status s = ll_plan_check(&plan, m->name, err);
     if (s != LL_OK) return s;
-    ll_context *c = ll_calloc(1, sizeof *c, err);
-    if (!c) return LL_ERR_NOMEM;
-    *c = (ll_context){.m = m, .n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .n_logits_cap = n_logits};
-    s = ll_backend_init(&c->be, p.device, n_threads, err);
-    if (s == LL_OK) s = context_alloc(c, err);
-    if (s != LL_OK) {
+    bool automatic = !p.device || !strcmp(p.device, "auto");
+    for (int attempt = 0;; attempt++) {
+        ll_context *c = ll_calloc(1, sizeof *c, err);
+        if (!c) return LL_ERR_NOMEM;
+        *c = (ll_context){.m = m, .n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .n_logits_cap = n_logits};
+        s = ll_backend_init(&c->be, attempt ? "cpu" : p.device, n_threads, err);
+        if (s == LL_OK) s = context_alloc(c, err);
+        if (s == LL_OK) {
+            *out = c;
+            return LL_OK;
+        }
+        // Device chosen automatically but unable to run this model (a weight type it lacks, too little device
+        // memory): the CPU still can.
+        bool retry = automatic && attempt == 0 && c->be && strcmp(c->be->ops->name, "cpu") &&
+                     (s == LL_ERR_UNSUPPORTED || s == LL_ERR_NOMEM);
         ll_context_free(c);
-        return s;
+        if (!retry) return s;
+        ll_log(LL_LOG_WARN, "%s: %s; running on the CPU instead", m->name, err ? err->message : "device unusable");
     }
-    *out = c;
-    return LL_OK;
 }
 
 void ll_context_free(ll_context *c) {
