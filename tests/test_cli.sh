@@ -89,4 +89,13 @@ if [ -f "$v" ]; then
 else
     skip "vocab GGUF not found: synth run test skipped"
 fi
+# The main job's command: the quick full run writes the results and the report (native only: minutes under qemu).
+if [ -z "$ex" ]; then
+    TMPDIR="$tmp" LLMLAB_SHARED="$shared" L bench --quick --json "$tmp/res" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ $rc -eq 0 ] && [ -s "$tmp/res/REPORT.md" ] && [ -s "$tmp/res/report.html" ] && [ -s "$tmp/res/model.json" ] \
+        && grep -q "Q4_0" "$tmp/out" && ! ls -d "$tmp"/llmlab-bench-* >/dev/null 2>&1; then ok "bench --quick: hardware, synthetic model set, report; temporary models removed"
+    else notok "bench --quick" "exit $rc" "$(tail -5 "$tmp/err")"; fi
+else
+    skip "bench --quick under an emulator (too slow): run natively"
+fi
 echo "1..$n"

@@ -1,21 +1,16 @@
 #!/bin/sh
-# The main job (`make run`): until the model lab lands, generate text with the engine.
-# With ../shared present: stories260K, a real trained model, continues "Once upon a time" (greedy), then the
-# same model in its llama2.c form. Without it: a synthetic model is written with `llmlab synth` and run.
+# The main job (`make run`): the laboratory's full run on the embedded default. `llmlab bench --quick`
+# measures this machine (bench hw), writes a synthetic SmolLM-135M-shaped model (F16) and its Q8_0, Q4_K_M and
+# Q4_0 quantizations in a temporary folder, measures them (bench model), and writes REPORT.md and report.html
+# into results/raw/<hostname>/. No download; the vocabulary comes from ../shared when present, else a built-in
+# one. Then, when ../shared has the real stories260K model, it writes a few lines of text with it.
 set -e
 bin=$1
 shared=${2:-../shared}
+LLMLAB_SHARED="$shared" "$bin" bench --quick
 model="$shared/models/stories260K.gguf"
 if [ -f "$model" ]; then
-    echo "== llmlab run -m $model -p 'Once upon a time' -n 120 --temp 0"
-    "$bin" run -m "$model" -p "Once upon a time" -n 120 --temp 0 --echo
     echo
-    echo "== the same weights from the llama2.c checkpoint (sampled, seed 1)"
-    "$bin" run -m "$shared/models/stories260K.bin" --tokenizer "$shared/models/tok512.bin" -p "Lily and Tom" -n 80 --seed 1 --echo
-else
-    echo "(no $shared: generating from a synthetic model; its weights are random, so is its text)"
-    tmp=${TMPDIR:-/tmp}/llmlab-main-job.gguf
-    "$bin" synth --arch tiny --type F16 --vocab builtin -o "$tmp"
-    "$bin" run -m "$tmp" -p "Hello" -n 32 --seed 1
-    rm -f "$tmp"
+    echo "== and the engine generating with a real (tiny) model: llmlab run -m $model -p 'Once upon a time' -n 60 --temp 0"
+    "$bin" run -m "$model" -p "Once upon a time" -n 60 --temp 0 --echo
 fi

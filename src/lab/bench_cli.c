@@ -1,11 +1,14 @@
 // bench_cli.c — the command faces of the model lab's benchmark: `llmlab bench model` (flags as llama-bench's)
 // and `llmlab bench` (hardware lab, then the models, then the report), and the md/csv/json/jsonl printers.
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "bench/hw.h"
 #include "lab/lab.h"
+#include "quant/quantize.h"
+#include "model/synth.h"
 
 static void fmt_size(char *b, size_t cap, double bytes) {
     if (bytes >= 1073741824.0) snprintf(b, cap, "%.2f GiB", bytes / 1073741824.0);
@@ -178,6 +181,56 @@ int ll_lab_bench_model_main(int argc, char **argv) {
     return 0;
 }
 
+// The default model set of a full run: a synthetic model at a shape sized to the machine (smollm-135m with
+// --quick or under 8 GiB available, else llama-3.2-1b), written with synth and quantized to the types users
+// compare (F16, Q8_0, Q4_K_M, Q4_0) in a temporary folder that is removed afterwards.
+typedef struct synth_set {
+    char dir[512];
+    char paths[4][600];
+    int n;
+} synth_set;
+
+static void synth_set_remove(synth_set *s) {
+    for (int i = 0; i < s->n; i++) unlink(s->paths[i]);
+    if (s->dir[0]) rmdir(s->dir);
+    s->n = 0;
+}
+
+static ll_status synth_model_set(synth_set *s, bool quick, ll_error *err) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s->dir, sizeof s->dir, "%s/llmlab-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(s->dir)) {
+        s->dir[0] = 0;
+        return ll_err_set(err, LL_ERR_IO, "cannot make a temporary folder for the synthetic models: %s", strerror(errno));
+    }
+    bool big = !quick && ll_sys_mem_available() > (8ull << 30);
+    const char *preset = big ? "llama-3.2-1b" : "smollm-135m";
+    char vocab[4096];
+    const char *sh = getenv("LLMLAB_SHARED");
+    snprintf(vocab, sizeof vocab, "%s/models/vocab/ggml-vocab-llama-spm.gguf", sh && *sh ? sh : "../shared");
+    ll_synth_params sp = ll_synth_default_params();
+    sp.preset = preset;
+    sp.type = LL_TYPE_F16;
+    sp.vocab_path = access(vocab, R_OK) == 0 ? vocab : "builtin";
+    sp.progress = true;
+    char dir[sizeof s->dir]; // a copy: snprintf into s->paths from s->dir would alias one object
+    memcpy(dir, s->dir, sizeof dir);
+    snprintf(s->paths[0], sizeof s->paths[0], "%s/%s-F16.gguf", dir, preset);
+    fprintf(stderr, "bench: writing synthetic %s models in %s (vocabulary: %s)\n", preset, s->dir, sp.vocab_path);
+    ll_status st = ll_synth_write(s->paths[0], &sp, err);
+    if (st != LL_OK) { synth_set_remove(s); return st; }
+    s->n = 1;
+    const char *types[] = {"Q8_0", "Q4_K_M", "Q4_0"};
+    for (int i = 0; i < 3; i++) {
+        ll_quantize_params qp = ll_quantize_default_params();
+        if (!ll_ftype_from_name(types[i], &qp.ftype)) LL_ASSERT(!"known file type");
+        snprintf(s->paths[s->n], sizeof s->paths[0], "%s/%s-%s.gguf", dir, preset, types[i]);
+        if ((st = ll_quantize_file(s->paths[0], s->paths[s->n], &qp, NULL, err)) != LL_OK) { synth_set_remove(s); return st; }
+        s->n++;
+    }
+    return LL_OK;
+}
+
 // `llmlab bench [--quick] [-m FILE ...] [--json DIR]`: the hardware lab, then the models (default: stories260K
 // from $LLMLAB_SHARED when there), then REPORT.md and report.html in the results folder.
 int ll_lab_bench_all_main(int argc, char **argv) {
@@ -197,18 +250,25 @@ int ll_lab_bench_all_main(int argc, char **argv) {
     ll_hw_config_init(&hc);
     hc.quick = quick, hc.json_dir = dir;
     if (ll_hw_run(&hc, stdout, &err) != LL_OK) { fprintf(stderr, "llmlab bench: %s\n", err.message); return 1; }
-    char def[4096];
-    const char *sh = getenv("LLMLAB_SHARED");
-    snprintf(def, sizeof def, "%s/models/stories260K.gguf", sh && *sh ? sh : "../shared");
-    if (!cfg.n_models && access(def, R_OK) == 0) cfg.models[cfg.n_models++] = def;
     if (quick && cfg.n_pp == 1 && cfg.pp[0] == 512) cfg.pp[0] = 128, cfg.tg[0] = 32;
-    if (cfg.n_models) {
-        cJSON *doc;
-        if (ll_lab_bench_run(&cfg, &doc, &err) != LL_OK) { fprintf(stderr, "llmlab bench: %s\n", err.message); return 1; }
+    synth_set set = {0};
+    if (!cfg.n_models) {
+        if (synth_model_set(&set, quick, &err) != LL_OK) { fprintf(stderr, "llmlab bench: %s\n", err.message); return 1; }
+        for (int i = 0; i < set.n; i++) cfg.models[cfg.n_models++] = set.paths[i];
+    }
+    cJSON *doc;
+    rc = 0;
+    if (ll_lab_bench_run(&cfg, &doc, &err) != LL_OK) {
+        fprintf(stderr, "llmlab bench: %s\n", err.message);
+        rc = 1;
+    } else {
         ll_lab_bench_print(stdout, doc, fmt);
         cJSON_Delete(doc);
-    } else fprintf(stderr, "llmlab bench: no model given and %s not found: model section skipped\n", def);
+    }
+    synth_set_remove(&set);
+    if (rc) return rc;
     if (ll_lab_report(dir, NULL, dir, &err) != LL_OK) { fprintf(stderr, "llmlab bench: %s\n", err.message); return 1; }
     fprintf(stderr, "bench: results and REPORT.md / report.html in %s\n", dir);
+    printf("\nreport: %s/REPORT.md and %s/report.html\n", dir, dir);
     return 0;
 }
