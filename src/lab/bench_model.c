@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lab/lab.h"
+#include "quant/quantize.h"
 #include "model/model.h"
 
 void ll_lab_bench_cfg_init(ll_lab_bench_cfg *c) {
@@ -231,7 +232,13 @@ static void model_facts(cJSON *j, const ll_model *m, const char *path, const ll_
     cJSON_AddStringToObject(j, "model", m->name);
     cJSON_AddStringToObject(j, "description", desc);
     cJSON_AddStringToObject(j, "arch", m->hp.arch);
-    cJSON_AddStringToObject(j, "type", ll_type_name(m->wtype));
+    // The file's type as users name it (general.file_type: "Q4_K_M"), else the layer matrices' tensor type.
+    const char *tname = ll_type_name(m->wtype);
+    uint64_t ft;
+    if (ll_gguf_find(m->gguf, "general.file_type") && ll_gguf_get_u64(m->gguf, "general.file_type", &ft, NULL) == LL_OK &&
+        ft < 1024 && strcmp(ll_ftype_name((ll_ftype)ft), "unknown"))
+        tname = ll_ftype_name((ll_ftype)ft);
+    cJSON_AddStringToObject(j, "type", tname);
     cJSON_AddNumberToObject(j, "params", (double)m->n_params);
     cJSON_AddNumberToObject(j, "size_bytes", stat(path, &st) == 0 ? (double)st.st_size : 0);
     cJSON_AddNumberToObject(j, "weight_bytes", (double)m->weight_bytes);
