@@ -475,9 +475,52 @@ typedef void (*kq_tile_fn)(const ll_mm_job *j, const kq_row *panel, int o, int t
 // every token tile runs past that panel.
 static size_t kq_tsp(int n_in) { return (size_t)(n_in / LL_QK_K) * 4 * sizeof(kq_row); }
 
+#if defined(QX_VNNI)
+// Q4_K x Q8_K for one token, straight from the GGUF blocks (no panel): decode reads each weight byte once, so
+// unpacking to a panel first only adds work. Per 64 elements (32 bytes of nibbles = sub-blocks 2c and 2c+1):
+// low and high nibbles side by side in one zmm against 64 activation bytes, vpdpbusd (the codes are unsigned
+// 0..15, the activations signed), lanes 0-7 scaled by d*sc[2c], lanes 8-15 by d*sc[2c+1], in f32. The min term
+// uses the activations' 16-element sums: dmin * d_x * sum_j m[j] * (bsums[2j] + bsums[2j+1]).
+static float q4k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, int nb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0;
+    for (int b = 0; b < nb; b++) {
+        const ll_block_q4_K *blk = (const ll_block_q4_K *)(w + (size_t)b * sizeof(ll_block_q4_K));
+        const ll_block_q8_K *xb = &x[b];
+        float dd = fp16_at((const uint8_t *)&blk->d) * xb->d;
+        float dm = fp16_at((const uint8_t *)&blk->dmin) * xb->d;
+        uint8_t sc[8], mn[8];
+        int summ = 0;
+        for (int jj = 0; jj < 8; jj++) {
+            ll_quant_k4_scale_min(jj, blk->scales, &sc[jj], &mn[jj]);
+            summ += mn[jj] * (xb->bsums[2 * jj] + xb->bsums[2 * jj + 1]);
+        }
+        mins += dm * (float)summ;
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * c));
+            __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
+                                            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
+            __m512i xv = _mm512_loadu_si512((const void *)(xb->qs + 64 * c));
+            __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qq, xv);
+            __m512 scv = _mm512_insertf32x8(_mm512_set1_ps(dd * sc[2 * c]), _mm256_set1_ps(dd * sc[2 * c + 1]), 1);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), scv, acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc) - mins;
+}
+#endif
+
 static void kq_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, kq_row *panel, const kq_tile_fn *t4,
                     const kq_tile_fn *t1) {
     const int nb = j->n_in / LL_QK_K;
+#if defined(QX_VNNI)
+    if (ty == LL_TYPE_Q4_K && j->n_tokens == 1) {
+        const ll_block_q8_K *x = (const ll_block_q8_K *)j->xa;
+        for (int o = r0; o < r1; o++) j->y[o] = q4k_row_dot_vnni(j->W + (size_t)o * j->row_bytes, x, nb);
+        return;
+    }
+#endif
     const size_t bs = ll_type_get(ty)->size;
     for (int o = r0; o < r1;) {
         int R = r1 - o >= 4 ? 4 : 1;
