@@ -509,15 +509,59 @@ static float q4k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, int nb) 
     }
     return _mm512_reduce_add_ps(acc) - mins;
 }
+
+// Q6_K x Q8_K for one token, from the GGUF blocks. Codes 0..63 (the stored value + 32) against signed
+// activations; the -32 offset comes back through the 16-element activation sums: 32 * sum_s sc[s] * bsums[s].
+// Per half (128 elements): ql[64h..] low/high nibbles and qh[32h..] 2-bit pairs give four groups of 32 codes;
+// groups 0|1 and 2|3 are each 64 consecutive elements = 4 sub-blocks of 16 in lane groups of 4.
+static float q6k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, int nb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
+    const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc = _mm512_setzero_ps();
+    float offs = 0;
+    for (int b = 0; b < nb; b++) {
+        const ll_block_q6_K *blk = (const ll_block_q6_K *)(w + (size_t)b * sizeof(ll_block_q6_K));
+        const ll_block_q8_K *xb = &x[b];
+        float dd = fp16_at((const uint8_t *)&blk->d) * xb->d;
+        float scf[16];
+        int so = 0;
+        for (int k = 0; k < 16; k++) {
+            scf[k] = dd * blk->scales[k];
+            so += blk->scales[k] * xb->bsums[k];
+        }
+        offs += 32.0f * dd * (float)so;
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+            __m256i g0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            __m256i g1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            __m256i g2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+            __m256i g3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+            __m512i c01 = _mm512_inserti64x4(_mm512_castsi256_si512(g0), g1, 1);
+            __m512i c23 = _mm512_inserti64x4(_mm512_castsi256_si512(g2), g3, 1);
+            __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c01, _mm512_loadu_si512((const void *)(xb->qs + 128 * h)));
+            __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c23, _mm512_loadu_si512((const void *)(xb->qs + 128 * h + 64)));
+            __m512 s01 = _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(scf + 8 * h)));
+            __m512 s23 = _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(scf + 8 * h + 4)));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), s01, acc);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), s23, acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc) - offs;
+}
 #endif
 
 static void kq_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, kq_row *panel, const kq_tile_fn *t4,
                     const kq_tile_fn *t1) {
     const int nb = j->n_in / LL_QK_K;
 #if defined(QX_VNNI)
-    if (ty == LL_TYPE_Q4_K && j->n_tokens == 1) {
+    if ((ty == LL_TYPE_Q4_K || ty == LL_TYPE_Q6_K) && j->n_tokens == 1) {
         const ll_block_q8_K *x = (const ll_block_q8_K *)j->xa;
-        for (int o = r0; o < r1; o++) j->y[o] = q4k_row_dot_vnni(j->W + (size_t)o * j->row_bytes, x, nb);
+        for (int o = r0; o < r1; o++)
+            j->y[o] = (ty == LL_TYPE_Q4_K ? q4k_row_dot_vnni : q6k_row_dot_vnni)(j->W + (size_t)o * j->row_bytes, x, nb);
         return;
     }
 #endif
