@@ -2,6 +2,8 @@
 // scalar vec_dot on the same quantized activations, against the float64 dequantized reference, and end to end.
 #include "testutil.h"
 
+#include "golden.h"
+
 #include "backend/cpu/matmul_q.h"
 #include "core/half.h"
 #include "llmlab.h"
@@ -199,79 +201,19 @@ static void test_act_quant(void **state) {
 }
 
 // Whole model: stories260K quantized by llama-quantize, all logits of the golden prompt (README section 7).
-static int read_ids(const char *path, int32_t *ids, int cap) {
-    char *s = tu_read_file(path, NULL);
-    assert_non_null(s);
-    int n = 0;
-    char *p = s, *end;
-    for (long v; n < cap && (v = strtol(p, &end, 10), end != p); p = end) ids[n++] = (int32_t)v;
-    free(s);
-    return n;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static double top_gap(const float *x, int n) {
-    int b = argmax(x, n);
-    float second = -INFINITY;
-    for (int i = 0; i < n; i++) if (i != b && x[i] > second) second = x[i];
-    return (double)x[b] - second;
-}
-
-static void check_golden(const char *model, const char *logits_path) {
-    ll_error err = {0};
-    ll_model_params mp = ll_model_default_params();
-    mp.n_threads = 2;
-    ll_model *m = NULL;
-    if (ll_model_load(model, &mp, &m, &err) != LL_OK) fail_msg("load %s: %s", model, err.message);
-    int32_t ids[256];
-    int n = read_ids(tu_shared("golden/stories260K/stories260K.ids.txt"), ids, 256);
-    assert_true(n > 0);
-    ll_context_params cp = ll_context_default_params();
-    cp.n_ctx = 512;
-    cp.all_logits = true;
-    ll_context *c = NULL;
-    if (ll_context_init(m, &cp, &c, &err) != LL_OK) fail_msg("context: %s", err.message);
-    if (ll_eval(c, ids, n, true, &err) != LL_OK) fail_msg("eval: %s", err.message);
-    int nv = ll_model_n_vocab(m);
-    size_t glen = 0;
-    float *gold = (float *)tu_read_file(logits_path, &glen);
-    assert_int_equal(glen, (size_t)n * nv * sizeof(float));
-    float *ours = malloc(glen);
-    for (int i = 0; i < n; i++) memcpy(ours + (size_t)i * nv, ll_logits(c, i), (size_t)nv * sizeof(float));
-    assert_int_equal(tu_count_nonfinite(ours, (size_t)n * nv), 0);
-    double all = tu_rel_l2(ours, gold, (size_t)n * nv), worst = 0;
-    int checked = 0;
-    for (int i = 0; i < n; i++) {
-        double r = tu_rel_l2(ours + (size_t)i * nv, gold + (size_t)i * nv, (size_t)nv);
-        if (r > worst) worst = r;
-        if (top_gap(gold + (size_t)i * nv, nv) > 0.5) {
-            assert_int_equal(argmax(ours + (size_t)i * nv, nv), argmax(gold + (size_t)i * nv, nv));
-            checked++;
-        }
-    }
-    printf("# note: %s: rel L2 %.3g (tolerance 5e-2), worst position %.3g (1e-1), argmax checked at %d/%d\n",
-           strrchr(logits_path, '/') + 1, all, worst, checked, n);
-    assert_true(all <= 5e-2);
-    assert_true(worst <= 1e-1);
-    free(ours);
-    free(gold);
-    ll_context_free(c);
-    ll_model_free(m);
-}
+// Quantized goldens: README section 7's tolerances for quantized weights.
+static const golden_tol k_quant = {5e-2, 1e-1, 0.5};
 
 static void test_golden_q8_0(void **state) {
     TU_NEED_SHARED(model, "golden/stories260K/stories260K-Q8_0.gguf");
-    check_golden(model, tu_shared("golden/stories260K/stories260K-Q8_0.logits.f32"));
+    check_golden(model, NULL, tu_shared("golden/stories260K/stories260K.ids.txt"),
+                 tu_shared("golden/stories260K/stories260K-Q8_0.logits.f32"), NULL, k_quant);
 }
 
 static void test_golden_q4_0(void **state) {
     TU_NEED_SHARED(model, "golden/stories260K/stories260K-Q4_0.gguf");
-    check_golden(model, tu_shared("golden/stories260K/stories260K-Q4_0.logits.f32"));
+    check_golden(model, NULL, tu_shared("golden/stories260K/stories260K.ids.txt"),
+                 tu_shared("golden/stories260K/stories260K-Q4_0.logits.f32"), NULL, k_quant);
 }
 
 int main(void) {
