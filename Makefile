@@ -77,7 +77,7 @@ $(BUILD)/libllmlab.a: $(LIB_OBJ)
 	$(CROSS)ar rcs $@ $^
 
 $(BUILD)/libllmlab.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ -lcjson $(LDLIBS)
+	$(CC) -shared $(filter -L%,$(EXTRA_CFLAGS)) -o $@ $^ -lcjson $(LDLIBS)
 
 $(BUILD)/llmlab: $(CLI_OBJ) $(BUILD)/libllmlab.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libllmlab.a -lcjson $(LDLIBS)

@@ -5,10 +5,15 @@
 # Usage: sh bench/cuda_bench.sh SHARED_DIR        (SHARED_DIR holds models/vocab/ggml-vocab-llama-spm.gguf
 #                                                  and golden/; carry it with the call)
 # Env:   OUT=dir (logs; default $OUT or /tmp/cuda_bench), WORK=dir (model files, ~31 GB; default /tmp/llmlab-7b),
-#        STAGES="build test synth quant bench" (a subset splits the work over several calls while the machine
+#        STAGES="peer build test synth quant bench" (a subset splits the work over several calls while the machine
 #        stays warm: the build dir and WORK survive; extra stages: "sanitize" = test_cuda under compute-sanitizer
-#        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs), TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
-#        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md).
+#        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs, "variants" = decode with the tuning knobs
+#        (graphs off, 2 or 8 rows per matvec block), "prof" = GPU time per kernel name of one pp512 and a few
+#        decode steps, through ncu), TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
+#        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
+#        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
+#        outside the repository; the "peer" stage builds its llama-bench with CUDA in the background from the
+#        start and runs it on the same files after ours).
 set -eu
 SHARED=${1:?usage: sh bench/cuda_bench.sh SHARED_DIR}
 SHARED=$(cd "$SHARED" && pwd)
@@ -18,6 +23,7 @@ STAGES=${STAGES:-build test synth quant bench}
 TYPES=${TYPES:-F16 Q8_0 Q4_0 Q4_K_M}
 REPS=${REPS:-3}
 BW=${BW:-2990}
+PEER_SRC=${PEER_SRC:-.peer/llama.cpp.tgz}
 BUILD=build
 mkdir -p "$OUT" "$WORK"
 has() { case " $STAGES " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -25,9 +31,26 @@ say() { printf '== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt" || true
 
+PEER_BIN="$WORK/lcpp/build/bin/llama-bench"
+if has peer && [ ! -x "$PEER_BIN" ]; then
+    if [ -s "$PEER_SRC" ]; then
+        say "llama.cpp: building llama-bench with CUDA in the background (log: peer-build.log)"
+        mkdir -p "$WORK/lcpp"
+        rm -f "$WORK/lcpp/status"
+        # its own session (setsid): a build still running when this call ends goes on for the next call
+        SRC=$(cd "$(dirname "$PEER_SRC")" && pwd)/$(basename "$PEER_SRC")
+        setsid sh -c "cd '$WORK/lcpp' && tar xzf '$SRC' && cmake -S llama.cpp -B build -G Ninja -DGGML_CUDA=ON \
+            -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+            -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release && nice cmake --build build --target llama-bench -j 12 \
+            && echo ok >status || echo failed >status" >"$WORK/lcpp-build.log" 2>&1 </dev/null &
+    else
+        say "no $PEER_SRC: llama.cpp is not built (pack vendor/llama.cpp of the llama-cpp-python sdist there)"
+    fi
+fi
+
 if has build; then
     say "build (sm_90 only, to save time)"
-    make -j16 BUILD=$BUILD NVCC_ARCH="-gencode=arch=compute_90,code=sm_90" all bench $BUILD/tests/test_cuda \
+    make -j8 BUILD=$BUILD NVCC_ARCH="-gencode=arch=compute_90,code=sm_90" all bench $BUILD/tests/test_cuda \
         >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 fi
 
@@ -87,6 +110,44 @@ if has bench; then
     done
 fi
 
+# Decode with the tuning knobs, on the smallest quantized file and on F16.
+if has variants; then
+    for t in Q4_0 F16; do
+        f="$WORK/mistral-7b-$t.gguf"
+        [ -s "$f" ] || continue
+        for v in "LLMLAB_CUDA_GRAPHS=0" "LLMLAB_CUDA_MV_ROWS=2" "LLMLAB_CUDA_MV_ROWS=8"; do
+            r=$(env $v $BUILD/bench/bench_engine -m "$f" -p 8 -n 128 -r "$REPS" --bw "$BW" 2>&1 | awk '/^tg128/ {print $2, $3, $4}')
+            printf 'variant %-6s %-22s tg128 %s\n' "$t" "$v" "$r" | tee -a "$OUT/variants.txt"
+        done
+    done
+fi
+
+# GPU time per kernel name: one pp512 (after the warm-up pp512) and decode steps, from ncu's gpu__time_duration.
+if has prof; then
+    for t in F16 Q4_K_M; do
+        f="$WORK/mistral-7b-$t.gguf"
+        [ -s "$f" ] || continue
+        say "ncu kernel times $t"
+        timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+            $BUILD/bench/bench_engine -m "$f" -p 512 -n 4 -r 1 >"$OUT/prof-$t.csv" 2>"$OUT/prof-$t.err" || tail -3 "$OUT/prof-$t.err"
+        python3 - "$OUT/prof-$t.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ii = hdr.index("ID")
+ks = [(int(r[ii]), r[ki].split("(")[0].split("<")[0], float(r[vi].replace(",", ""))) for r in rows[1:]]
+n = len(ks)
+# the launches of the second pp512 (the timed one): the middle third of the pp kernels is enough to see shares
+agg = collections.defaultdict(lambda: [0, 0.0])
+for _, k, v in ks:
+    agg[k][0] += 1; agg[k][1] += v
+tot = sum(v for _, v in agg.values())
+print(f"{n} kernels, {tot/1e6:.2f} ms GPU time in all (warm-up pp512 + pp512 + decode)")
+for k, (c, v) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:14]:
+    print(f"  {k:40s} {c:6d} launches {v/1e6:9.2f} ms {100*v/tot:5.1f}%")
+PY
+    done
+fi
+
 # Per-kernel DRAM throughput (% of peak) of the decode matvecs: the >= 75% target on 4096x14336 (ffn_down is
 # 4096 rows of 14336, gate/up 14336 rows of 4096). ncu needs --clock-control none (leave the clocks alone).
 if has ncu; then
@@ -101,13 +162,32 @@ if has ncu; then
     done
 fi
 
-# ---- PLACEHOLDER: llama.cpp's llama-bench on the same files (a later step) ---------------------------------
-# Build llama.cpp from the llama-cpp-python sdist (vendor/llama.cpp) OUTSIDE the repository:
-#   cmake -B $WORK/lcpp -S <sdist>/vendor/llama.cpp -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build ... -j15
-#   $WORK/lcpp/bin/llama-bench -m $WORK/mistral-7b-$t.gguf -p 512 -n 128 -ngl 99 -fa 1 -r $REPS
-# and add its rows to the table (the peer figure from the same run, same file).
+# llama.cpp's llama-bench on the same files, after ours (same run, same machine).
+if has peer; then
+    if [ ! -x "$PEER_BIN" ] && [ -d "$WORK/lcpp" ]; then
+        say "waiting for the llama.cpp build (at most ${PEER_WAIT:-300} s)"
+        i=0
+        while [ ! -s "$WORK/lcpp/status" ] && [ $i -lt "${PEER_WAIT:-300}" ]; do sleep 5; i=$((i + 5)); done
+        [ -x "$PEER_BIN" ] || { echo "llama.cpp build not done:"; tail -5 "$WORK/lcpp-build.log"; }
+    fi
+    if [ -x "$PEER_BIN" ]; then
+        : >"$OUT/peer.txt"
+        for t in $TYPES; do
+            f="$WORK/mistral-7b-$t.gguf"
+            [ -s "$f" ] || continue
+            say "llama-bench $t"
+            timeout 150 "$PEER_BIN" -m "$f" -p 512 -n 128 -ngl 99 -fa 1 -r "$REPS" -o csv >"$OUT/peer-$t.csv" 2>"$OUT/peer-$t.err" \
+                || tail -3 "$OUT/peer-$t.err"
+            python3 -c 'import csv,sys
+for r in csv.DictReader(open(sys.argv[1])): print("peer", sys.argv[2], "pp%s" % r["n_prompt"] if r["n_prompt"] != "0" else "tg%s" % r["n_gen"], "%.1f +- %.1f t/s" % (float(r["avg_ts"]), float(r["stddev_ts"])))' "$OUT/peer-$t.csv" "$t" \
+                | tee -a "$OUT/peer.txt"
+        done
+    fi
+fi
 
-say "summary (peer numbers from ../shared/BENCHMARKS.md, llama.cpp b10587 on H100: pp512 / tg128 t/s)"
-echo "llama.cpp: F16 19436 / 173, Q8_0 10832 / 240, Q4_0 10823 / 336, Q4_K_M 9302 / 273"
+say "summary"
+echo "(BENCHMARKS.md's llama.cpp b10587 on an H100, another run: F16 19436 / 173, Q8_0 10832 / 240, Q4_0 10823 / 336, Q4_K_M 9302 / 273)"
+[ -f "$OUT/peer.txt" ] && { echo "llama.cpp, this run:"; cat "$OUT/peer.txt"; }
+[ -f "$OUT/variants.txt" ] && cat "$OUT/variants.txt"
 [ -f "$OUT/table.txt" ] && cat "$OUT/table.txt"
 grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$OUT/test_cuda.txt" 2>/dev/null || true

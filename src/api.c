@@ -119,10 +119,11 @@ static ll_status context_alloc(ll_context *c, ll_error *err) {
     ll_backend *be = c->be;
     size_t nb = (size_t)c->n_batch, qd = (size_t)hp->n_head * hp->head_dim;
     size_t wide = qd > (size_t)hp->n_embd ? qd : (size_t)hp->n_embd;
+    size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, ff = (size_t)hp->n_ff > kvd ? (size_t)hp->n_ff : kvd;
     size_t kv = (size_t)hp->n_layer * c->n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
     float **bufs[] = {&c->k_cache, &c->v_cache, &c->x, &c->xb, &c->xb2, &c->q, &c->hb, &c->hb2, &c->logits_dev};
-    size_t sizes[] = {kv, kv, nb * wide * 4, nb * wide * 4, nb * wide * 4, nb * qd * 4, nb * hp->n_ff * 4,
-                      nb * hp->n_ff * 4, (size_t)c->n_logits_cap * hp->n_vocab * 4};
+    size_t sizes[] = {kv, kv, nb * wide * 4, nb * wide * 4, nb * wide * 4, nb * qd * 4, nb * ff * 4,
+                      nb * ff * 4, (size_t)c->n_logits_cap * hp->n_vocab * 4};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (!(*bufs[i] = be->ops->alloc(be, sizes[i], err))) return LL_ERR_NOMEM;
     c->pos = ll_calloc(nb, sizeof *c->pos, err);

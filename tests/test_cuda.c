@@ -15,6 +15,8 @@
 #define TOL_F32 1e-10   // f32 ops, matvecs (f32 math, only the summation order differs)
 #define TOL_GEMM_F16 1e-5 // prefill GEMM on f16 operands (activations rounded to f16: ~2^-11 relative each)
 #define TOL_GEMM_BF16 1e-4 // prefill GEMM on bf16 operands (~2^-8 relative each)
+// Quantized matvecs take x as int8 codes (blocks of 32, matvec_q8.cu): their reference uses x through the same
+// quantization (ll_backend_cuda_x8_roundtrip, host emulation, bit-exact), so TOL_F32 holds for them too.
 
 static char g_why[256];
 
@@ -288,22 +290,35 @@ static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     const ll_weight *ws[] = {&lw};
     duo d = duo_init(ws, 1, 16, 16);
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *ref = malloc((size_t)nt * rows * sizeof *ref);
+    bool quant = t != LL_TYPE_F32 && t != LL_TYPE_F16 && t != LL_TYPE_BF16;
+    bool gemm = quant ? nt >= 9 : nt >= 2; // matmul.cu: CU_GEMM_MIN_TOK_QUANT
+    float *xr = malloc((size_t)nt * cols * sizeof *xr); // x as the kernel sees it
+    memcpy(xr, x, (size_t)nt * cols * sizeof *xr);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    if (quant && !gemm) ll_backend_cuda_x8_roundtrip(x, xr, nt * cols);
+#endif
     for (int i = 0; i < nt; i++)
         for (int r = 0; r < rows; r++) {
             double acc = 0;
-            for (int k = 0; k < cols; k++) acc += (double)x[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
+            for (int k = 0; k < cols; k++) acc += (double)xr[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
             ref[(size_t)i * rows + r] = (float)acc;
         }
     float *dx = to_dev(d.gpu, x, (size_t)nt * cols), *dy = poisoned_dev(d.gpu, (size_t)nt * rows);
     d.gpu->ops->matmul(d.gpu, &lw, dx, dy, nt);
     float *got = from_dev(d.gpu, dy, (size_t)nt * rows);
-    bool quant = t != LL_TYPE_F32 && t != LL_TYPE_F16 && t != LL_TYPE_BF16;
-    bool gemm = quant ? nt >= 9 : nt >= 2; // matmul.cu: CU_GEMM_MIN_TOK_QUANT
     double tol = !gemm || t == LL_TYPE_F32 ? TOL_F32 : t == LL_TYPE_BF16 ? TOL_GEMM_BF16 : TOL_GEMM_F16;
     char what[96];
     snprintf(what, sizeof what, "matmul %s %dx%d, %d tokens (%s)", ll_type_name(t), rows, cols, nt,
              gemm ? "GEMM" : "matvec");
     check_close(what, got, ref, (size_t)nt * rows, tol);
+    // matmul_add on the same output: y += x W^T gives 2 ref
+    d.gpu->ops->matmul_add(d.gpu, &lw, dx, dy, nt);
+    float *got2 = from_dev(d.gpu, dy, (size_t)nt * rows), *ref2 = malloc((size_t)nt * rows * sizeof *ref2);
+    for (size_t i = 0; i < (size_t)nt * rows; i++) ref2[i] = 2.0f * ref[i];
+    char what2[128];
+    snprintf(what2, sizeof what2, "%s, matmul_add", what);
+    check_close(what2, got2, ref2, (size_t)nt * rows, tol);
+    free(got2), free(ref2);
     if (!quant && d.cpu->ops->supports(d.cpu, LL_OP_MATMUL, t)) {
         float *cpu = malloc((size_t)nt * rows * sizeof *cpu);
         d.cpu->ops->matmul(d.cpu, &lw, x, cpu, nt);
@@ -313,7 +328,7 @@ static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     d.gpu->ops->free(d.gpu, dx);
     d.gpu->ops->free(d.gpu, dy);
     duo_free(&d);
-    free(w), free(deq), free(x), free(ref), free(got);
+    free(w), free(deq), free(x), free(xr), free(ref), free(got);
 }
 
 static void test_matmul(void **state) {

@@ -50,6 +50,8 @@ typedef struct ll_backend_ops {
     void (*download)(ll_backend *b, void *dst, const void *src, size_t bytes);
     // y (n_tok, w.ne1) = x (n_tok, w.ne0) W^T
     void (*matmul)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
+    // Optional: y (n_tok, w.ne1) += x W^T (the residual add folded into the matmul); NULL: matmul, then add
+    void (*matmul_add)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
     // y = x / rms(x) * w, per row of n (w F32); y may alias x
     void (*rmsnorm)(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps);
     // x (n_tok, n) += bias (n), bias F32 weight
@@ -59,6 +61,9 @@ typedef struct ll_backend_ops {
     // causal attention of q (n_tok, n_head*hd) over the cache rows [0, n_past + t] for token t; out like q
     void (*attention)(ll_backend *b, float *out, const float *q, const float *k_cache, const float *v_cache,
                       int n_tok, const ll_attn_params *p);
+    // rows [n_past, n_past + n_tok) of one layer's caches (n_ctx, kvd) = k and v (n_tok, kvd)
+    void (*kv_store)(ll_backend *b, float *k_cache, float *v_cache, const float *k, const float *v, int kvd,
+                     int n_tok, int n_past);
     // g (n_tok, n) = silu(g) * u
     void (*swiglu)(ll_backend *b, float *g, const float *u, int n, int n_tok);
     // y += x, n floats
@@ -66,6 +71,13 @@ typedef struct ll_backend_ops {
     // y (n_tok, w.ne0) = rows ids of w (any type with a to_float)
     void (*get_rows)(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok);
     void (*synchronize)(ll_backend *b);
+    // Optional (NULL: nothing to gain): a forward step as one replayable unit. step_begin gets the step's token
+    // ids and n_past before its first op and returns true when it has already run the whole step (the model code
+    // then goes straight to the logits download); false: the model code issues the ops (which the backend may
+    // record, reading ids and n_past from its own copies, so that the record replays at any n_past).
+    // step_end closes a step whose ops were issued; run false abandons it (interrupted).
+    bool (*step_begin)(ll_backend *b, const int32_t *ids, int n_tok, int n_past);
+    void (*step_end)(ll_backend *b, bool run);
     // Once, before the first token: device backends upload every weight in ws (and later find them by
     // their host pointer); all size their scratch for batches of max_tok tokens and max_ctx positions.
     ll_status (*prepare)(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);

@@ -21,30 +21,41 @@ static ll_status check_batch(const ll_context *c, const int32_t *ids, int n, boo
     return LL_OK;
 }
 
+// x += in W^T: one op where the backend folds the add into the matmul, else through xb.
+static void residual_matmul(ll_context *c, const ll_weight *w, const float *in, int n) {
+    const ll_backend_ops *ops = c->be->ops;
+    if (ops->matmul_add) {
+        ops->matmul_add(c->be, w, in, c->x, n);
+        return;
+    }
+    ops->matmul(c->be, w, in, c->xb, n);
+    ops->add(c->be, c->x, c->xb, (size_t)n * c->m->hp.n_embd);
+}
+
 static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
     const ll_hparams *hp = &c->m->hp;
     ll_backend *be = c->be;
     const ll_backend_ops *ops = be->ops;
     int kvd = hp->n_head_kv * hp->head_dim, qd = hp->n_head * hp->head_dim;
     float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd, *vc = c->v_cache + (size_t)il * c->n_ctx * kvd;
-    float *k_new = kc + (size_t)c->n_past * kvd, *v_new = vc + (size_t)c->n_past * kvd;
+    float *kb = c->xb2, *vb = c->hb2; // (n, kvd) this batch's K and V: xb2 is free until the attention, hb2 until the FFN
 
     ops->rmsnorm(be, c->xb, c->x, &L->attn_norm, hp->n_embd, n, hp->rms_eps);
     ops->matmul(be, &L->wq, c->xb, c->q, n);
-    ops->matmul(be, &L->wk, c->xb, k_new, n); // (n, kvd): the cache rows of these positions
-    ops->matmul(be, &L->wv, c->xb, v_new, n);
+    ops->matmul(be, &L->wk, c->xb, kb, n);
+    ops->matmul(be, &L->wv, c->xb, vb, n);
     if (L->bq.data) ops->add_bias(be, c->q, &L->bq, qd, n);
-    if (L->bk.data) ops->add_bias(be, k_new, &L->bk, kvd, n);
-    if (L->bv.data) ops->add_bias(be, v_new, &L->bv, kvd, n);
+    if (L->bk.data) ops->add_bias(be, kb, &L->bk, kvd, n);
+    if (L->bv.data) ops->add_bias(be, vb, &L->bv, kvd, n);
     ll_rope_params rp = {hp->n_head, hp->head_dim, hp->n_rot, hp->rope_base, hp->rope_neox,
                          c->m->rope_freqs.data};
     ops->rope(be, c->q, c->pos, n, &rp);
     rp.n_head = hp->n_head_kv;
-    ops->rope(be, k_new, c->pos, n, &rp);
+    ops->rope(be, kb, c->pos, n, &rp);
+    ops->kv_store(be, kc, vc, kb, vb, kvd, n, c->n_past);
     ll_attn_params ap = {hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, c->n_past, 1.0f / sqrtf((float)hp->head_dim)};
     ops->attention(be, c->xb2, c->q, kc, vc, n, &ap);
-    ops->matmul(be, &L->wo, c->xb2, c->xb, n);
-    ops->add(be, c->x, c->xb, (size_t)n * hp->n_embd);
+    residual_matmul(c, &L->wo, c->xb2, n);
 }
 
 static void ffn_block(ll_context *c, const ll_layer *L, int n) {
@@ -55,8 +66,7 @@ static void ffn_block(ll_context *c, const ll_layer *L, int n) {
     ops->matmul(be, &L->w_gate, c->xb, c->hb, n);
     ops->matmul(be, &L->w_up, c->xb, c->hb2, n);
     ops->swiglu(be, c->hb, c->hb2, hp->n_ff, n);
-    ops->matmul(be, &L->w_down, c->hb, c->xb, n);
-    ops->add(be, c->x, c->xb, (size_t)n * hp->n_embd);
+    residual_matmul(c, &L->w_down, c->hb, n);
 }
 
 ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err) {
@@ -68,17 +78,24 @@ ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, 
     const ll_backend_ops *ops = be->ops;
     for (int t = 0; t < n; t++) c->pos[t] = c->n_past + t;
 
-    ops->get_rows(be, c->x, &m->tok_embd, ids, n);
-    for (int il = 0; il < hp->n_layer; il++) {
-        if (c->interrupt && *c->interrupt) return ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted");
-        attention_block(c, &m->layers[il], il, n);
-        ffn_block(c, &m->layers[il], n);
+    // A backend with step_begin may replay a recorded step (then every op below is already done).
+    bool step = ops->step_begin != NULL, done = step && ops->step_begin(be, ids, n, c->n_past);
+    int first = all_logits ? 0 : n - 1, rows = n - first; // logits: every row, or only the last token's
+    if (!done) {
+        ops->get_rows(be, c->x, &m->tok_embd, ids, n);
+        for (int il = 0; il < hp->n_layer; il++) {
+            if (c->interrupt && *c->interrupt) {
+                if (step) ops->step_end(be, false);
+                return ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted");
+            }
+            attention_block(c, &m->layers[il], il, n);
+            ffn_block(c, &m->layers[il], n);
+        }
+        float *xr = c->x + (size_t)first * hp->n_embd;
+        ops->rmsnorm(be, c->xb, xr, &m->output_norm, hp->n_embd, rows, hp->rms_eps);
+        ops->matmul(be, &m->output, c->xb, c->logits_dev, rows);
+        if (step) ops->step_end(be, true);
     }
-    // Logits: every row, or only the last token's.
-    int first = all_logits ? 0 : n - 1, rows = n - first;
-    float *xr = c->x + (size_t)first * hp->n_embd;
-    ops->rmsnorm(be, c->xb, xr, &m->output_norm, hp->n_embd, rows, hp->rms_eps);
-    ops->matmul(be, &m->output, c->xb, c->logits_dev, rows);
     ops->download(be, c->logits, c->logits_dev, (size_t)rows * hp->n_vocab * sizeof(float));
     ops->synchronize(be);
     c->n_logits = rows;

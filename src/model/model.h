@@ -78,7 +78,7 @@ struct ll_context {
     // KV cache, per layer (n_ctx, n_head_kv*head_dim) F32, backend memory.
     float *k_cache, *v_cache;
     // Activations for a batch of up to n_batch tokens (backend memory).
-    float *x, *xb, *xb2, *q, *hb, *hb2; // k and v go straight into the cache
+    float *x, *xb, *xb2, *q, *hb, *hb2; // a batch's K and V pass through xb2 and hb2 on their way to the cache
     float *logits_dev; // (n_logits_cap, n_vocab) backend memory: the output matmul writes here
     float *logits;     // (n_logits_cap, n_vocab) host memory: rows of the last eval, downloaded
     int n_logits_cap;  // n_batch with all_logits, else 1

@@ -9,9 +9,11 @@ void ll_plan_compute(const ll_model *m, int n_ctx, int n_batch, int n_logits, in
     uint64_t kvd = (uint64_t)hp->n_head_kv * hp->head_dim, qd = (uint64_t)hp->n_head * hp->head_dim;
     // (n_layer, n_ctx, kvd) F32, for K and for V
     p->kv = 2ull * hp->n_layer * (uint64_t)n_ctx * kvd * sizeof(float);
-    // x, xb, xb2 (n_batch, max(n_embd, qd)); q (n_batch, qd); hb, hb2 (n_batch, n_ff); logits; positions
+    // x, xb, xb2 (n_batch, max(n_embd, qd)); q (n_batch, qd); hb, hb2 (n_batch, max(n_ff, kvd): hb2 holds V
+    // before the FFN); logits; positions
     uint64_t wide = qd > (uint64_t)hp->n_embd ? qd : (uint64_t)hp->n_embd;
-    uint64_t per_tok = 3 * wide + qd + 2ull * hp->n_ff;
+    uint64_t ff = (uint64_t)hp->n_ff > kvd ? (uint64_t)hp->n_ff : kvd;
+    uint64_t per_tok = 3 * wide + qd + 2ull * ff;
     p->activations = (uint64_t)n_batch * per_tok * sizeof(float) + (uint64_t)n_logits * hp->n_vocab * sizeof(float) +
                      (uint64_t)n_batch * sizeof(int32_t);
     const ll_weight *ws[LL_MODEL_MATMUL_KINDS];

@@ -173,6 +173,12 @@ static void cpu_add(ll_backend *b, float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+static void cpu_kv_store(ll_backend *b, float *k_cache, float *v_cache, const float *k, const float *v, int kvd,
+                         int n_tok, int n_past) {
+    memcpy(k_cache + (size_t)n_past * kvd, k, (size_t)n_tok * kvd * sizeof *k);
+    memcpy(v_cache + (size_t)n_past * kvd, v, (size_t)n_tok * kvd * sizeof *v);
+}
+
 static void cpu_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
     const ll_type_traits *t = ll_type_get(w->type);
     uint64_t row_bytes;
@@ -199,6 +205,7 @@ static const ll_backend_ops k_cpu_ops = {
     .add_bias = cpu_add_bias,
     .rope = cpu_rope,
     .attention = cpu_attention,
+    .kv_store = cpu_kv_store,
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .get_rows = cpu_get_rows,

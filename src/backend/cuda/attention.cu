@@ -10,10 +10,14 @@
 // memory serve every warp. Output per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
-                 float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int hd, int n_past, float scale,
-                 int keys_per_split, int kt) {
+                 float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int hd, int n_past,
+                 const int32_t *npast, float scale, int keys_per_split, int kt) {
     extern __shared__ float sm[]; // ks (kt, hd), vs (kt, hd)
     float *ks = sm, *vs = sm + (size_t)kt * hd;
+    if (npast) { // a recorded step: n_past from the device, the keys split evenly over the fixed gridDim.z
+        n_past = *npast;
+        keys_per_split = (n_past + n_tok + gridDim.z - 1) / gridDim.z;
+    }
     const int G = n_head / n_head_kv, kvh = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int n_pairs = n_tok * G, p = blockIdx.x * ATT_WARPS + warp;
     const bool valid = p < n_pairs;
@@ -107,7 +111,9 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     // Splits: enough blocks for two waves, at least 64 keys each, within the partials scratch.
     const size_t per_split = (size_t)n_tok * p->n_head * (hd + 2);
     int n_split = (2 * c->n_sm + bx * p->n_head_kv - 1) / (bx * p->n_head_kv);
-    int by_keys = (n_keys + 63) / 64, by_mem = (int)(c->attn_part_floats / per_split);
+    // a recorded step replays at any n_past: splits for the longest context (empty splits return at once)
+    const int32_t *npast = cu_npast_dev(c);
+    int by_keys = ((npast ? c->max_ctx : n_keys) + 63) / 64, by_mem = (int)(c->attn_part_floats / per_split);
     if (n_split > by_keys) n_split = by_keys;
     if (n_split > by_mem) n_split = by_mem;
     if (n_split < 1) n_split = 1;
@@ -116,7 +122,7 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     dim3 grid((unsigned)bx, (unsigned)p->n_head_kv, (unsigned)n_split);
     size_t smem = 2 * (size_t)kt * hd * sizeof(float);
     k_attn_split<<<grid, ATT_WARPS * 32, smem, c->stream>>>(q, kc, vc, c->attn_part, n_tok, p->n_head, p->n_head_kv, hd,
-                                                            p->n_past, p->scale, kps, kt);
+                                                            p->n_past, npast, p->scale, kps, kt);
     CU_LAUNCHED();
     const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
     k_attn_combine<<<n_tok * p->n_head, comb_threads, 0, c->stream>>>(c->attn_part, out, n_tok, p->n_head, hd, n_split);

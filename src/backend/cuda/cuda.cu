@@ -121,9 +121,19 @@ static void *op_alloc(ll_backend *b, size_t bytes, ll_error *err) {
     return p;
 }
 
-static void op_free(ll_backend *b, void *p) { CU_CHECK(cudaFree(p)); }
+static void graph_drop(cu_impl *c) {
+    if (c->step_exec) CU_CHECK(cudaGraphExecDestroy(c->step_exec));
+    c->step_exec = NULL;
+}
+
+// A recorded step holds the addresses of the buffers it used: freeing any buffer drops it.
+static void op_free(ll_backend *b, void *p) {
+    graph_drop(cu_of(b));
+    CU_CHECK(cudaFree(p));
+}
 
 static void op_upload(ll_backend *b, void *dst, const void *src, size_t n) {
+    cu_x8_forget(cu_of(b));
     CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cu_of(b)->stream));
 }
 
@@ -133,24 +143,33 @@ static void op_download(ll_backend *b, void *dst, const void *src, size_t n) {
 
 static void op_matmul(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
     cu_impl *c = cu_of(b);
-    cu_matmul(c, cu_weight_find(c, w), x, y, n_tok);
+    cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, false);
+}
+
+static void op_matmul_add(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
+    cu_impl *c = cu_of(b);
+    cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, true);
 }
 
 static void op_rmsnorm(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps) {
     cu_impl *c = cu_of(b);
+    cu_x8_forget(c);
     cu_rmsnorm(c, y, x, weight_f32(c, w), n, n_tok, eps);
 }
 
 static void op_add_bias(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok) {
     cu_impl *c = cu_of(b);
+    cu_x8_forget(c);
     cu_add_bias(c, x, weight_f32(c, bias), n, n_tok);
 }
 
 // Positions are n_past + t in the forward pass: then they travel as one kernel argument, else as an array.
 static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p) {
     cu_impl *c = cu_of(b);
+    cu_x8_forget(c);
     bool run = true;
     for (int t = 1; t < n_tok && run; t++) run = pos[t] == pos[0] + t;
+    LL_ASSERT(run || !c->recording); // a recorded step's positions are n_past + t
     const int32_t *pos_dev = run ? NULL : cu_ids_to_device(c, pos, n_tok);
     const float *ff = NULL;
     if (p->freq_factors) {
@@ -163,24 +182,75 @@ static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, cons
 
 static void op_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,
                          const ll_attn_params *p) {
+    cu_x8_forget(cu_of(b));
     cu_attention(cu_of(b), out, q, kc, vc, n_tok, p);
 }
 
+static void op_kv_store(ll_backend *b, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok,
+                        int n_past) {
+    cu_x8_forget(cu_of(b));
+    cu_kv_store(cu_of(b), kc, vc, k, v, kvd, n_tok, n_past);
+}
+
 static void op_swiglu(ll_backend *b, float *g, const float *u, int n, int n_tok) {
+    cu_x8_forget(cu_of(b));
     cu_swiglu(cu_of(b), g, u, n, n_tok);
 }
-static void op_add(ll_backend *b, float *y, const float *x, size_t n) { cu_add(cu_of(b), y, x, n); }
+static void op_add(ll_backend *b, float *y, const float *x, size_t n) {
+    cu_x8_forget(cu_of(b));
+    cu_add(cu_of(b), y, x, n);
+}
 
 static void op_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
     cu_impl *c = cu_of(b);
+    cu_x8_forget(c);
     for (int i = 0; i < n_tok; i++) LL_ASSERT(ids[i] >= 0 && ids[i] < w->ne1);
-    cu_dequant_rows(c, cu_weight_find(c, w), cu_ids_to_device(c, ids, n_tok), n_tok, y);
+    // a recorded step reads its token id where step_begin put it
+    const int32_t *dev = c->recording ? c->step_dev + 1 : cu_ids_to_device(c, ids, n_tok);
+    cu_dequant_rows(c, cu_weight_find(c, w), dev, n_tok, y);
 }
 
 static void op_sync(ll_backend *b) { CU_CHECK(cudaStreamSynchronize(cu_of(b)->stream)); }
 
+// ---- decode steps as CUDA graphs ----------------------------------------------------------------------------
+// One token's whole forward (about 16 kernels per layer) is recorded once and replayed with one launch: no
+// per-kernel launch cost on the host, shorter gaps on the GPU. Kernels that depend on n_past (RoPE, the cache
+// store, attention) read it from step_dev, so the record is valid at every position; the buffers it uses are
+// the context's (op_free and prepare drop it). Batches (prefill) run op by op.
+static bool op_step_begin(ll_backend *b, const int32_t *ids, int n_tok, int n_past) {
+    cu_impl *c = cu_of(b);
+    if (!c->graphs || n_tok != 1 || !c->step_pin) return false;
+    c->step_pin[0] = n_past; // the previous step ended with a synchronize: its copy has read these
+    c->step_pin[1] = ids[0];
+    CU_CHECK(cudaMemcpyAsync(c->step_dev, c->step_pin, 2 * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
+    if (c->step_exec) {
+        CU_CHECK(cudaGraphLaunch(c->step_exec, c->stream));
+        return true;
+    }
+    cu_x8_forget(c);
+    CU_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    c->recording = true;
+    return false;
+}
+
+static void op_step_end(ll_backend *b, bool run) {
+    cu_impl *c = cu_of(b);
+    if (!c->recording) return;
+    cudaGraph_t g = NULL;
+    c->recording = false;
+    CU_CHECK(cudaStreamEndCapture(c->stream, &g));
+    cu_x8_forget(c);
+    if (run) {
+        CU_CHECK(cudaGraphInstantiate(&c->step_exec, g, 0));
+        CU_CHECK(cudaGraphLaunch(c->step_exec, c->stream));
+    }
+    CU_CHECK(cudaGraphDestroy(g));
+}
+
 static ll_status op_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
                             ll_error *err) {
+    graph_drop(cu_of(b));
+    cu_x8_forget(cu_of(b));
     return cu_prepare(cu_of(b), ws, n_ws, max_tok, max_ctx, err);
 }
 static void op_destroy(ll_backend *b);
@@ -193,14 +263,18 @@ static const ll_backend_ops k_cuda_ops = {
     .upload = op_upload,
     .download = op_download,
     .matmul = op_matmul,
+    .matmul_add = op_matmul_add,
     .rmsnorm = op_rmsnorm,
     .add_bias = op_add_bias,
     .rope = op_rope,
     .attention = op_attention,
+    .kv_store = op_kv_store,
     .swiglu = op_swiglu,
     .add = op_add,
     .get_rows = op_get_rows,
     .synchronize = op_sync,
+    .step_begin = op_step_begin,
+    .step_end = op_step_end,
     .prepare = op_prepare,
     .destroy = op_destroy,
 };
@@ -216,6 +290,13 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     cudaDeviceProp prop;
     CU_TRY(cudaGetDeviceProperties(&prop, c->dev));
     blas_open(c);
+    const char *mv = getenv("LLMLAB_CUDA_MV_ROWS"); // a tuning knob for bench/cuda_bench.sh (2, 4 or 8)
+    c->mv_rows = mv && (atoi(mv) == 2 || atoi(mv) == 8) ? atoi(mv) : 4;
+    c->mv_rows_set = mv && (atoi(mv) == 2 || atoi(mv) == 4 || atoi(mv) == 8);
+    const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
+    c->graphs = !(gr && !strcmp(gr, "0"));
+    CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));
+    CU_TRY(cudaMalloc((void **)&c->step_dev, 2 * sizeof(int32_t)));
     ll_log(LL_LOG_INFO, "cuda: %s (sm_%d%d, %d SMs, %.1f GiB)%s%s", prop.name, prop.major, prop.minor, c->n_sm,
            prop.totalGlobalMem / 1073741824.0, c->blas.gemm ? "" : "; no cuBLAS, batches use the matvec: ",
            c->blas.gemm ? "" : c->blas_why);
@@ -241,7 +322,7 @@ extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
 }
 
 void cu_release(cu_impl *c) {
-    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev};
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8.q};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CU_CHECK(cudaFree(dev[i]));
     if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
@@ -249,6 +330,7 @@ void cu_release(cu_impl *c) {
     c->wmem = c->deq = c->xh = NULL;
     c->attn_part = NULL;
     c->ids_dev = c->ids_pinned = NULL;
+    c->x8 = cu_x8{NULL, NULL, NULL, 0};
     c->w = NULL;
     c->n_w = 0;
 }
@@ -256,6 +338,9 @@ void cu_release(cu_impl *c) {
 static void op_destroy(ll_backend *b) {
     cu_impl *c = cu_of(b);
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
+    if (c->step_exec) (void)cudaGraphExecDestroy(c->step_exec);
+    if (c->step_pin) (void)cudaFreeHost(c->step_pin);
+    if (c->step_dev) (void)cudaFree(c->step_dev);
     cu_release(c);
     if (c->blas.gemm) c->blas.destroy(c->blas.h);
     for (int i = 0; i < CU_ID_SLOTS; i++)

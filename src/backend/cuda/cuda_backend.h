@@ -20,6 +20,10 @@ ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err);
 // C dequantizers and a float64 dot. Returns the number of (type, row length) cases checked, or -1 with why.
 int ll_backend_cuda_check_decoders(char *why, size_t cap);
 
+// x (n floats, n a multiple of 32) as the int8 matvec of the quantized types sees it: quantized per block of 32
+// exactly as the device does, then dequantized to xdq. Host code (tests build their references with it).
+void ll_backend_cuda_x8_roundtrip(const float *x, float *xdq, int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -68,6 +68,15 @@ typedef struct cu_blas {
     cublasHandle_t h;
 } cu_blas;
 
+// x rows quantized for the int8 matvec (matvec_q8.cu), n rows of ne0 (a multiple of 32): codes q (n, ne0);
+// d (n, ne0/32) with x ~ d * q per block of 32; s (n, ne0/16) = d * (sum of 16 codes), the min term of Q4_K/Q5_K.
+typedef struct cu_x8 {
+    int8_t *q;
+    float *d, *s;
+    int64_t ne0;
+} cu_x8;
+#define CU_X8_ROWS 8 // tokens quantized per pass (batches from CU_GEMM_MIN_TOK_QUANT tokens take the GEMM)
+
 #define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
 
 typedef struct cu_impl {
@@ -85,6 +94,9 @@ typedef struct cu_impl {
     size_t xh_bytes;
     float *attn_part;   // flash-decoding partials: (n_split, n_tok, n_head, head_dim + 2)
     size_t attn_part_floats;
+    cu_x8 x8;           // (CU_X8_ROWS, largest ne0): ne0 here is the capacity
+    int mv_rows;        // rows per block of the matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 4)
+    bool mv_rows_set;   // LLMLAB_CUDA_MV_ROWS given (float matvecs default to 2 rows)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
     int32_t *ids_pinned, *ids_dev;
@@ -95,9 +107,24 @@ typedef struct cu_impl {
     int n_pos;
     cu_blas blas;
     char blas_why[256];
+    // int8 x of the last quantized matmul input: the next matmul on the same x (q/k/v, gate/up) reuses it.
+    // Every op other than a matmul forgets it (cu_x8_forget), as does a matmul whose output overlaps it.
+    const float *x8_src;
+    int x8_ntok;
+    int64_t x8_ne0;
+    // A decode step recorded as a CUDA graph (step_begin/step_end): while recording, ops read the token id
+    // and n_past from step_dev (copied from step_pin before each step) instead of their host arguments.
+    bool graphs;            // LLMLAB_CUDA_GRAPHS=0 turns them off
+    bool recording;
+    int32_t *step_pin;      // pinned: n_past, token id
+    int32_t *step_dev;      // device copy
+    cudaGraphExec_t step_exec;
 } cu_impl;
 
 static inline cu_impl *cu_of(ll_backend *b) { return (cu_impl *)b->impl; }
+static inline void cu_x8_forget(cu_impl *c) { c->x8_src = NULL; }
+// While a step is recorded: n_past on the device (kernels add it), else NULL (they take the host value).
+static inline const int32_t *cu_npast_dev(const cu_impl *c) { return c->recording ? c->step_dev : NULL; }
 
 // cuda.cu: the device view of a weight uploaded in prepare (panics with its name when it was not).
 const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w);
@@ -114,7 +141,11 @@ const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n);
 
 // matmul.cu
 bool cu_matmul_supports(uint32_t type);
-void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok);
+// acc: y += x W^T instead of y = x W^T
+void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
+// matvec_q8.cu: the int8-activation matvec of the quantized types (n_tok rows of x, any count).
+bool cu_mmvq_supports(uint32_t type);
+void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
 
@@ -123,6 +154,7 @@ void cu_rmsnorm(cu_impl *c, float *y, const float *x, const float *g, int n, int
 void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok);
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
              const float *freq_dev);
+void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past);
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
 void cu_add(cu_impl *c, float *y, const float *x, size_t n);
 

@@ -1,6 +1,6 @@
 // decode_check.cu — the CUDA backend's weight decoders (cuda_quant.h) and upload repacking run as host code
 // against the C dequantizers and a float64 dot, so a machine without a GPU still tests the quant layouts.
-#include "backend/cuda/cuda_quant.h"
+#include "backend/cuda/cuda_q8.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,6 +32,19 @@ struct row_decode {
     }
 };
 
+// Sum of the int8-activation units (cuda_q8.h) of one row, as k_mmvq adds them.
+struct row_dot_q8 {
+    const cu_wview *w;
+    int64_t row;
+    const int8_t *xq;
+    const float *xd, *xs;
+    double dot;
+    template <class Q> void run() {
+        dot = 0;
+        for (int64_t u = 0; u < w->ne0 / Q::UNIT; u++) dot += Q::dot(*w, row, u, xq, xd, xs);
+    }
+};
+
 static float rnd(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((*s >> 40) * (1.0 / 16777216.0)) * 2 - 1;
@@ -45,8 +58,11 @@ static bool check_one(uint32_t t, int cols, uint64_t *seed, char *why, size_t ca
     if (!tr || !ll_type_row_size(t, (uint64_t)cols, &rb)) return snprintf(why, cap, "type %u: no row size", t), false;
     size_t raw_n = (size_t)rb * rows;
     uint8_t *raw = (uint8_t *)malloc(raw_n), *dev = (uint8_t *)malloc(2 * raw_n + 1024);
-    float *f = (float *)malloc(sizeof(float) * cols * (rows + 3)), *x = f + cols * rows, *ref = x + cols, *got = ref + cols;
-    bool ok = raw && dev && f;
+    float *f = (float *)malloc(sizeof(float) * cols * (rows + 4)), *x = f + cols * rows, *ref = x + cols, *got = ref + cols;
+    float *xdq = got + cols, *xd = (float *)malloc(sizeof(float) * (cols / 16 * 3 + 2)), *xs = xd + cols / 32 + 1;
+    int8_t *xq = (int8_t *)malloc((size_t)cols + 16);
+    bool ok = raw && dev && f && xd && xq;
+    const bool plain = t == LL_TYPE_F32 || t == LL_TYPE_F16 || t == LL_TYPE_BF16;
     for (int i = 0; ok && i < cols * (rows + 1); i++) f[i] = rnd(seed);
     for (int r = 0; ok && r < rows; r++) {
         uint8_t *wr = raw + rb * r;
@@ -64,6 +80,11 @@ static bool check_one(uint32_t t, int cols, uint64_t *seed, char *why, size_t ca
         v.d = (const uint16_t *)(base + qbytes);
     } else if (ok) {
         memcpy(base, raw, raw_n);
+    }
+    // x as the int8 matvec sees it (host emulation of k_quant_x8), and that x dequantized
+    for (int b = 0; ok && !plain && b < cols / 32; b++) {
+        cu_x8_quantize_block(x + 32 * b, xq + 32 * b, &xd[b], &xs[2 * b]);
+        for (int i = 0; i < 32; i++) xdq[32 * b + i] = xd[b] * (float)xq[32 * b + i];
     }
     for (int r = 0; ok && r < rows; r++) {
         tr->to_float(raw + rb * r, ref, cols);
@@ -86,8 +107,20 @@ static bool check_one(uint32_t t, int cols, uint64_t *seed, char *why, size_t ca
                      tr->name, cols, r, md, dd.dot, rd);
             ok = false;
         }
+        if (!ok || plain) continue;
+        row_dot_q8 q8 = {&v, r, xq, xd, xs, 0};
+        double r8 = 0, mag8 = 0;
+        for (int i = 0; i < cols; i++) {
+            r8 += (double)ref[i] * xdq[i];
+            mag8 += fabs((double)ref[i] * xdq[i]);
+        }
+        if (!cu_dispatch_q8(v, q8) || !(fabs(q8.dot - r8) <= 1e-5 * mag8)) { // f32 scale products: ~1e-7
+            snprintf(why, cap, "%s, %d columns, row %d: int8 dot %.7g vs %.7g (float64 of the dequantized row and "
+                     "the dequantized int8 x)", tr->name, cols, r, q8.dot, r8);
+            ok = false;
+        }
     }
-    free(raw), free(dev), free(f);
+    free(raw), free(dev), free(f), free(xd), free(xq);
     return ok;
 }
 
@@ -100,9 +133,19 @@ extern "C" int ll_backend_cuda_check_decoders(char *why, size_t cap) {
     for (uint32_t t : types)
         for (int c : cols) {
             bool plain = t == LL_TYPE_F32 || t == LL_TYPE_F16 || t == LL_TYPE_BF16;
-            if (!plain && c % 256) continue;
+            if (!plain && c % 256) continue; // quantized: 512 and 1024 (every type's block divides them)
             if (!check_one(t, c, &seed, why, cap)) return -1;
             n++;
         }
     return n;
+}
+
+extern "C" void ll_backend_cuda_x8_roundtrip(const float *x, float *xdq, int n) {
+    LL_ASSERT(n % 32 == 0);
+    for (int b = 0; b < n / 32; b++) {
+        int8_t q[32];
+        float d, s16[2];
+        cu_x8_quantize_block(x + 32 * b, q, &d, s16);
+        for (int i = 0; i < 32; i++) xdq[32 * b + i] = d * (float)q[i];
+    }
 }

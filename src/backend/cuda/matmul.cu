@@ -1,25 +1,26 @@
-// matmul.cu — y (n_tok, ne1) = x (n_tok, ne0) W^T on the device: a matvec kernel per weight type for decode
-// (dequantize in registers, f32 math), and for batches cuBLAS GEMM on f16/bf16 operands (quantized weights
+// matmul.cu — y (n_tok, ne1) = x (n_tok, ne0) W^T on the device: a matvec kernel per float weight type for
+// decode (f32 math; the quantized types' int8 matvec is in matvec_q8.cu), and for batches cuBLAS GEMM on f16/bf16 operands (quantized weights
 // dequantized to an f16 scratch first).
 #include "backend/cuda/cuda_quant.h"
 
 #define MV_WARPS 4 // warps per block; they split a row's units between them
-#define MV_ROWS 2  // rows per block: x is loaded once per unit for both
+#define MV_ROWS 8  // most rows per block (c->mv_rows: 2, 4 or 8): x is loaded once per unit for all of them
 
 // Batches below this many tokens run the matvec once per token for quantized weights: dequantizing a whole
 // matrix to f16 (read q, write 2 bytes, GEMM reads 2 bytes: ~4.6 bytes per Q4 element) costs more than
 // n_tok passes over its ~0.56 bytes per element. F16/BF16/F32 weights go to the GEMM from 2 tokens on.
 #define CU_GEMM_MIN_TOK_QUANT 9
 
-// Dot of n_rows (<= MV_ROWS) consecutive rows from row0 with x, by the block's MV_WARPS warps.
-template <class Q>
+// Dot of n_rows (<= RB) consecutive rows from row0 with x (f32), by the block's MV_WARPS warps: the float
+// types' decode (the quantized ones take the int8 path of matvec_q8.cu).
+template <class Q, int RB>
 __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const float *__restrict__ x,
-                                                          float *__restrict__ y) {
-    __shared__ float red[MV_WARPS][MV_ROWS];
-    const int64_t row0 = (int64_t)blockIdx.x * MV_ROWS;
-    const int n_rows = (int)min((int64_t)MV_ROWS, w.ne1 - row0);
+                                                          float *__restrict__ y, bool accumulate) {
+    __shared__ float red[MV_WARPS][RB];
+    const int64_t row0 = (int64_t)blockIdx.x * RB;
+    const int n_rows = (int)min((int64_t)RB, w.ne1 - row0);
     const int64_t n_units = w.ne0 / (Q::R * Q::L);
-    float acc[MV_ROWS] = {};
+    float acc[RB] = {};
 #pragma unroll 2
     for (int64_t u = threadIdx.x; u < n_units; u += MV_WARPS * 32) {
         int64_t st[Q::R];
@@ -42,7 +43,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const floa
                 for (int i = 0; i < Q::L; i++) xs[r] += xv[r][i];
         }
 #pragma unroll
-        for (int k = 0; k < MV_ROWS; k++) {
+        for (int k = 0; k < RB; k++) {
             if (k >= n_rows) break;
             float v[Q::R][Q::L], a[Q::R], b[Q::R];
             Q::load(w, row0 + k, u, v, a, b);
@@ -60,7 +61,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const floa
     }
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-    for (int k = 0; k < MV_ROWS; k++) {
+    for (int k = 0; k < RB; k++) {
         float s = acc[k];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -71,7 +72,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const floa
         float s = 0.0f;
 #pragma unroll
         for (int wi = 0; wi < MV_WARPS; wi++) s += red[wi][threadIdx.x];
-        y[row0 + threadIdx.x] = s;
+        y[row0 + threadIdx.x] = accumulate ? y[row0 + threadIdx.x] + s : s;
     }
 }
 
@@ -79,11 +80,18 @@ struct mv_launch {
     const cu_wview *w;
     const float *x;
     float *y;
+    int rows;
+    bool acc;
     cudaStream_t s;
-    template <class Q> void run() {
-        unsigned blocks = (unsigned)((w->ne1 + MV_ROWS - 1) / MV_ROWS);
-        k_matvec<Q><<<blocks, MV_WARPS * 32, 0, s>>>(*w, x, y);
+    template <class Q, int RB> void go() {
+        unsigned blocks = (unsigned)((w->ne1 + RB - 1) / RB);
+        k_matvec<Q, RB><<<blocks, MV_WARPS * 32, 0, s>>>(*w, x, y, acc);
         CU_LAUNCHED();
+    }
+    template <class Q> void run() {
+        if (rows == 2) go<Q, 2>();
+        else if (rows == 8) go<Q, MV_ROWS>();
+        else go<Q, 4>();
     }
 };
 
@@ -94,23 +102,38 @@ template <> __device__ __forceinline__ __nv_bfloat16 cu_from_float<__nv_bfloat16
     return __float2bfloat16_rn(f);
 }
 
-// out[i] (ne0 values) = row ids[i] (or row i) decoded, as float, __half or __nv_bfloat16.
+// out[i] (ne0 values) = row ids[i] (or row i) decoded, as float, __half or __nv_bfloat16. Rows on y (looping
+// past 65535), units on x; runs of 8 values leave as 16- or 32-byte stores.
 template <class Q, class T>
 __global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n_rows, T *__restrict__ out) {
-    const int64_t n_units = w.ne0 / (Q::R * Q::L);
-    const int64_t total = n_rows * n_units;
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t i = t / n_units, u = t % n_units;
-        int64_t row = ids ? ids[i] : i;
-        int64_t st[Q::R];
-        float v[Q::R][Q::L], a[Q::R], b[Q::R];
-        Q::starts(u, st);
-        Q::load(w, row, u, v, a, b);
+    const int n_units = (int)(w.ne0 / (Q::R * Q::L));
+    for (int64_t i = blockIdx.y; i < n_rows; i += gridDim.y) {
+        const int64_t row = ids ? ids[i] : i;
         T *o = out + i * w.ne0;
+        for (int u = blockIdx.x * blockDim.x + threadIdx.x; u < n_units; u += gridDim.x * blockDim.x) {
+            int64_t st[Q::R];
+            float v[Q::R][Q::L], a[Q::R], b[Q::R];
+            Q::starts(u, st);
+            Q::load(w, row, u, v, a, b);
 #pragma unroll
-        for (int r = 0; r < Q::R; r++)
+            for (int r = 0; r < Q::R; r++) {
+                if (Q::L % 8 == 0) {
 #pragma unroll
-            for (int k = 0; k < Q::L; k++) o[st[r] + k] = cu_from_float<T>(fmaf(a[r], v[r][k], b[r]));
+                    for (int c = 0; c < Q::L; c += 8) {
+                        __align__(16) T tmp[8];
+#pragma unroll
+                        for (int k = 0; k < 8; k++) tmp[k] = cu_from_float<T>(fmaf(a[r], v[r][c + k], b[r]));
+                        const uint4 *src = (const uint4 *)tmp;
+                        uint4 *dst = (uint4 *)(o + st[r] + c);
+#pragma unroll
+                        for (int z = 0; z < (int)sizeof(T) / 2; z++) dst[z] = src[z];
+                    }
+                } else {
+#pragma unroll
+                    for (int k = 0; k < Q::L; k++) o[st[r] + k] = cu_from_float<T>(fmaf(a[r], v[r][k], b[r]));
+                }
+            }
+        }
     }
 }
 
@@ -122,11 +145,10 @@ template <class T> struct dq_launch {
     cudaStream_t s;
     int n_sm;
     template <class Q> void run() {
-        int64_t total = n_rows * (w->ne0 / (Q::R * Q::L));
-        int64_t blocks = (total + 255) / 256, cap = (int64_t)n_sm * 16;
-        if (blocks > cap) blocks = cap;
-        if (blocks < 1) blocks = 1;
-        k_dequant<Q, T><<<(unsigned)blocks, 256, 0, s>>>(*w, ids, n_rows, out);
+        const int64_t units = w->ne0 / (Q::R * Q::L);
+        const unsigned gx = (unsigned)((units + 127) / 128), gy = (unsigned)(n_rows < 65535 ? n_rows : 65535);
+        if (n_rows < 1) return;
+        k_dequant<Q, T><<<dim3(gx, gy), 128, 0, s>>>(*w, ids, n_rows, out);
         CU_LAUNCHED();
     }
 };
@@ -149,8 +171,9 @@ void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, f
     LL_ASSERT(cu_dispatch(*w, l));
 }
 
-static void matvec(cu_impl *c, const cu_wview *w, const float *x, float *y) {
-    mv_launch l = {w, x, y, c->stream};
+static void matvec(cu_impl *c, const cu_wview *w, const float *x, float *y, bool acc) {
+    // float weights: 2 rows per block measured faster than 4 or 8 (bench/NOTES.md), unless overridden
+    mv_launch l = {w, x, y, c->mv_rows_set ? c->mv_rows : 2, acc, c->stream};
     LL_ASSERT(cu_dispatch(*w, l));
 }
 
@@ -160,9 +183,9 @@ static unsigned grid_for(cu_impl *c, int64_t n) {
 }
 
 // C (ne1 x n_tok, column-major = y row-major) = A^T B: A = W column-major (ne0 x ne1), B = x (ne0 x n_tok).
-static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok) {
+static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
     const int m = (int)w->ne1, k = (int)w->ne0;
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, zero = 0.0f, *beta = acc ? &one : &zero;
     const void *A, *B;
     cudaDataType ta;
     if (w->type == LL_TYPE_F32) {
@@ -185,7 +208,7 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_
             A = c->deq;
         }
     }
-    cublasStatus_t s = c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, A, ta, k, B, ta, k, &zero,
+    cublasStatus_t s = c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, A, ta, k, B, ta, k, beta,
                                     y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
         char msg[64];
@@ -194,12 +217,22 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_
     }
 }
 
-void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok) {
+void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
+    // the int8 copy of the last input stays valid unless this output overwrites that input
+    if (c->x8_src) {
+        const char *ys = (const char *)y, *ye = ys + (size_t)n_tok * w->ne1 * sizeof(float);
+        const char *xs = (const char *)c->x8_src, *xe = xs + (size_t)c->x8_ntok * c->x8_ne0 * sizeof(float);
+        if (ys < xe && xs < ye) cu_x8_forget(c);
+    }
     bool quant = w->type != LL_TYPE_F32 && w->type != LL_TYPE_F16 && w->type != LL_TYPE_BF16;
     bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
     if (use_gemm) {
-        gemm(c, w, x, y, n_tok);
+        gemm(c, w, x, y, n_tok, acc);
         return;
     }
-    for (int t = 0; t < n_tok; t++) matvec(c, w, x + (size_t)t * w->ne0, y + (size_t)t * w->ne1);
+    if (cu_mmvq_supports(w->type)) {
+        cu_mmvq(c, w, x, y, n_tok, acc);
+        return;
+    }
+    for (int t = 0; t < n_tok; t++) matvec(c, w, x + (size_t)t * w->ne0, y + (size_t)t * w->ne1, acc);
 }

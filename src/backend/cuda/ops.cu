@@ -7,14 +7,27 @@ static unsigned grid_1d(cu_impl *c, int64_t n, int threads) {
     return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
 }
 
-// One block per row: sum of squares (warp shuffles, then across warps), then y = x * scale * g.
-__global__ void __launch_bounds__(256) k_rmsnorm(float *y, const float *x, const float *__restrict__ g, int n,
-                                                 float eps) {
-    __shared__ float part[8];
+// One block per row, float4 loads: sum of squares (warp shuffles, then across warps), then y = x * scale * g.
+// With x8.q set (rows of n % 32 == 0, at most CU_X8_ROWS of them), y is also quantized for the int8 matvec
+// (matvec_q8.cu) in the same pass: the 8 threads holding a block of 32 agree on its amax, codes and 16-sums
+// with the arithmetic of cu_x8_quantize_block.
+#define RMS_THREADS 1024
+__global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *x, const float *__restrict__ g, int n,
+                                                         float eps, cu_x8 x8) {
+    __shared__ float part[RMS_THREADS / 32];
     const float *xr = x + (size_t)blockIdx.x * n;
     float *yr = y + (size_t)blockIdx.x * n;
+    const bool vec = n % 4 == 0;
+    const int n4 = vec ? n / 4 : n;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        if (vec) {
+            float4 v = ((const float4 *)xr)[i];
+            ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+        } else {
+            ss = fmaf(xr[i], xr[i], ss);
+        }
+    }
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
     __syncthreads();
@@ -25,12 +38,50 @@ __global__ void __launch_bounds__(256) k_rmsnorm(float *y, const float *x, const
     }
     __syncthreads();
     const float scale = (float)(1.0 / sqrt((double)part[0] / n + eps));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * g[i];
+    if (!vec) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * g[i];
+        return;
+    }
+    // x8 needs whole blocks of 32 in one pass: every lane of a warp runs every round (base is uniform)
+    for (int base = 0; base < n4; base += blockDim.x) {
+        const int i = base + threadIdx.x;
+        const bool on = i < n4;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (on) {
+            float4 a = ((const float4 *)xr)[i], w = ((const float4 *)g)[i];
+            v = make_float4(a.x * scale * w.x, a.y * scale * w.y, a.z * scale * w.z, a.w * scale * w.w);
+            ((float4 *)yr)[i] = v;
+        }
+        if (!x8.q) continue;
+        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+        for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o)); // 8 lanes = 32 values
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const int c0 = (int)rintf(v.x * id), c1 = (int)rintf(v.y * id), c2 = (int)rintf(v.z * id),
+                  c3 = (int)rintf(v.w * id);
+        int sum = c0 + c1 + c2 + c3;
+        for (int o = 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o); // 4 lanes = 16 values
+        if (!on) continue;
+        const int64_t e = (int64_t)blockIdx.x * x8.ne0 + 4 * (int64_t)i; // x8 rows are packed at n (x8.ne0 = n)
+        *(char4 *)(x8.q + e) = make_char4((signed char)c0, (signed char)c1, (signed char)c2, (signed char)c3);
+        const float d = amax / 127.0f;
+        if ((i & 7) == 0) x8.d[e / 32] = d;
+        if ((i & 3) == 0) x8.s[e / 16] = d * (float)sum;
+    }
 }
 
 void cu_rmsnorm(cu_impl *c, float *y, const float *x, const float *g, int n, int n_tok, float eps) {
-    k_rmsnorm<<<n_tok, 256, 0, c->stream>>>(y, x, g, n, eps);
+    cu_x8 x8 = c->x8;
+    const bool q8 = x8.q && n % 32 == 0 && n <= x8.ne0 && n_tok <= CU_X8_ROWS;
+    if (q8) x8.ne0 = n;
+    else x8.q = NULL;
+    const int n4 = n % 4 == 0 ? n / 4 : n;
+    int threads = n4 < RMS_THREADS ? ((n4 + 31) / 32) * 32 : RMS_THREADS;
+    k_rmsnorm<<<n_tok, threads, 0, c->stream>>>(y, x, g, n, eps, x8);
     CU_LAUNCHED();
+    // the int8 copy of y is ready for the next matmul
+    c->x8_src = q8 ? y : NULL;
+    c->x8_ntok = n_tok;
+    c->x8_ne0 = n;
 }
 
 __global__ void k_add_bias(float *x, const float *__restrict__ bias, int n, int64_t total) {
@@ -44,34 +95,55 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
     CU_LAUNCHED();
 }
 
-// RoPE (Su et al. 2021, arXiv:2104.09864). One thread per (token, pair j): the angle in double as on the CPU,
-// then every head of the token. Positions: pos_dev[t], or pos0 + t when pos_dev is NULL.
-__global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, int n_tok, int n_head,
-                       int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
+// RoPE (Su et al. 2021, arXiv:2104.09864). One thread per (token, pair j, head): theta_j = base^(-2j/n_rot)
+// (/ ff[j]) and the angle pos * theta_j in double as on the CPU, reduced mod 2 pi in double, then sincosf of the
+// reduced angle (|error| ~1e-7 at any position). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
+// (pos0 = *npast when npast is given: a recorded step).
+__global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_tok,
+                       int n_head, int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
     const int half = n_rot / 2;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (int64_t)n_tok * half;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int t = (int)(i / half), j = (int)(i % half);
-        double theta = pow((double)base, -2.0 * j / n_rot);
+    if (npast) pos0 = *npast;
+    const int64_t total = (int64_t)n_tok * half * n_head;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int h = (int)(i % n_head), j = (int)(i / n_head % half), t = (int)(i / ((int64_t)n_head * half));
+        double theta = exp2(-2.0 * j / n_rot * log2((double)base));
         if (ff) theta /= ff[j];
         double ang = (double)(pos_dev ? pos_dev[t] : pos0 + t) * theta;
-        float cs = (float)cos(ang), sn = (float)sin(ang);
-        int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
-        for (int h = 0; h < n_head; h++) {
-            float *v = x + ((size_t)t * n_head + h) * head_dim;
-            float a = v[i0], b = v[i1];
-            v[i0] = a * cs - b * sn;
-            v[i1] = a * sn + b * cs;
-        }
+        const double two_pi = 6.283185307179586476925286766559;
+        ang -= floor(ang / two_pi) * two_pi;
+        float sn, cs;
+        sincosf((float)ang, &sn, &cs);
+        const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
+        float *v = x + ((size_t)t * n_head + h) * head_dim;
+        const float a = v[i0], b = v[i1];
+        v[i0] = a * cs - b * sn;
+        v[i1] = a * sn + b * cs;
     }
 }
 
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
              const float *freq_dev) {
-    int64_t total = (int64_t)n_tok * (p->n_rot / 2);
+    int64_t total = (int64_t)n_tok * (p->n_rot / 2) * p->n_head;
     if (total == 0) return;
-    k_rope<<<grid_1d(c, total, 128), 128, 0, c->stream>>>(x, pos_dev, pos0, n_tok, p->n_head, p->head_dim, p->n_rot,
-                                                          p->base, p->neox, freq_dev);
+    const int32_t *npast = cu_npast_dev(c);
+    k_rope<<<grid_1d(c, total, 128), 128, 0, c->stream>>>(x, npast ? NULL : pos_dev, pos0, npast, n_tok, p->n_head,
+                                                          p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
+    CU_LAUNCHED();
+}
+
+// Cache rows [n_past, n_past + n_tok) = k, v (n_past = *npast in a recorded step).
+__global__ void k_kv_store(float *kc, float *vc, const float *__restrict__ k, const float *__restrict__ v,
+                           int64_t n, int kvd, int n_past, const int32_t *npast) {
+    const int64_t off = (int64_t)(npast ? *npast : n_past) * kvd;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        kc[off + i] = k[i];
+        vc[off + i] = v[i];
+    }
+}
+
+void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past) {
+    const int64_t n = (int64_t)kvd * n_tok;
+    k_kv_store<<<grid_1d(c, n, 256), 256, 0, c->stream>>>(kc, vc, k, v, n, kvd, n_past, cu_npast_dev(c));
     CU_LAUNCHED();
 }
 

@@ -178,7 +178,10 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     c->xh_bytes = (size_t)max_tok * max_ne0 * 2;
     c->attn_part_floats = (size_t)(max_tok > 32 ? max_tok : 32) * max_ne0 * 2;
     size_t ids_bytes = (size_t)CU_ID_SLOTS * max_tok * sizeof(int32_t);
-    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 4 * CU_ALIGN;
+    // x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
+    const size_t x8_n = (size_t)CU_X8_ROWS * max_ne0, x8_bytes = ll_align_up(x8_n, CU_ALIGN) +
+                        ll_align_up(x8_n / 32 * 4, CU_ALIGN) + ll_align_up(x8_n / 16 * 4, CU_ALIGN);
+    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + x8_bytes + 5 * CU_ALIGN;
     size_t fr = 0, tot = 0;
     CU_TRY(cudaMemGetInfo(&fr, &tot));
     if (wbytes + scratch > fr)
@@ -191,6 +194,10 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     CU_TRY(cudaMalloc(&c->xh, c->xh_bytes));
     CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
+    CU_TRY(cudaMalloc((void **)&c->x8.q, x8_bytes));
+    c->x8.d = (float *)((uint8_t *)c->x8.q + ll_align_up(x8_n, CU_ALIGN));
+    c->x8.s = (float *)((uint8_t *)c->x8.d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
+    c->x8.ne0 = (int64_t)max_ne0;
     CU_TRY(cudaMallocHost((void **)&c->ids_pinned, ids_bytes));
     size_t off = 0;
     for (int i = 0; i < c->n_w; i++) {

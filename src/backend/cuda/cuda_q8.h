@@ -1,0 +1,201 @@
+// cuda_q8.h — decode with int8 activations: the x row quantized to int8 (blocks of 32 with an f32 scale, as
+// llama.cpp's q8_1 but with the scale and sums in arrays of their own), and per weight type a "unit" dot of
+// unpacked codes with those int8 codes by dp4a (4 products + sum per instruction). Host code too, so that
+// decode_check.cu checks every unit against the C dequantizers without a GPU.
+#ifndef LL_CUDA_Q8_H
+#define LL_CUDA_Q8_H
+
+#include "backend/cuda/cuda_quant.h"
+
+// The activation layout (cu_x8) is in cuda_internal.h.
+
+#ifdef __CUDA_ARCH__
+CU_HD int cu_dp4a(int a, int b, int c) { return __dp4a(a, b, c); }
+CU_HD int cu_vsub4(int a, int b) { return (int)__vsub4((unsigned)a, (unsigned)b); }
+#else
+CU_HD int cu_dp4a(int a, int b, int c) {
+    for (int i = 0; i < 4; i++) c += (int)(int8_t)(a >> 8 * i) * (int)(int8_t)(b >> 8 * i);
+    return c;
+}
+CU_HD int cu_vsub4(int a, int b) { // per byte, modulo 256
+    unsigned r = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned ai = ((unsigned)a >> 8 * i) & 0xffu, bi = ((unsigned)b >> 8 * i) & 0xffu;
+        r |= ((ai - bi) & 0xffu) << 8 * i;
+    }
+    return (int)r;
+}
+#endif
+
+// 16 bytes of x codes from element e (a multiple of 16) of row xq, as 4 words.
+CU_HD void cu_x8_load16(const int8_t *xq, int64_t e, int v[4]) {
+    int4 t = CU_LDG((const int4 *)(xq + e));
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+}
+
+// A unit is UNIT elements of a row (not always contiguous); units per row = ne0 / UNIT. dot() returns the
+// unit's share of w_row . x, given the row's x codes (xq), block scales (xd) and 16-sums (xs).
+
+// Q4_0, repacked (cu_q_q4_0): unit = block b: 16 bytes, byte j = element j (low nibble), j + 16 (high).
+struct cu_q8_q4_0 {
+    static constexpr int UNIT = 32;
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t b, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        const int64_t blk = row * (w.ne0 / 32) + b;
+        uint4 q = CU_LDG((const uint4 *)(w.q + blk * 16));
+        int x[8];
+        cu_x8_load16(xq, b * 32, x);
+        cu_x8_load16(xq, b * 32 + 16, x + 4);
+        const int qw[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+        int s = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            s = cu_dp4a(cu_vsub4(qw[i] & 0x0F0F0F0F, 0x08080808), x[i], s);
+            s = cu_dp4a(cu_vsub4((qw[i] >> 4) & 0x0F0F0F0F, 0x08080808), x[4 + i], s);
+        }
+        return cu_h2f(CU_LDG(w.d + blk)) * xd[b] * (float)s;
+    }
+};
+
+// Q8_0, repacked (cu_q_q8_0): unit = block b, 32 codes in two 16-byte loads.
+struct cu_q8_q8_0 {
+    static constexpr int UNIT = 32;
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t b, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        const int64_t blk = row * (w.ne0 / 32) + b;
+        int q[8], x[8];
+        cu_x8_load16((const int8_t *)w.q, blk * 32, q);
+        cu_x8_load16((const int8_t *)w.q, blk * 32 + 16, q + 4);
+        cu_x8_load16(xq, b * 32, x);
+        cu_x8_load16(xq, b * 32 + 16, x + 4);
+        int s = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) s = cu_dp4a(q[i], x[i], s);
+        return cu_h2f(CU_LDG(w.d + blk)) * xd[b] * (float)s;
+    }
+};
+
+// Q4_K (HIGH false) / Q5_K (HIGH true), GGUF layout, unit p (0..7) of a super-block as cu_q_k45: 16 bytes of
+// qs = elements 64g + l0 + i (low nibbles, sub-block 2g) and 64g + 32 + l0 + i (high, sub-block 2g + 1),
+// g = p/2, l0 = 16 (p%2). x = d*sc*q - dmin*m per sub-block: the min term is dmin*m*(x's 16-sum).
+template <bool HIGH> struct cu_q8_k45 {
+    static constexpr int UNIT = 32;
+    static constexpr int BLK = HIGH ? 176 : 144, QS_OFF = HIGH ? 48 : 16;
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        const uint8_t *blk = w.q + row * (int64_t)w.row_bytes + (u >> 3) * BLK;
+        const int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
+        const int64_t e0 = (u >> 3) * 256 + 64 * g + l0, e1 = e0 + 32; // first element of each run
+        uint4 q4 = CU_LDG((const uint4 *)(blk + QS_OFF + 32 * g + l0));
+        const int qw[4] = {(int)q4.x, (int)q4.y, (int)q4.z, (int)q4.w};
+        int hw[4] = {0, 0, 0, 0};
+        if (HIGH) {
+            uint4 h4 = CU_LDG((const uint4 *)(blk + 16 + l0));
+            hw[0] = (int)h4.x, hw[1] = (int)h4.y, hw[2] = (int)h4.z, hw[3] = (int)h4.w;
+        }
+        int x0[4], x1[4];
+        cu_x8_load16(xq, e0, x0);
+        cu_x8_load16(xq, e1, x1);
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int lo = qw[i] & 0x0F0F0F0F, hi = (qw[i] >> 4) & 0x0F0F0F0F;
+            if (HIGH) {
+                lo |= ((hw[i] >> (2 * g)) & 0x01010101) << 4;
+                hi |= ((hw[i] >> (2 * g + 1)) & 0x01010101) << 4;
+            }
+            s0 = cu_dp4a(lo, x0[i], s0);
+            s1 = cu_dp4a(hi, x1[i], s1);
+        }
+        const uint16_t *dh = (const uint16_t *)blk;
+        const float d = cu_h2f(CU_LDG(dh)), dmin = cu_h2f(CU_LDG(dh + 1));
+        const uint32_t *sw = (const uint32_t *)(blk + 4);
+        const uint32_t sc[3] = {CU_LDG(sw), CU_LDG(sw + 1), CU_LDG(sw + 2)};
+        int sc0, m0, sc1, m1;
+        cu_k4_scale_min(2 * g, sc, &sc0, &m0);
+        cu_k4_scale_min(2 * g + 1, sc, &sc1, &m1);
+        return d * (xd[e0 / 32] * (float)(sc0 * s0) + xd[e1 / 32] * (float)(sc1 * s1)) -
+               dmin * ((float)m0 * xs[e0 / 16] + (float)m1 * xs[e1 / 16]);
+    }
+};
+
+// Q6_K, repacked (cu_q_q6_K: 208-byte payloads ql 128, qh 64, scales 16; d apart). Unit p (0..3) of a block:
+// half h = p/2, l0 = 16 (p%2); run j (0..3) = elements 128h + 32j + l0 + i (i < 16) with low 4 bits from
+// ql[64h + l0 + i] (j 0, 2: low/high nibble) or ql[64h + 32 + l0 + i] (j 1, 3) and bits 2j, 2j+1 of
+// qh[32h + l0 + i]; x = d * scale[8h + 2j + l0/16] * (q - 32). One scale per run.
+struct cu_q8_q6_K {
+    static constexpr int UNIT = 64;
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        const int64_t k = row * (w.ne0 / 256) + (u >> 2);
+        const uint8_t *blk = w.q + k * 208;
+        const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
+        uint4 a4 = CU_LDG((const uint4 *)(blk + 64 * h + l0));
+        uint4 b4 = CU_LDG((const uint4 *)(blk + 64 * h + 32 + l0));
+        uint4 h4 = CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0));
+        const int aw[4] = {(int)a4.x, (int)a4.y, (int)a4.z, (int)a4.w};
+        const int bw[4] = {(int)b4.x, (int)b4.y, (int)b4.z, (int)b4.w};
+        const int hw[4] = {(int)h4.x, (int)h4.y, (int)h4.z, (int)h4.w};
+        const int64_t e = (u >> 2) * 256 + 128 * h + l0; // run j starts at e + 32j
+        int s[4] = {0, 0, 0, 0};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int x[4];
+            cu_x8_load16(xq, e + 32 * j, x);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int lo4 = j == 0 ? aw[i] & 0x0F0F0F0F
+                              : j == 1 ? bw[i] & 0x0F0F0F0F
+                              : j == 2 ? (aw[i] >> 4) & 0x0F0F0F0F
+                                       : (bw[i] >> 4) & 0x0F0F0F0F;
+                const int hi2 = j == 0 ? (hw[i] << 4) & 0x30303030
+                              : j == 1 ? (hw[i] << 2) & 0x30303030
+                              : j == 2 ? hw[i] & 0x30303030
+                                       : (hw[i] >> 2) & 0x30303030;
+                s[j] = cu_dp4a(cu_vsub4(lo4 | hi2, 0x20202020), x[i], s[j]);
+            }
+        }
+        uint4 sc4 = CU_LDG((const uint4 *)(blk + 192)); // 16 int8 scales
+        const uint32_t scw[4] = {sc4.x, sc4.y, sc4.z, sc4.w};
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int idx = 8 * h + 2 * j + (l0 >> 4);
+            const int scj = (int)(int8_t)(scw[idx >> 2] >> (8 * (idx & 3)));
+            acc += xd[(e + 32 * j) / 32] * (float)(scj * s[j]);
+        }
+        return cu_h2f(CU_LDG(w.d + k)) * acc;
+    }
+};
+
+// Calls f.template run<Q>() with the int8-activation unit for w's type; false when it has none.
+template <class F> static bool cu_dispatch_q8(const cu_wview &w, F &&f) {
+    switch (w.type) {
+    case LL_TYPE_Q8_0: f.template run<cu_q8_q8_0>(); return true;
+    case LL_TYPE_Q4_0: f.template run<cu_q8_q4_0>(); return true;
+    case LL_TYPE_Q4_K: f.template run<cu_q8_k45<false>>(); return true;
+    case LL_TYPE_Q5_K: f.template run<cu_q8_k45<true>>(); return true;
+    case LL_TYPE_Q6_K: f.template run<cu_q8_q6_K>(); return true;
+    default: return false;
+    }
+}
+
+// Host reference of the device x quantization (k_quant_x8): amax over the block, d = amax/127, codes =
+// round-to-nearest-even(x * (127/amax)) in f32, so host and device agree bit for bit.
+CU_HD void cu_x8_quantize_block(const float *x, int8_t *q, float *d, float *s16) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int sum[2] = {0, 0};
+    for (int i = 0; i < 32; i++) {
+        float v = x[i] * id;
+        int c = (int)rintf(v); // |v| <= 127
+        q[i] = (int8_t)c;
+        sum[i >> 4] += c;
+    }
+    *d = amax / 127.0f;
+    s16[0] = *d * (float)sum[0];
+    s16[1] = *d * (float)sum[1];
+}
+
+#endif

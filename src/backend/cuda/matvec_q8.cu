@@ -1,0 +1,114 @@
+// matvec_q8.cu — decode (a few tokens) for quantized weights: each x row quantized once to int8 (cu_x8), then
+// per weight type a block of MQ_THREADS threads computes R rows: thread i takes units i, i + MQ_THREADS, ...
+// of every row (16-byte loads of consecutive units: coalesced), dp4a dots, one shuffle + shared-memory sum.
+#include "backend/cuda/cuda_q8.h"
+
+#define MQ_THREADS 128
+
+// One warp per block of 32 values of x (n_tok rows of ne0, contiguous): the same arithmetic as
+// cu_x8_quantize_block (host), so a host emulation reproduces the codes exactly.
+__global__ void k_quant_x8(const float *__restrict__ x, cu_x8 o, int64_t n_blocks) {
+    const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (b >= n_blocks) return; // warp-uniform
+    const float v = x[b * 32 + lane];
+    float amax = fabsf(v);
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int c = (int)rintf(v * id);
+    o.q[b * 32 + lane] = (int8_t)c;
+    int sum = c;
+#pragma unroll
+    for (int s = 8; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s); // within each half-warp
+    const float d = amax / 127.0f;
+    if (lane == 0) o.d[b] = d;
+    if ((lane & 15) == 0) o.s[2 * b + (lane >> 4)] = d * (float)sum;
+}
+
+void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
+    LL_ASSERT(ne0 % 32 == 0 && ne0 <= c->x8.ne0 && n_tok <= CU_X8_ROWS);
+    const int64_t n_blocks = (int64_t)n_tok * (ne0 / 32);
+    const int threads = 256;
+    cu_x8 o = c->x8;
+    o.ne0 = ne0; // rows packed at this length
+    k_quant_x8<<<(unsigned)((n_blocks * 32 + threads - 1) / threads), threads, 0, c->stream>>>(x, o, n_blocks);
+    CU_LAUNCHED();
+}
+
+// y (n_tok = gridDim.y, ne1) = rows [R*blockIdx.x, +R) of w against the quantized rows of x.
+template <class Q, int R>
+__global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_x8 x, float *__restrict__ y, bool accumulate) {
+    __shared__ float red[MQ_THREADS / 32][R];
+    const int tok = blockIdx.y;
+    const int64_t row0 = (int64_t)blockIdx.x * R;
+    const int8_t *xq = x.q + tok * x.ne0;
+    const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
+    const int n_units = (int)(w.ne0 / Q::UNIT);
+    float acc[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[k] = 0.0f;
+    for (int u = threadIdx.x; u < n_units; u += MQ_THREADS) {
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            const int64_t r = min(row0 + k, w.ne1 - 1); // rows past the end: computed, never stored
+            acc[k] += Q::dot(w, r, u, xq, xd, xs);
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+        float s = acc[k];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) red[warp][k] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x < R && row0 + threadIdx.x < w.ne1) {
+        float s = 0.0f;
+#pragma unroll
+        for (int wi = 0; wi < MQ_THREADS / 32; wi++) s += red[wi][threadIdx.x];
+        float *o = y + (int64_t)tok * w.ne1 + row0 + threadIdx.x;
+        *o = accumulate ? *o + s : s;
+    }
+}
+
+struct mq_launch {
+    const cu_wview *w;
+    cu_x8 x;
+    float *y;
+    int n_tok, rows;
+    bool acc;
+    cudaStream_t s;
+    template <class Q, int R> void go() {
+        dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
+        k_mmvq<Q, R><<<grid, MQ_THREADS, 0, s>>>(*w, x, y, acc);
+        CU_LAUNCHED();
+    }
+    template <class Q> void run() {
+        if (rows == 2) go<Q, 2>();
+        else if (rows == 8) go<Q, 8>();
+        else go<Q, 4>();
+    }
+};
+
+bool cu_mmvq_supports(uint32_t type) {
+    return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q4_K || type == LL_TYPE_Q5_K ||
+           type == LL_TYPE_Q6_K;
+}
+
+void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
+    const bool reuse = n_tok <= CU_X8_ROWS && c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0;
+    for (int t0 = 0; t0 < n_tok; t0 += CU_X8_ROWS) {
+        int nt = n_tok - t0 < CU_X8_ROWS ? n_tok - t0 : CU_X8_ROWS;
+        if (!reuse) cu_quant_x8(c, x + (size_t)t0 * w->ne0, nt, w->ne0);
+        cu_x8 xv = c->x8;
+        xv.ne0 = w->ne0;
+        mq_launch l = {w, xv, y + (size_t)t0 * w->ne1, nt, c->mv_rows, acc, c->stream};
+        LL_ASSERT(cu_dispatch_q8(*w, l));
+    }
+    // x8 now holds x when it fit in one pass (and y, written above, does not overlap x: checked by the caller)
+    c->x8_src = n_tok <= CU_X8_ROWS ? x : NULL;
+    c->x8_ntok = n_tok;
+    c->x8_ne0 = w->ne0;
+}
