@@ -112,7 +112,7 @@ fi
 
 # Decode with the tuning knobs, on the smallest quantized file and on F16.
 if has variants; then
-    for t in Q4_0 F16; do
+    for t in Q4_0 Q4_K_M F16; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
         for v in "LLMLAB_CUDA_GRAPHS=0" "LLMLAB_CUDA_MV_ROWS=2" "LLMLAB_CUDA_MV_ROWS=8"; do
@@ -146,6 +146,42 @@ for k, (c, v) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:14]:
     print(f"  {k:40s} {c:6d} launches {v/1e6:9.2f} ms {100*v/tot:5.1f}%")
 PY
     done
+fi
+
+# The hardware lab on this GPU (GEMM, memory, attention incl. the engine's kernel) and PyTorch's figures for the
+# same things in the same call (bench/torch_peer.py).
+if has hw; then
+    say "llmlab bench hw --only gemm,memory,attention"
+    timeout 300 $BUILD/llmlab bench hw --only gemm,memory,attention --json "$OUT/hw" >"$OUT/hw.txt" 2>"$OUT/hw.err" \
+        || tail -5 "$OUT/hw.err"
+    grep -E "cuda|GPU|gpu" "$OUT/hw.txt" | head -60
+    say "PyTorch on the same GPU"
+    timeout 120 python3 bench/torch_peer.py 2>&1 | tee "$OUT/torch_peer.txt" || true
+fi
+
+# The int8 matvec of Q4_K (ffn gate/up/down) in detail: what bounds it.
+if has ncu_mv; then
+    f="$WORK/mistral-7b-Q4_K_M.gguf"
+    if [ -s "$f" ]; then
+        say "ncu k_mmvq detail (Q4_K_M decode)"
+        timeout 200 ncu --clock-control none --kernel-name regex:k_mmvq --launch-skip 300 --launch-count 3 \
+            --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
+            --section LaunchStats $BUILD/bench/bench_engine -m "$f" -p 8 -n 8 -r 1 >"$OUT/ncu-mv.txt" 2>&1 || true
+        grep -E "k_mmvq|Throughput|Duration|Occupancy|Stall|Registers|Grid Size|Waves|Hit Rate" "$OUT/ncu-mv.txt" | head -60
+    fi
+fi
+
+# One quantized prefill's dequantize kernel in detail (why it runs far under the HBM rate).
+if has ncu_dq; then
+    f="$WORK/mistral-7b-Q4_K_M.gguf"
+    if [ -s "$f" ]; then
+        say "ncu k_dequant detail (Q4_K_M)"
+        timeout 200 ncu --clock-control none --kernel-name regex:k_dequant --launch-skip 40 --launch-count 2 \
+            --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
+            --section LaunchStats $BUILD/bench/bench_engine -m "$f" -p 512 -n 1 -r 1 >"$OUT/ncu-dq.txt" 2>&1 || true
+        grep -E "k_dequant|Throughput|Duration|Occupancy|Stall|Registers|Block Size|Grid Size|Waves|L1|L2|DRAM" \
+            "$OUT/ncu-dq.txt" | head -60
+    fi
 fi
 
 # Per-kernel DRAM throughput (% of peak) of the decode matvecs: the >= 75% target on 4096x14336 (ffn_down is

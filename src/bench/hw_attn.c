@@ -1,5 +1,6 @@
 // hw_attn.c — attention section: the engine's CPU attention op (backend->ops->attention, F32 Q/K/V today),
-// causal and full, head dim 64 and 128, batch 1; then each GPU's library stand-in (hw_cuda_attn.cu).
+// causal and full, head dim 64 and 128, batch 1; then on each GPU the engine's CUDA attention op (causal) and a
+// library stand-in (hw_cuda_attn.cu, cuBLAS + a softmax kernel) for causal and full.
 // Flops are counted the standard way: 4 seq^2 head_dim heads for full attention, half of that for causal.
 #include "bench/hw_internal.h"
 #include "bench/hw_cuda.h"
@@ -34,6 +35,13 @@ static void attn_exec(void *arg) {
     }
     ll_attn_params p = params_of(r, r->seq - 1);
     for (int t = 0; t < r->seq; t++) r->be->ops->attention(r->be, r->out + t * row, r->q + t * row, r->k, r->v, 1, &p);
+}
+
+// attn_exec, then wait for the device (a GPU backend's op only queues the work).
+static void attn_exec_sync(void *arg) {
+    attn_run *r = arg;
+    attn_exec(r);
+    r->be->ops->synchronize(r->be);
 }
 
 // Largest |out - ref| over a few (query, head) pairs, reference in double.
@@ -138,11 +146,88 @@ static void attn_cpu(ll_hw_ctx *c, cJSON *doc) {
     ll_backend_free(be);
 }
 
+// The engine's CUDA attention op (the backend's own kernel: tensor cores, f16 operands, f32 Q/K/V/O in memory),
+// causal only: the op is causal by construction and a full-attention row per call would time launches.
+static void attn_gpu_engine(ll_hw_ctx *c, cJSON *doc, int gpu, const char *dev) {
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    ll_error err = {0};
+    int max_seq = 0;
+    for (int i = 0; i < c->cfg.n_gpu_attn_seqs; i++)
+        max_seq = c->cfg.gpu_attn_seqs[i] > max_seq ? c->cfg.gpu_attn_seqs[i] : max_seq;
+    ll_backend *be = NULL;
+    if (gpu != 0 || ll_backend_init(&be, "cuda", 1, &err) != LL_OK ||
+        be->ops->prepare(be, NULL, 0, max_seq, max_seq, &err) != LL_OK) {
+        ll_hw_note(doc, "%s: engine attention skipped: %s", dev, gpu != 0 ? "the backend uses device 0" : err.message);
+        ll_backend_free(be);
+        return;
+    }
+    static const int k_hd[2] = {64, 128};
+    for (int hi = 0; hi < 2; hi++)
+        for (int si = 0; si < c->cfg.n_gpu_attn_seqs; si++) {
+            int seq = c->cfg.gpu_attn_seqs[si], hd = k_hd[hi], heads = c->cfg.gpu_attn_heads;
+            size_t n = (size_t)seq * heads * hd;
+            attn_run h = {NULL, malloc(n * 4), malloc(n * 4), malloc(n * 4), malloc(n * 4), seq, hd, heads, true};
+            attn_run d = {be, be->ops->alloc(be, n * 4, &err), be->ops->alloc(be, n * 4, &err),
+                          be->ops->alloc(be, n * 4, &err), be->ops->alloc(be, n * 4, &err), seq, hd, heads, true};
+            ll_hw_progress(c, "attention %s engine causal seq %d head_dim %d heads %d", dev, seq, hd, heads);
+            double flops = 2.0 * (double)seq * seq * hd * heads;
+            ll_hw_meas m = {.m = seq, .n = hd, .k = heads, .work = flops, .err = NAN, .tol = 3e-3};
+            snprintf(m.kind, sizeof m.kind, "causal");
+            snprintf(m.dtype, sizeof m.dtype, "fp16");
+            snprintf(m.impl, sizeof m.impl, "engine cuda backend attention op (tensor cores, f16 operands, f32 in "
+                     "memory)");
+            if (!h.q || !h.k || !h.v || !h.out || !d.q || !d.k || !d.v || !d.out) {
+                m.validated = -1;
+                snprintf(m.note, sizeof m.note, "skipped: out of memory");
+            } else {
+                uint64_t s = 9 + (uint64_t)seq;
+                float *arrs[3] = {h.q, h.k, h.v}, *devs[3] = {d.q, d.k, d.v};
+                for (int a = 0; a < 3; a++) {
+                    for (size_t i = 0; i < n; i++) {
+                        s = s * 6364136223846793005ull + 1442695040888963407ull;
+                        arrs[a][i] = (float)((s >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+                    }
+                    be->ops->upload(be, devs[a], arrs[a], n * 4);
+                }
+                for (size_t i = 0; i < n; i++) h.out[i] = NAN; // poison, on the device too
+                be->ops->upload(be, d.out, h.out, n * 4);
+                ll_attn_params p = params_of(&h, 0);
+                be->ops->attention(be, d.out, d.q, d.k, d.v, seq, &p);
+                be->ops->download(be, h.out, d.out, n * 4);
+                be->ops->synchronize(be);
+                m.err = attn_check(&h);
+                m.validated = m.err <= m.tol;
+                if (m.validated) {
+                    d.causal = true;
+                    m.t = ll_hw_time(attn_exec_sync, &d, 0, 3, 50, c->cfg.min_time);
+                } else {
+                    snprintf(m.note, sizeof m.note, "validation failed: max |O - ref| %.3g > %.3g; not timed", m.err, m.tol);
+                }
+            }
+            cJSON *row = ll_hw_row(doc, dev, &m, "tflops", 1e-12, ll_hw_gpu_spec_tflops(c->sys.gpus[gpu].spec, "fp16"),
+                                   "TFLOPS", "spec: dense GEMM peak of this dtype");
+            cJSON_AddNumberToObject(row, "seq", seq);
+            cJSON_AddNumberToObject(row, "head_dim", hd);
+            cJSON_AddNumberToObject(row, "heads", heads);
+            cJSON_AddNumberToObject(row, "batch", 1);
+            float *dv[4] = {d.q, d.k, d.v, d.out};
+            for (int i = 0; i < 4; i++)
+                if (dv[i]) be->ops->free(be, dv[i]);
+            free(h.q), free(h.k), free(h.v), free(h.out);
+        }
+    ll_backend_free(be);
+#else
+    (void)c, (void)gpu;
+    ll_hw_note(doc, "%s: engine attention skipped: built without CUDA", dev);
+#endif
+}
+
 static void attn_gpu(ll_hw_ctx *c, cJSON *doc) {
     for (int d = 0; d < c->sys.n_gpus; d++) {
         const ll_hw_gpu *g = &c->sys.gpus[d];
         char dev[16], why[512] = "";
         snprintf(dev, sizeof dev, "cuda:%d", g->info.index);
+        attn_gpu_engine(c, doc, d, dev);
         ll_hw_progress(c, "attention %s: cuBLAS stand-in (not the engine's kernel)", dev);
         int cap = 8 * LL_HW_MAX_SIZES;
         ll_hw_meas *out = calloc((size_t)cap, sizeof *out);

@@ -169,7 +169,9 @@ static bool attn_one(attn_res *r, attn_cfg *c, double min_time, ll_hw_meas *m, c
     CK(cudaMemcpy(r->q, r->hq, n * 2, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(r->k, r->hk, n * 2, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(r->v, r->hv, n * 2, cudaMemcpyHostToDevice));
-    CK(cudaMemset(r->o, 0xff, n * 2)); // poison (NaN in both formats)
+    // poison (NaN in both formats), on the stream the products run on: a legacy-stream memset is not ordered
+    // with a non-blocking stream (it once landed after the products: NaN at seq 512)
+    CK(cudaMemsetAsync(r->o, 0xff, n * 2, r->s));
     if (!attn_launch(r, c, why, whycap)) return false;
     CK(cudaStreamSynchronize(r->s));
     // Check rows 0, seq/2, seq-1 of the first and last heads.

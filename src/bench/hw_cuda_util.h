@@ -83,6 +83,42 @@ static inline void hw_note(ll_hw_meas *m, const char *fmt, ...) {
 // the event resolution; the recorded time is per launch. Warm-up: two launches. Repeats until at least 5
 // batches and min_time seconds, or HW_MAX_REPS batches. launch() returns false (with why filled) on error.
 template <class F>
+static bool hw_time_gpu(F launch, cudaStream_t s, double min_time, ll_hw_stats *st, char *why, size_t whycap);
+
+// The peers' method (../shared/BENCHMARKS.md: PyTorch, median of 20 timed runs after warm-up): 5 warm-up
+// launches, then reps launches timed one by one with events. Short enough that the clocks stay where a burst
+// of work finds them (hw_time_gpu's long runs measure the sustained, power-limited rate).
+template <class F>
+static bool hw_time_gpu_reps(F launch, cudaStream_t s, int reps, ll_hw_stats *st, char *why, size_t whycap) {
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double t[HW_MAX_REPS];
+    bool ok = false;
+    float ms = 0;
+    int n = 0;
+    if (reps > HW_MAX_REPS) reps = HW_MAX_REPS;
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+        hw_fail(why, whycap, __FILE__, __LINE__, "cudaEventCreate", "failed");
+        goto done;
+    }
+    for (int w = 0; w < 5; w++)
+        if (!launch()) goto done;
+    for (; n < reps; n++) {
+        if (cudaEventRecord(e0, s) != cudaSuccess || !launch() || cudaEventRecord(e1, s) != cudaSuccess ||
+            cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+            if (!why[0]) hw_fail(why, whycap, __FILE__, __LINE__, "timed launch", cudaGetErrorString(cudaGetLastError()));
+            goto done;
+        }
+        t[n] = (double)ms * 1e-3;
+    }
+    *st = ll_hw_stats_of(t, n);
+    ok = true;
+done:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return ok;
+}
+
+template <class F>
 static bool hw_time_gpu(F launch, cudaStream_t s, double min_time, ll_hw_stats *st, char *why, size_t whycap) {
     cudaEvent_t e0 = NULL, e1 = NULL;
     double t[HW_MAX_REPS];

@@ -105,6 +105,7 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
                   const ll_attn_params *p) {
     LL_ASSERT(p->n_head_kv > 0 && p->n_head % p->n_head_kv == 0 && p->head_dim <= 32 * ATT_MAX_D);
     LL_ASSERT(p->n_past + n_tok <= c->max_ctx && n_tok <= c->max_tok);
+    if (cu_attention_mma(c, out, q, kc, vc, n_tok, p)) return;
     const int G = p->n_head / p->n_head_kv, hd = p->head_dim;
     const int bx = (n_tok * G + ATT_WARPS - 1) / ATT_WARPS, n_keys = p->n_past + n_tok;
     const int kt = hd <= 128 ? 32 : 16;

@@ -112,6 +112,10 @@ typedef struct cu_impl {
     const float *x8_src;
     int x8_ntok;
     int64_t x8_ne0;
+    // Likewise the f16/bf16 copy of the last GEMM input (xh): nx values of xh_src, bf16 when xh_bf.
+    const float *xh_src;
+    size_t xh_n;
+    bool xh_bf;
     // A decode step recorded as a CUDA graph (step_begin/step_end): while recording, ops read the token id
     // and n_past from step_dev (copied from step_pin before each step) instead of their host arguments.
     bool graphs;            // LLMLAB_CUDA_GRAPHS=0 turns them off
@@ -122,7 +126,7 @@ typedef struct cu_impl {
 } cu_impl;
 
 static inline cu_impl *cu_of(ll_backend *b) { return (cu_impl *)b->impl; }
-static inline void cu_x8_forget(cu_impl *c) { c->x8_src = NULL; }
+static inline void cu_x8_forget(cu_impl *c) { c->x8_src = c->xh_src = NULL; }
 // While a step is recorded: n_past on the device (kernels add it), else NULL (they take the host value).
 static inline const int32_t *cu_npast_dev(const cu_impl *c) { return c->recording ? c->step_dev : NULL; }
 
@@ -158,6 +162,11 @@ void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
 void cu_add(cu_impl *c, float *y, const float *x, size_t n);
 
+// attention_mma.cu: batches of at least CU_ATTN_MMA_MIN_TOK tokens with head_dim 64 or 128 on the tensor cores
+// (f16 operands); false: not taken (attention.cu's f32 kernels then run).
+#define CU_ATTN_MMA_MIN_TOK 16
+bool cu_attention_mma(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
+                      const ll_attn_params *p);
 // attention.cu
 void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
                   const ll_attn_params *p);
