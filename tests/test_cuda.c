@@ -199,6 +199,50 @@ static void test_rope(void **state) {
     free(ff);
 }
 
+// ---- rope_kv_store: RoPE of q and k and the cache store in one op, against rope, rope, kv_store on the CPU --
+static void test_rope_kv_store(void **state) {
+    NEED_GPU();
+    uint64_t s = 13;
+    const int nh = 8, nkv = 2, hd = 64, kvd = nkv * hd, n_ctx = 40;
+    float *ff = rand_floats(hd / 2, &s, 0.4f);
+    for (int i = 0; i < hd / 2; i++) ff[i] += 1.5f;
+    ll_weight wf = vec_weight(ff, hd / 2, "rope_freqs");
+    const ll_weight *ws[] = {&wf};
+    duo d = duo_init(ws, 1, 8, n_ctx);
+    for (int c = 0; c < 4; c++) {
+        const int nt = c < 2 ? 1 : 5, n_past = c == 0 ? 0 : 17;
+        ll_rope_params p = {nh, hd, (c & 1) ? hd / 2 : hd, 10000.0f, c == 2, c == 3 ? ff : NULL};
+        int32_t pos[8];
+        for (int t = 0; t < nt; t++) pos[t] = n_past + t;
+        size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * kvd, nc = (size_t)n_ctx * kvd;
+        float *q = rand_floats(nq, &s, 2.0f), *k = rand_floats(nk, &s, 2.0f), *v = rand_floats(nk, &s, 2.0f);
+        float *kc = rand_floats(nc, &s, 1.0f), *vc = rand_floats(nc, &s, 1.0f);
+        float *dq = to_dev(d.gpu, q, nq), *dk = to_dev(d.gpu, k, nk), *dv = to_dev(d.gpu, v, nk);
+        float *dkc = to_dev(d.gpu, kc, nc), *dvc = to_dev(d.gpu, vc, nc);
+        d.cpu->ops->rope(d.cpu, q, pos, nt, &p);
+        ll_rope_params pk = p;
+        pk.n_head = nkv;
+        d.cpu->ops->rope(d.cpu, k, pos, nt, &pk);
+        d.cpu->ops->kv_store(d.cpu, kc, vc, k, v, kvd, nt, n_past);
+        d.gpu->ops->rope_kv_store(d.gpu, dq, dk, dv, dkc, dvc, pos, nt, n_past, &p, nkv);
+        float *gq = from_dev(d.gpu, dq, nq), *gk = from_dev(d.gpu, dk, nk), *gkc = from_dev(d.gpu, dkc, nc),
+              *gvc = from_dev(d.gpu, dvc, nc);
+        char what[96];
+        snprintf(what, sizeof what, "rope_kv_store case %d (n_rot %d, neox %d, %d tokens at %d): ", c, p.n_rot,
+                 p.neox, nt, n_past);
+        char w2[128];
+        snprintf(w2, sizeof w2, "%sq", what), check_close(w2, gq, q, nq, TOL_F32);
+        snprintf(w2, sizeof w2, "%sk", what), check_close(w2, gk, k, nk, TOL_F32);
+        snprintf(w2, sizeof w2, "%sk cache", what), check_close(w2, gkc, kc, nc, TOL_F32);
+        snprintf(w2, sizeof w2, "%sv cache", what), check_close(w2, gvc, vc, nc, 0.0);
+        float *bufs[] = {dq, dk, dv, dkc, dvc};
+        for (int i = 0; i < 5; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+        free(q), free(k), free(v), free(kc), free(vc), free(gq), free(gk), free(gkc), free(gvc);
+    }
+    duo_free(&d);
+    free(ff);
+}
+
 // ---- attention: prefill and decode, GQA/MHA, head dims 8..256, several splits ----------------------------
 static void attn_case(int n_head, int n_kv, int hd, int n_past, int nt, uint64_t seed) {
     uint64_t s = seed;
@@ -334,6 +378,54 @@ static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     d.gpu->ops->free(d.gpu, dy);
     duo_free(&d);
     free(w), free(deq), free(x), free(xr), free(ref), free(got);
+}
+
+// matmul_swiglu: g = silu(x Wg^T) * (x Wu^T), against float64 dots (x through the int8 round trip where the
+// fused int8 matvec runs); the GEMM path's tolerance for batches of 16.
+static void swiglu_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
+    float *dg, *du;
+    void *wg = make_weight(t, cols, rows, s, &dg), *wu = make_weight(t, cols, rows, s, &du);
+    ll_weight lg = {wg, t, cols, rows, "gate"}, lu = {wu, t, cols, rows, "up"};
+    const ll_weight *ws[] = {&lg, &lu};
+    duo d = duo_init(ws, 2, 16, 16);
+    float *x = rand_floats((size_t)nt * cols, s, 1.0f), *xr = malloc((size_t)nt * cols * sizeof *xr);
+    float *ref = malloc((size_t)nt * rows * sizeof *ref);
+    bool quant = t != LL_TYPE_F32 && t != LL_TYPE_F16 && t != LL_TYPE_BF16;
+    bool gemm = quant ? nt >= 9 : nt >= 2;
+    memcpy(xr, x, (size_t)nt * cols * sizeof *xr);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    if (quant && !gemm) ll_backend_cuda_x8_roundtrip(x, xr, nt * cols);
+#endif
+    for (int i = 0; i < nt; i++)
+        for (int r = 0; r < rows; r++) {
+            double a = 0, b = 0;
+            for (int k = 0; k < cols; k++) {
+                a += (double)xr[(size_t)i * cols + k] * dg[(size_t)r * cols + k];
+                b += (double)xr[(size_t)i * cols + k] * du[(size_t)r * cols + k];
+            }
+            ref[(size_t)i * rows + r] = (float)(a / (1.0 + exp(-a)) * b);
+        }
+    float *dx = to_dev(d.gpu, x, (size_t)nt * cols), *dy = poisoned_dev(d.gpu, (size_t)nt * rows);
+    float *dsc = poisoned_dev(d.gpu, (size_t)nt * rows);
+    d.gpu->ops->matmul_swiglu(d.gpu, &lg, &lu, dx, dy, dsc, nt);
+    float *got = from_dev(d.gpu, dy, (size_t)nt * rows);
+    double tol = !gemm || t == LL_TYPE_F32 ? TOL_F32 : t == LL_TYPE_BF16 ? TOL_GEMM_BF16 : TOL_GEMM_F16;
+    char what[96];
+    snprintf(what, sizeof what, "matmul_swiglu %s %dx%d, %d tokens", ll_type_name(t), rows, cols, nt);
+    check_close(what, got, ref, (size_t)nt * rows, tol * 4); // silu(a) b: two products' errors
+    d.gpu->ops->free(d.gpu, dx);
+    d.gpu->ops->free(d.gpu, dy);
+    d.gpu->ops->free(d.gpu, dsc);
+    duo_free(&d);
+    free(wg), free(wu), free(dg), free(du), free(x), free(xr), free(ref), free(got);
+}
+
+static void test_matmul_swiglu(void **state) {
+    NEED_GPU();
+    uint64_t s = 43;
+    const int toks[] = {1, 3, 16};
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++)
+        for (int k = 0; k < 3; k++) swiglu_case(k_types[ti], 1024, 67, toks[k], &s);
 }
 
 static void test_matmul(void **state) {
@@ -499,7 +591,8 @@ int main(void) {
         cmocka_unit_test(test_decoders_host),
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
-        cmocka_unit_test(test_matmul),      cmocka_unit_test(test_model_tiny_llama_f16),
+        cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu),
+        cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),
     };

@@ -61,6 +61,14 @@ typedef struct ll_backend_ops {
     // causal attention of q (n_tok, n_head*hd) over the cache rows [0, n_past + t] for token t; out like q
     void (*attention)(ll_backend *b, float *out, const float *q, const float *k_cache, const float *v_cache,
                       int n_tok, const ll_attn_params *p);
+    // Optional (NULL: rope q, rope k, kv_store): RoPE of q (n_tok, p->n_head*hd) and k (n_tok, n_head_kv*hd) in
+    // place, then rows [n_past, n_past + n_tok) of the caches = k, v, as one op
+    void (*rope_kv_store)(ll_backend *b, float *q, float *k, const float *v, float *k_cache, float *v_cache,
+                          const int32_t *pos, int n_tok, int n_past, const ll_rope_params *p, int n_head_kv);
+    // Optional (NULL: two matmuls and swiglu): g (n_tok, w_gate.ne1) = silu(x W_gate^T) * (x W_up^T); u is
+    // scratch of g's size the backend may use
+    void (*matmul_swiglu)(ll_backend *b, const ll_weight *w_gate, const ll_weight *w_up, const float *x, float *g,
+                          float *u, int n_tok);
     // rows [n_past, n_past + n_tok) of one layer's caches (n_ctx, kvd) = k and v (n_tok, kvd)
     void (*kv_store)(ll_backend *b, float *k_cache, float *v_cache, const float *k, const float *v, int kvd,
                      int n_tok, int n_past);

@@ -49,10 +49,14 @@ static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
     if (L->bv.data) ops->add_bias(be, vb, &L->bv, kvd, n);
     ll_rope_params rp = {hp->n_head, hp->head_dim, hp->n_rot, hp->rope_base, hp->rope_neox,
                          c->m->rope_freqs.data};
-    ops->rope(be, c->q, c->pos, n, &rp);
-    rp.n_head = hp->n_head_kv;
-    ops->rope(be, kb, c->pos, n, &rp);
-    ops->kv_store(be, kc, vc, kb, vb, kvd, n, c->n_past);
+    if (ops->rope_kv_store) {
+        ops->rope_kv_store(be, c->q, kb, vb, kc, vc, c->pos, n, c->n_past, &rp, hp->n_head_kv);
+    } else {
+        ops->rope(be, c->q, c->pos, n, &rp);
+        rp.n_head = hp->n_head_kv;
+        ops->rope(be, kb, c->pos, n, &rp);
+        ops->kv_store(be, kc, vc, kb, vb, kvd, n, c->n_past);
+    }
     ll_attn_params ap = {hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, c->n_past, 1.0f / sqrtf((float)hp->head_dim)};
     ops->attention(be, c->xb2, c->q, kc, vc, n, &ap);
     residual_matmul(c, &L->wo, c->xb2, n);
@@ -63,9 +67,13 @@ static void ffn_block(ll_context *c, const ll_layer *L, int n) {
     ll_backend *be = c->be;
     const ll_backend_ops *ops = be->ops;
     ops->rmsnorm(be, c->xb, c->x, &L->ffn_norm, hp->n_embd, n, hp->rms_eps);
-    ops->matmul(be, &L->w_gate, c->xb, c->hb, n);
-    ops->matmul(be, &L->w_up, c->xb, c->hb2, n);
-    ops->swiglu(be, c->hb, c->hb2, hp->n_ff, n);
+    if (ops->matmul_swiglu) {
+        ops->matmul_swiglu(be, &L->w_gate, &L->w_up, c->xb, c->hb, c->hb2, n);
+    } else {
+        ops->matmul(be, &L->w_gate, c->xb, c->hb, n);
+        ops->matmul(be, &L->w_up, c->xb, c->hb2, n);
+        ops->swiglu(be, c->hb, c->hb2, hp->n_ff, n);
+    }
     residual_matmul(c, &L->w_down, c->hb, n);
 }
 

@@ -186,6 +186,26 @@ static void op_attention(ll_backend *b, float *out, const float *q, const float 
     cu_attention(cu_of(b), out, q, kc, vc, n_tok, p);
 }
 
+static void op_matmul_swiglu(ll_backend *b, const ll_weight *wg, const ll_weight *wu, const float *x, float *g,
+                             float *u, int n_tok) {
+    cu_impl *c = cu_of(b);
+    cu_matmul_swiglu(c, cu_weight_find(c, wg), cu_weight_find(c, wu), x, g, u, n_tok);
+}
+
+static void op_rope_kv_store(ll_backend *b, float *q, float *k, const float *v, float *kc, float *vc,
+                             const int32_t *pos, int n_tok, int n_past, const ll_rope_params *p, int n_head_kv) {
+    cu_impl *c = cu_of(b);
+    cu_x8_forget(c);
+    for (int t = 0; t < n_tok; t++) LL_ASSERT(pos[t] == n_past + t); // the forward pass's positions
+    const float *ff = NULL;
+    if (p->freq_factors) {
+        const cu_weight *e = find_ptr(c, p->freq_factors);
+        if (!e) ll_panic(__FILE__, __LINE__, "rope frequency factors were not uploaded (prepare did not list them)");
+        ff = (const float *)e->v.q;
+    }
+    cu_rope_kv_store(c, q, k, v, kc, vc, n_past, n_tok, n_past, p, n_head_kv, ff);
+}
+
 static void op_kv_store(ll_backend *b, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok,
                         int n_past) {
     cu_x8_forget(cu_of(b));
@@ -268,6 +288,8 @@ static const ll_backend_ops k_cuda_ops = {
     .add_bias = op_add_bias,
     .rope = op_rope,
     .attention = op_attention,
+    .rope_kv_store = op_rope_kv_store,
+    .matmul_swiglu = op_matmul_swiglu,
     .kv_store = op_kv_store,
     .swiglu = op_swiglu,
     .add = op_add,

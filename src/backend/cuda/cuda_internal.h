@@ -147,9 +147,15 @@ const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n);
 bool cu_matmul_supports(uint32_t type);
 // acc: y += x W^T instead of y = x W^T
 void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
+// g = silu(x Wg^T) * (x Wu^T): one launch for decode where the types allow, else two matmuls (u as scratch) and
+// the SwiGLU kernel
+void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, float *u,
+                      int n_tok);
 // matvec_q8.cu: the int8-activation matvec of the quantized types (n_tok rows of x, any count).
 bool cu_mmvq_supports(uint32_t type);
 void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
+// g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)
+void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok);
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
 
@@ -159,6 +165,9 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok);
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
              const float *freq_dev);
 void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past);
+// rope q and k, then the cache rows = k, v: one launch (positions pos0 + t, or n_past on the device)
+void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
+                      int n_past, const ll_rope_params *p, int n_head_kv, const float *freq_dev);
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
 void cu_add(cu_impl *c, float *y, const float *x, size_t n);
 

@@ -12,15 +12,17 @@
 #define CU_GEMM_MIN_TOK_QUANT 9
 
 // Dot of n_rows (<= RB) consecutive rows from row0 with x (f32), by the block's MV_WARPS warps: the float
-// types' decode (the quantized ones take the int8 path of matvec_q8.cu).
-template <class Q, int RB>
-__global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const float *__restrict__ x,
+// types' decode (the quantized ones take the int8 path of matvec_q8.cu). SW: the same rows of w2 too, and
+// y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU in one launch).
+template <class Q, int RB, bool SW>
+__global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, cu_wview w2, const float *__restrict__ x,
                                                           float *__restrict__ y, bool accumulate) {
-    __shared__ float red[MV_WARPS][RB];
+    constexpr int NA = SW ? 2 * RB : RB;
+    __shared__ float red[MV_WARPS][NA];
     const int64_t row0 = (int64_t)blockIdx.x * RB;
     const int n_rows = (int)min((int64_t)RB, w.ne1 - row0);
     const int64_t n_units = w.ne0 / (Q::R * Q::L);
-    float acc[RB] = {};
+    float acc[NA] = {};
 #pragma unroll 2
     for (int64_t u = threadIdx.x; u < n_units; u += MV_WARPS * 32) {
         int64_t st[Q::R];
@@ -43,10 +45,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const floa
                 for (int i = 0; i < Q::L; i++) xs[r] += xv[r][i];
         }
 #pragma unroll
-        for (int k = 0; k < RB; k++) {
-            if (k >= n_rows) break;
+        for (int k = 0; k < NA; k++) {
+            if (k % RB >= n_rows) continue;
             float v[Q::R][Q::L], a[Q::R], b[Q::R];
-            Q::load(w, row0 + k, u, v, a, b);
+            Q::load(k < RB ? w : w2, row0 + k % RB, u, v, a, b);
             float s = 0.0f;
 #pragma unroll
             for (int r = 0; r < Q::R; r++) {
@@ -61,7 +63,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const floa
     }
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-    for (int k = 0; k < RB; k++) {
+    for (int k = 0; k < NA; k++) {
         float s = acc[k];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -69,15 +71,19 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, const floa
     }
     __syncthreads();
     if (threadIdx.x < n_rows) {
-        float s = 0.0f;
+        float s = 0.0f, s2 = 0.0f;
 #pragma unroll
-        for (int wi = 0; wi < MV_WARPS; wi++) s += red[wi][threadIdx.x];
-        y[row0 + threadIdx.x] = accumulate ? y[row0 + threadIdx.x] + s : s;
+        for (int wi = 0; wi < MV_WARPS; wi++) {
+            s += red[wi][threadIdx.x];
+            if (SW) s2 += red[wi][RB + threadIdx.x];
+        }
+        if (SW) y[row0 + threadIdx.x] = s / (1.0f + expf(-s)) * s2; // as k_swiglu
+        else y[row0 + threadIdx.x] = accumulate ? y[row0 + threadIdx.x] + s : s;
     }
 }
 
 struct mv_launch {
-    const cu_wview *w;
+    const cu_wview *w, *w2; // w2: the up matrix of a fused gate/up/SwiGLU, else NULL
     const float *x;
     float *y;
     int rows;
@@ -85,7 +91,8 @@ struct mv_launch {
     cudaStream_t s;
     template <class Q, int RB> void go() {
         unsigned blocks = (unsigned)((w->ne1 + RB - 1) / RB);
-        k_matvec<Q, RB><<<blocks, MV_WARPS * 32, 0, s>>>(*w, x, y, acc);
+        if (w2) k_matvec<Q, RB, true><<<blocks, MV_WARPS * 32, 0, s>>>(*w, *w2, x, y, false);
+        else k_matvec<Q, RB, false><<<blocks, MV_WARPS * 32, 0, s>>>(*w, *w, x, y, acc);
         CU_LAUNCHED();
     }
     template <class Q> void run() {
@@ -193,7 +200,7 @@ void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, f
 
 static void matvec(cu_impl *c, const cu_wview *w, const float *x, float *y, bool acc) {
     // float weights: 2 rows per block measured faster than 4 or 8 (bench/NOTES.md), unless overridden
-    mv_launch l = {w, x, y, c->mv_rows_set ? c->mv_rows : 2, acc, c->stream};
+    mv_launch l = {w, NULL, x, y, c->mv_rows_set ? c->mv_rows : 2, acc, c->stream};
     LL_ASSERT(cu_dispatch(*w, l));
 }
 
@@ -262,4 +269,24 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
         return;
     }
     for (int t = 0; t < n_tok; t++) matvec(c, w, x + (size_t)t * w->ne0, y + (size_t)t * w->ne1, acc);
+}
+
+void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, float *u,
+                      int n_tok) {
+    const bool same = wg->type == wu->type && wg->ne0 == wu->ne0 && wg->ne1 == wu->ne1;
+    if (same && n_tok <= CU_X8_ROWS && cu_mmvq_supports(wg->type)) {
+        cu_mmvq_swiglu(c, wg, wu, x, g, n_tok);
+        return;
+    }
+    const bool quant = wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_F16 && wg->type != LL_TYPE_BF16;
+    if (same && !quant && n_tok < 2) { // the float matvec, both matrices in one launch
+        mv_launch l = {wg, wu, x, g, c->mv_rows_set ? c->mv_rows : 2, false, c->stream};
+        LL_ASSERT(cu_dispatch(*wg, l));
+        c->x8_src = c->xh_src = NULL;
+        return;
+    }
+    cu_matmul(c, wg, x, g, n_tok, false);
+    cu_matmul(c, wu, x, u, n_tok, false);
+    cu_swiglu(c, g, u, (int)wg->ne1, n_tok);
+    c->x8_src = c->xh_src = NULL;
 }

@@ -36,28 +36,32 @@ void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
     CU_LAUNCHED();
 }
 
-// y (n_tok = gridDim.y, ne1) = rows [R*blockIdx.x, +R) of w against the quantized rows of x.
-template <class Q, int R>
-__global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_x8 x, float *__restrict__ y, bool accumulate) {
-    __shared__ float red[MQ_THREADS / 32][R];
+// y (n_tok = gridDim.y, ne1) = rows [R*blockIdx.x, +R) of w against the quantized rows of x. SW: the same rows
+// of w2 too (same shape and type), and y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU, one launch).
+template <class Q, int R, bool SW>
+__global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu_x8 x, float *__restrict__ y,
+                                                     bool accumulate) {
+    constexpr int NA = SW ? 2 * R : R;
+    __shared__ float red[MQ_THREADS / 32][NA];
     const int tok = blockIdx.y;
     const int64_t row0 = (int64_t)blockIdx.x * R;
     const int8_t *xq = x.q + tok * x.ne0;
     const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
     const int n_units = (int)(w.ne0 / Q::UNIT);
-    float acc[R];
+    float acc[NA];
 #pragma unroll
-    for (int k = 0; k < R; k++) acc[k] = 0.0f;
+    for (int k = 0; k < NA; k++) acc[k] = 0.0f;
     for (int u = threadIdx.x; u < n_units; u += MQ_THREADS) {
 #pragma unroll
         for (int k = 0; k < R; k++) {
             const int64_t r = min(row0 + k, w.ne1 - 1); // rows past the end: computed, never stored
             acc[k] += Q::dot(w, r, u, xq, xd, xs);
+            if (SW) acc[R + k] += Q::dot(w2, r, u, xq, xd, xs);
         }
     }
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-    for (int k = 0; k < R; k++) {
+    for (int k = 0; k < NA; k++) {
         float s = acc[k];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -65,16 +69,20 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_x8 x, float 
     }
     __syncthreads();
     if (threadIdx.x < R && row0 + threadIdx.x < w.ne1) {
-        float s = 0.0f;
+        float s = 0.0f, s2 = 0.0f;
 #pragma unroll
-        for (int wi = 0; wi < MQ_THREADS / 32; wi++) s += red[wi][threadIdx.x];
+        for (int wi = 0; wi < MQ_THREADS / 32; wi++) {
+            s += red[wi][threadIdx.x];
+            if (SW) s2 += red[wi][R + threadIdx.x];
+        }
         float *o = y + (int64_t)tok * w.ne1 + row0 + threadIdx.x;
-        *o = accumulate ? *o + s : s;
+        if (SW) *o = s / (1.0f + expf(-s)) * s2; // as k_swiglu
+        else *o = accumulate ? *o + s : s;
     }
 }
 
 struct mq_launch {
-    const cu_wview *w;
+    const cu_wview *w, *w2; // w2: the up matrix of a fused gate/up/SwiGLU, else NULL
     cu_x8 x;
     float *y;
     int n_tok, rows;
@@ -82,7 +90,8 @@ struct mq_launch {
     cudaStream_t s;
     template <class Q, int R> void go() {
         dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
-        k_mmvq<Q, R><<<grid, MQ_THREADS, 0, s>>>(*w, x, y, acc);
+        if (w2) k_mmvq<Q, R, true><<<grid, MQ_THREADS, 0, s>>>(*w, *w2, x, y, false);
+        else k_mmvq<Q, R, false><<<grid, MQ_THREADS, 0, s>>>(*w, *w, x, y, acc);
         CU_LAUNCHED();
     }
     template <class Q> void run() {
@@ -97,18 +106,28 @@ bool cu_mmvq_supports(uint32_t type) {
            type == LL_TYPE_Q6_K;
 }
 
-void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
+// y = x W^T (+= with acc), or with w2 set: y = silu(x W^T) * (x W2^T).
+static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float *x, float *y, int n_tok, bool acc) {
     const bool reuse = n_tok <= CU_X8_ROWS && c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0;
     for (int t0 = 0; t0 < n_tok; t0 += CU_X8_ROWS) {
         int nt = n_tok - t0 < CU_X8_ROWS ? n_tok - t0 : CU_X8_ROWS;
         if (!reuse) cu_quant_x8(c, x + (size_t)t0 * w->ne0, nt, w->ne0);
         cu_x8 xv = c->x8;
         xv.ne0 = w->ne0;
-        mq_launch l = {w, xv, y + (size_t)t0 * w->ne1, nt, c->mv_rows, acc, c->stream};
+        mq_launch l = {w, w2, xv, y + (size_t)t0 * w->ne1, nt, c->mv_rows, acc, c->stream};
         LL_ASSERT(cu_dispatch_q8(*w, l));
     }
     // x8 now holds x when it fit in one pass (and y, written above, does not overlap x: checked by the caller)
     c->x8_src = n_tok <= CU_X8_ROWS ? x : NULL;
     c->x8_ntok = n_tok;
     c->x8_ne0 = w->ne0;
+}
+
+void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
+    mmvq(c, w, NULL, x, y, n_tok, acc);
+}
+
+void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok) {
+    LL_ASSERT(wg->type == wu->type && wg->ne0 == wu->ne0 && wg->ne1 == wu->ne1);
+    mmvq(c, wg, wu, x, g, n_tok, false);
 }

@@ -131,6 +131,63 @@ void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, 
     CU_LAUNCHED();
 }
 
+// rope_kv_store in one launch: index i < P: a RoPE pair (token, pair j, head of q then of k; a k pair also goes to
+// the cache); P <= i < P + C: a k value past n_rot (copied as is) or a v value, to the cache. Positions as k_rope.
+__global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float *kc, float *vc, int pos0,
+                          const int32_t *npast, int n_tok, int n_head, int n_head_kv, int head_dim, int n_rot,
+                          float base, bool neox, const float *__restrict__ ff) {
+    if (npast) pos0 = *npast;
+    const int half = n_rot / 2, nh = n_head + n_head_kv, kvd = n_head_kv * head_dim, tail = head_dim - n_rot;
+    const int64_t P = (int64_t)n_tok * half * nh, C = (int64_t)n_tok * n_head_kv * tail + (int64_t)n_tok * kvd;
+    const int64_t cache0 = (int64_t)pos0 * kvd; // row n_past of the caches
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < P + C; i += (int64_t)gridDim.x * blockDim.x) {
+        if (i < P) {
+            const int h = (int)(i % nh), j = (int)(i / nh % half), t = (int)(i / ((int64_t)nh * half));
+            double theta = exp2(-2.0 * j / n_rot * log2((double)base));
+            if (ff) theta /= ff[j];
+            double ang = (double)(pos0 + t) * theta;
+            const double two_pi = 6.283185307179586476925286766559;
+            ang -= floor(ang / two_pi) * two_pi;
+            float sn, cs;
+            sincosf((float)ang, &sn, &cs);
+            const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
+            const bool is_q = h < n_head;
+            float *row = is_q ? q + ((size_t)t * n_head + h) * head_dim
+                              : k + (size_t)t * kvd + (size_t)(h - n_head) * head_dim;
+            const float a = row[i0], b = row[i1], r0 = a * cs - b * sn, r1 = a * sn + b * cs;
+            row[i0] = r0, row[i1] = r1;
+            if (!is_q) {
+                float *cr = kc + cache0 + (row - k);
+                cr[i0] = r0, cr[i1] = r1;
+            }
+        } else {
+            int64_t e = i - P;
+            const int64_t nk = (int64_t)n_tok * n_head_kv * tail;
+            if (e < nk) { // k past n_rot: (token, head, d)
+                const int d = n_rot + (int)(e % tail);
+                const int64_t th = e / tail; // token * n_head_kv + head
+                const int64_t off = th * head_dim + d;
+                kc[cache0 + off] = k[off];
+            } else {
+                e -= nk;
+                vc[cache0 + e] = v[e];
+            }
+        }
+    }
+}
+
+void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
+                      int n_past, const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
+    (void)n_past; // positions are pos0 + t (= n_past + t in the forward pass)
+    const int kvd = n_head_kv * p->head_dim;
+    const int64_t total = (int64_t)n_tok * (p->n_rot / 2) * (p->n_head + n_head_kv) +
+                          (int64_t)n_tok * n_head_kv * (p->head_dim - p->n_rot) + (int64_t)n_tok * kvd;
+    k_rope_kv<<<grid_1d(c, total, 128), 128, 0, c->stream>>>(q, k, v, kc, vc, pos0, cu_npast_dev(c), n_tok, p->n_head,
+                                                             n_head_kv, p->head_dim, p->n_rot, p->base, p->neox,
+                                                             freq_dev);
+    CU_LAUNCHED();
+}
+
 // Cache rows [n_past, n_past + n_tok) = k, v (n_past = *npast in a recorded step).
 __global__ void k_kv_store(float *kc, float *vc, const float *__restrict__ k, const float *__restrict__ v,
                            int64_t n, int kvd, int n_past, const int32_t *npast) {
