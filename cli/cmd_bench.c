@@ -10,7 +10,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: llmlab bench [--quick] [-m MODEL] [--json DIR]   the lab's full run: hardware, models, report\n"
+            "usage: llmlab bench [--quick|--full] [-m MODEL ...] [--quality MODEL] [-f TEXT] [--json DIR] [--hw DIR]\n"
+            "                    the lab's full run: hardware, model speed, quality sweep, report (below)\n"
             "       llmlab bench model -m FILE [...]                  prompt/generation speed (llmlab bench model --help)\n"
             "       llmlab bench hw [--quick] [--full] [--json DIR] [--only LIST] [--sizes LIST] [-t N]\n"
             "                       [--mem-spec GBPS] [--no-gpu]\n\n"
@@ -19,6 +20,15 @@ static void usage(FILE *f) {
             "copies and GPU launch costs. Every configuration is validated before it is timed; the median of the\n"
             "repetitions and their spread are reported. Writes system_info.json and one JSON file per section\n"
             "(schema: docs/bench-hw.md) and prints a table on stdout; progress on stderr.\n\n"
+            "The full run (`llmlab bench` with no subcommand, docs/report.md): 1. bench hw (quick unless --full; or\n"
+            "the results already in --hw DIR), 2. the models' speed (the -m files, else a synthetic set written and\n"
+            "quantized in $TMPDIR: SmolLM-135M shapes with --quick or under 8 GiB free, else Llama-3.2-1B; --quick\n"
+            "also makes the tests pp128/tg32), 3. the quality sweep of the real model (--quality, else the first -m):\n"
+            "quantized to --types (default Q8_0,Q4_K_M,Q4_0), perplexity and KL-divergence against it on -f TEXT\n"
+            "(default $LLMLAB_SHARED/data/wiki.test.raw), --chunks N chunks (default 10), 4. REPORT.md and\n"
+            "report.html. run.json records the steps. Ctrl-C stops the current step, keeps what finished, writes the\n"
+            "report marked partial and exits 130; a second Ctrl-C kills at once.\n\n"
+            "hw options:\n"
             "  --quick         small sizes, short timing (under a minute on 2 cores)\n"
             "  --full          adds the long sizes (CPU GEMM 4096, CPU attention 4096)\n"
             "  --json DIR      where the JSON goes (default results/raw/<hostname>)\n"

@@ -9,6 +9,7 @@
 #include "lab/lab.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "quant/types.h"
 
 static char g_tmp[256];
 
@@ -97,6 +98,37 @@ static void test_fit_tied(void **state) {
     assert_non_null(ll_lab_qtype_find("q4_k_m"));
 }
 
+// The decode matrices of a preset, grouped by type and shape; retyped for a quantized type; the calibration's
+// per-token arithmetic; and a real (small) calibration that returns finite, positive timings.
+static void test_fit_mats(void **state) {
+    (void)state;
+    ll_lab_shape s;
+    ll_lab_shape_from_preset(ll_preset_find("mistral-7b"), &s);
+    // q and o are both 4096 x 4096 (one group of 64); k, v 1024 x 4096 (64); gate, up (64); down (32); output.
+    assert_int_equal(s.n_mats, 5);
+    uint64_t params = 0;
+    for (int i = 0; i < s.n_mats; i++) params += (uint64_t)s.mats[i].n_in * (uint64_t)s.mats[i].n_out * (uint64_t)s.mats[i].count;
+    assert_int_equal(params, s.n_matrix - s.n_embd_table); // every matrix but the (untied) embedding table
+    assert_int_equal(s.mats[0].type, LL_TYPE_F16);
+    assert_int_equal(s.mats[0].count, 64);
+    ll_lab_mat m[LL_LAB_MAX_MATS];
+    int n = ll_lab_mats_retype(&s, ll_lab_qtype_find("Q4_K_M"), m);
+    assert_int_equal(n, 5);
+    for (int i = 0; i < n; i++) assert_int_equal(m[i].type, LL_TYPE_Q4_K);
+    ll_lab_calib c = {.n = 2, .s_per_call = {1e-3, 2e-3}};
+    ll_lab_mat two[2] = {{LL_TYPE_F32, 64, 64, 3}, {LL_TYPE_F32, 64, 128, 2}};
+    assert_true(fabs(ll_lab_calib_token_s(two, 2, &c) - 7e-3) < 1e-12); // 3 x 1 ms + 2 x 2 ms
+    ll_lab_fit f = {0};
+    ll_lab_fit_engine(&f, two, 2, &c);
+    assert_true(fabs(f.pred_tg_engine - 1 / 7e-3) < 1e-9);
+    assert_true(isnan(ll_lab_calib_token_s(two, 2, NULL)));
+    ll_error err = {0};
+    assert_int_equal(ll_lab_calib_decode(two, 2, 1, &c, &err), LL_OK);
+    assert_int_equal(c.n, 2);
+    for (int i = 0; i < 2; i++) assert_true(c.s_per_call[i] > 0 && isfinite(c.s_per_call[i]) && c.gbps[i] > 0);
+    assert_non_null(strstr(c.src, "ll_matmul"));
+}
+
 // The shape read from a header agrees with the loaded model.
 static void test_shape_from_gguf(void **state) {
     (void)state;
@@ -113,6 +145,10 @@ static void test_shape_from_gguf(void **state) {
     ll_lab_fit f;
     ll_lab_fit_compute(&s, 0, 64, 16, "cpu", NULL, &f);
     assert_int_equal(f.weight_read, m->weight_bytes);
+    // its decode matrices: every 2-D blk.* weight and the output, one count each
+    uint64_t nm = 0;
+    for (int i = 0; i < s.n_mats; i++) nm += (uint64_t)s.mats[i].count;
+    assert_int_equal(nm, 7ull * (uint64_t)s.n_layer + 1);
     ll_model_free(m);
     assert_int_not_equal(ll_lab_shape_from_gguf("/nonexistent.gguf", &s, &err), LL_OK);
 }
@@ -183,6 +219,11 @@ static void test_bench_model_json(void **state) {
     double want = ll_lab_num(m, "weight_bytes") * med / 1e9 / 32.0 * 100;
     assert_true(fabs(ll_lab_num(cJSON_GetObjectItem(tg, "roofline"), "pct_of_ceiling") - want) < 1e-6 * want);
     assert_string_equal(ll_lab_str(cJSON_GetObjectItem(pp, "roofline"), "bound"), "compute");
+    // fit's prediction beside the measurement
+    const cJSON *fj = cJSON_GetObjectItem(m, "fit");
+    assert_true(ll_lab_num(fj, "pred_tg_engine") > 0 && ll_lab_num(fj, "pred_tg_bound") > 0);
+    assert_non_null(strstr(ll_lab_str(fj, "engine_source"), "calibration"));
+    assert_null(cJSON_GetObjectItem(f, "partial"));
     // the printers
     char *buf = NULL;
     size_t len = 0;
@@ -197,8 +238,69 @@ static void test_bench_model_json(void **state) {
     free(buf);
     cJSON_Delete(f);
     cJSON_Delete(doc);
+    // Ctrl-C before anything ran: LL_ERR_INTERRUPTED, and the (empty) partial document is still written.
+    volatile int stop = 1;
+    cfg.interrupt = &stop;
+    assert_int_equal(ll_lab_bench_run(&cfg, &doc, &err), LL_ERR_INTERRUPTED);
+    assert_non_null(doc);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "partial")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "results")), 0);
+    cJSON_Delete(doc);
+    f = ll_lab_json_read(p);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(f, "partial")));
+    cJSON_Delete(f);
+    cfg.interrupt = NULL;
     cfg.n_models = 0;
     assert_int_equal(ll_lab_bench_run(&cfg, &doc, &err), LL_ERR_ARG);
+}
+
+// The quality step on a tiny random model: quantized to Q8_0 and compared with itself on a short text.
+static void test_quality(void **state) {
+    (void)state;
+    char model[400], text[400], out[400], p[512];
+    snprintf(model, sizeof model, "%s/qtiny.gguf", g_tmp);
+    snprintf(out, sizeof out, "%s/qres", g_tmp);
+    ll_synth_params sp = ll_synth_default_params();
+    sp.preset = "tiny", sp.vocab_path = "builtin", sp.type = LL_TYPE_F32;
+    ll_error err = {0};
+    assert_int_equal(ll_synth_write(model, &sp, &err), LL_OK);
+    char words[2048] = "";
+    for (int i = 0; i < 60; i++) strcat(words, i % 3 ? "the cat sat " : "on a mat, ");
+    write_file(g_tmp, "text.txt", words);
+    snprintf(text, sizeof text, "%s/text.txt", g_tmp);
+    ll_lab_quality_cfg q;
+    ll_lab_quality_cfg_init(&q);
+    q.model = model, q.text = text, q.types = "Q8_0", q.n_ctx = 32, q.max_chunks = 2, q.n_threads = 1, q.json_dir = out;
+    assert_int_equal(ll_lab_quality_run(&q, &err), LL_OK);
+    snprintf(p, sizeof p, "%s/quality.json", out);
+    cJSON *j = ll_lab_json_read(p);
+    assert_non_null(j);
+    assert_string_equal(ll_lab_str(j, "schema"), "llmlab.quality/1");
+    assert_true(ll_lab_num(j, "n_ctx") == 32);
+    const cJSON *sw = cJSON_GetObjectItem(j, "sweep"), *b = cJSON_GetArrayItem(sw, 0), *r = cJSON_GetArrayItem(sw, 1);
+    assert_int_equal(cJSON_GetArraySize(sw), 2);
+    assert_string_equal(ll_lab_str(b, "type"), "base");
+    assert_string_equal(ll_lab_str(r, "type"), "Q8_0");
+    const cJSON *res = cJSON_GetObjectItem(r, "result"), *vb = cJSON_GetObjectItem(res, "vs_base");
+    assert_true(ll_lab_num(res, "ppl") > 1 && ll_lab_num(vb, "kld_mean") >= 0 && ll_lab_num(vb, "top1_pct") > 50);
+    // the base's PPL is the one the Q8_0 pass computed for it
+    assert_true(ll_lab_num(cJSON_GetObjectItem(b, "result"), "ppl") == ll_lab_num(vb, "base_ppl"));
+    assert_true(ll_lab_num(r, "bits_per_weight") > 8 && ll_lab_num(r, "bits_per_weight") < 32);
+    cJSON_Delete(j);
+    // Interrupted before the first type: a partial document, LL_ERR_INTERRUPTED.
+    volatile int stop = 1;
+    q.interrupt = &stop;
+    assert_int_equal(ll_lab_quality_run(&q, &err), LL_ERR_INTERRUPTED);
+    j = ll_lab_json_read(p);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "partial")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "sweep")), 1);
+    cJSON_Delete(j);
+    // A text too short for two chunks says so.
+    write_file(g_tmp, "short.txt", "hi");
+    snprintf(text, sizeof text, "%s/short.txt", g_tmp);
+    q.interrupt = NULL, q.text = text;
+    assert_int_equal(ll_lab_quality_run(&q, &err), LL_ERR_ARG);
+    assert_non_null(strstr(err.message, "tokens"));
 }
 
 // A model.json fixture: two types of one model; t/s doubled (scale 1) or not (scale 0.5) for comparisons.
@@ -277,6 +379,38 @@ static void test_report(void **state) {
     assert_non_null(strstr(md, "## Comparison"));
     assert_non_null(strstr(md, "| fixture-7b | Q4_0 | tg128 | 20.0 | 10.0 | 2.00 |"));
     free(md);
+    // A partial run with a quality sweep and fit's predictions: the banner, the sweep table, the fit table.
+    write_file(a, "run.json", "{\"schema\":\"llmlab.run/1\",\"started_utc\":\"2026-11-23T00:00:00Z\",\"status\":\"interrupted\","
+               "\"steps\":[{\"step\":\"hardware\",\"status\":\"done\"},{\"step\":\"model speed\",\"status\":\"interrupted\"}]}");
+    write_file(a, "quality.json", "{\"schema\":\"llmlab.quality/1\",\"base\":\"real.gguf\",\"text\":\"wiki.txt\",\"n_ctx\":512,"
+               "\"max_chunks\":10,\"n_tokens\":100000,\"sweep\":[{\"type\":\"base\",\"file_bytes\":2097152,"
+               "\"result\":{\"ppl\":10.5,\"ppl_stderr\":0.25}},{\"type\":\"Q4_0\",\"file_bytes\":1048576,\"bits_per_weight\":4.5,"
+               "\"result\":{\"ppl\":11,\"ppl_stderr\":0.3,\"vs_base\":{\"dppl\":0.5,\"kld_mean\":0.05,\"kld_stderr\":0.001,"
+               "\"kld_p99\":0.5,\"top1_pct\":90}}}]}");
+    char t[8192];
+    snprintf(p, sizeof p, "%s/model.json", a);
+    char *mj = tu_read_file(p, NULL);
+    char *cut = strstr(mj, "\"tests\"");
+    assert_non_null(cut);
+    snprintf(t, sizeof t, "%.*s\"fit\":{\"pred_tg_engine\":22,\"pred_tg_bound\":30,\"engine_source\":\"calibration\"},%s",
+             (int)(cut - mj), mj, cut);
+    free(mj);
+    write_file(a, "model.json", t);
+    assert_int_equal(ll_lab_report(a, NULL, out, &err), LL_OK);
+    snprintf(p, sizeof p, "%s/REPORT.md", out);
+    md = tu_read_file(p, NULL);
+    assert_non_null(strstr(md, "PARTIAL REPORT: the `llmlab bench` run started 2026-11-23T00:00:00Z was interrupted (Ctrl-C) "
+                               "(hardware: done; model speed: interrupted)"));
+    assert_non_null(strstr(md, "| Q4_0 | 1.0 MiB | 4.50 | 11.0000 ± 0.3000 | +0.5000 | 0.050000 ± 0.001000 | 0.50000 | 90.0% |"));
+    assert_non_null(strstr(md, "| base | 2.0 MiB | — | 10.5000 ± 0.2500 |"));
+    assert_non_null(strstr(md, "## Generation: predicted (llmlab fit) vs measured"));
+    assert_non_null(strstr(md, "| fixture-7b | Q4_0 | 2 | 20.0 tg128 | 22.0 | +10.0% | 30.0 | 66.7% |"));
+    snprintf(p, sizeof p, "%s/report.html", out);
+    html = tu_read_file(p, NULL);
+    assert_non_null(strstr(html, "Quality vs size"));
+    assert_non_null(strstr(html, "class='partial'"));
+    free(html);
+    free(md);
     // An empty folder is an error that says what to run.
     snprintf(p, sizeof p, "%s/empty", g_tmp);
     mkdir(p, 0777);
@@ -288,8 +422,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fit_mistral),
         cmocka_unit_test(test_fit_tied),
+        cmocka_unit_test(test_fit_mats),
         cmocka_unit_test(test_shape_from_gguf),
         cmocka_unit_test(test_bench_model_json),
+        cmocka_unit_test(test_quality),
         cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -50,6 +50,35 @@ svgs=$(grep -o "<svg" "$tmp/rep/report.html" | wc -l)
 [ "$svgs" -ge 5 ] && ! grep -q "<script" "$tmp/rep/report.html" && ok "report.html: $svgs inline SVG figures, no script" \
     || notok "report.html figures" "svg count $svgs"
 
+# Ctrl-C: `llmlab bench` on a tiny synthetic model with 1000 repetitions, interrupted after 3 s, must exit 130
+# and leave valid results (model.json marked partial, run.json "interrupted"), a report that says it is partial,
+# and no temporary files (results folder or TMPDIR).
+L synth --arch tiny --type F16 --vocab builtin --quiet -o "$tmp/tiny.gguf" >/dev/null 2>&1
+# fit on a file: the calibrated engine prediction, its source and one line per (type, shape) it timed.
+L fit "$tmp/tiny.gguf" -t 1 --hw "$r" >"$tmp/fitf" 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -q "^predicted generation: [0-9.]* t/s engine" "$tmp/fitf" && grep -q "^engine: calibration: one-token ll_matmul" "$tmp/fitf" \
+    && grep -q "t/s bound (32.3 GB/s" "$tmp/fitf" && grep -q "^  F16 .* us per call" "$tmp/fitf"; then
+    ok "fit FILE: calibrated engine prediction beside the bandwidth bound"
+else notok "fit FILE calibration" "exit $rc" "$(head -c 800 "$tmp/fitf")"; fi
+L fit "$tmp/tiny.gguf" --no-calib --hw "$r" >"$tmp/fitf" 2>&1 && ! grep -q "t/s engine" "$tmp/fitf" && ok "fit --no-calib: bounds only" \
+    || notok "fit --no-calib" "$(cat "$tmp/fitf")"
+ri="$tmp/int"; mkdir -p "$ri" "$tmp/tmpdir"; cp "$r/memory.json" "$r/gemm.json" "$ri/"
+TMPDIR="$tmp/tmpdir" $ex "$bin" bench -m "$tmp/tiny.gguf" --hw "$ri" --json "$ri" -p 64 -n 256 -r 1000 -t 1 --no-cold \
+    >"$tmp/int.out" 2>"$tmp/int.err" &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid; rc=$?
+leftover=$(ls -A "$tmp/tmpdir"; ls -a "$ri" | grep '\.tmp\.')
+if [ $rc -eq 130 ] && grep -q "PARTIAL REPORT: the \`llmlab bench\` run started .* was interrupted (Ctrl-C)" "$ri/REPORT.md" \
+    && grep -q "PARTIAL REPORT" "$ri/report.html" && grep -q '"status":[[:space:]]*"interrupted"' "$ri/run.json" \
+    && grep -q '"partial":[[:space:]]*true' "$ri/model.json" && grep -q '"schema":[[:space:]]*"llmlab.model/1"' "$ri/model.json" \
+    && [ -z "$leftover" ]; then
+    ok "Ctrl-C during bench: exit 130, partial model.json and run.json, report says PARTIAL, no temporary files"
+else notok "Ctrl-C during bench" "exit $rc" "leftover: $leftover" "$(tail -3 "$tmp/int.err")" "$(grep -m2 PARTIAL "$ri/REPORT.md")"; fi
+L report "$ri" -o "$tmp/rep2" >/dev/null 2>&1 && grep -q "PARTIAL" "$tmp/rep2/REPORT.md" && ok "llmlab report reads the partial results again" \
+    || notok "report of partial results" "$(cat "$ri/run.json")"
+
 # Render it headless when a browser is here.
 browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome)
 if [ -z "$browser" ]; then

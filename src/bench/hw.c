@@ -164,6 +164,7 @@ ll_status ll_hw_run(const ll_hw_config *cfg, FILE *table, ll_error *err) {
     ll_status st = LL_OK;
     for (size_t i = 0; i < sizeof k_run / sizeof k_run[0] && st == LL_OK; i++) {
         if (!(c->cfg.sections & k_run[i].bit)) continue;
+        if (cfg->interrupt && *cfg->interrupt) break; // the finished sections are written; system_info follows
         cJSON *d = k_run[i].fn(c);
         st = write_doc(c, dir, k_run[i].name, d, err);
         if (d) docs[n_docs++] = d;

@@ -39,6 +39,7 @@ typedef struct ll_hw_config {
     double cpu_mem_spec_gbps;   // DRAM bandwidth spec for % of spec (0 = unknown)
     bool no_gpu;                // skip every GPU part (tests)
     bool progress;              // progress lines on stderr
+    volatile int *interrupt;    // optional (Ctrl-C): non-zero skips the sections not yet started
 } ll_hw_config;
 
 void ll_hw_config_init(ll_hw_config *c); // all zero, progress on

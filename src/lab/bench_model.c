@@ -12,6 +12,7 @@
 
 #include "lab/lab.h"
 #include "quant/quantize.h"
+#include "quant/types.h"
 #include "model/model.h"
 
 void ll_lab_bench_cfg_init(ll_lab_bench_cfg *c) {
@@ -121,6 +122,13 @@ typedef struct bench_ctx {
     ll_lab_ceil ceil;
 } bench_ctx;
 
+// Ctrl-C (cfg->interrupt set): true, with err saying so.
+static bool stopped(const ll_lab_bench_cfg *cfg, ll_error *err) {
+    if (!cfg->interrupt || !*cfg->interrupt) return false;
+    ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted");
+    return true;
+}
+
 // One repetition: reset, depth tokens of context (untimed), then the timed test. Seconds.
 static double run_test(bench_ctx *b, int depth, int n_prompt, int n_gen, ll_error *err) {
     ll_context_reset(b->c);
@@ -170,11 +178,16 @@ static cJSON *roofline_json(const bench_ctx *b, bool gen, int depth, int n, doub
             cJSON_AddStringToObject(j, "note", "above the memory ceiling: the weights fit in the CPU caches, so decode "
                                                "reads them from cache, not DRAM");
     } else {
-        double gf = flops * ts / 1e9;
+        // Quantized weights multiply int8 activations with integer dots: their peak is the int8 GEMM's.
+        const ll_type_traits *tt = ll_type_get(b->m->wtype);
+        bool q = tt && tt->blck > 1 && b->ceil.int8_gops > 0;
+        double gf = flops * ts / 1e9, peak = q ? b->ceil.int8_gops : b->ceil.gemm_gflops;
         cJSON_AddStringToObject(j, "bound", "compute");
-        if (b->ceil.gemm_gflops > 0) cJSON_AddNumberToObject(j, "ceiling_gflops", b->ceil.gemm_gflops);
-        if (b->ceil.gemm_gflops > 0) cJSON_AddNumberToObject(j, "pct_of_ceiling", 100 * gf / b->ceil.gemm_gflops);
-        cJSON_AddStringToObject(j, "ceiling_source", b->ceil.gemm_src);
+        if (peak > 0) cJSON_AddNumberToObject(j, "ceiling_gflops", peak);
+        if (peak > 0) cJSON_AddNumberToObject(j, "pct_of_ceiling", 100 * gf / peak);
+        cJSON_AddStringToObject(j, "ceiling_source", q ? b->ceil.int8_src : b->ceil.gemm_src);
+        if (tt && tt->blck > 1 && !q)
+            cJSON_AddStringToObject(j, "note", "quantized weights, but no int8 GEMM was measured: against the fp32 peak");
     }
     return j;
 }
@@ -183,8 +196,10 @@ static cJSON *one_test(bench_ctx *b, const ll_lab_bench_cfg *cfg, int depth, int
     int reps = cfg->reps;
     double *ts = malloc((size_t)reps * sizeof *ts);
     if (!ts) return NULL;
+    if (stopped(cfg, err)) { free(ts); return NULL; }
     if (run_test(b, depth, n_prompt ? n_prompt : 0, n_prompt ? 0 : (n_gen < 4 ? n_gen : 4), err) < 0) { free(ts); return NULL; } // warm-up
     for (int r = 0; r < reps; r++) {
+        if (stopped(cfg, err)) { free(ts); return NULL; } // an unfinished test is dropped, not reported
         double t = run_test(b, depth, n_prompt, n_gen, err);
         if (t < 0) { free(ts); return NULL; }
         ts[r] = (n_prompt + n_gen) / t;
@@ -255,6 +270,42 @@ static void model_facts(cJSON *j, const ll_model *m, const char *path, const ll_
     cJSON_AddNumberToObject(mem, "n_batch", c->n_batch);
 }
 
+// fit's prediction of this model's generation speed (CPU), made beside the measurement so the report can set
+// them side by side: the calibrated engine time of the model's matrices, and the bandwidth bound.
+// Run after the model's context is gone, so its pool's threads do not share the cores with the calibration's.
+static cJSON *fit_json(const char *path, const ll_lab_ceil *ceil, int n_ctx, int n_batch, int n_threads, const char *device) {
+    cJSON *j = cJSON_CreateObject();
+    ll_lab_shape s;
+    ll_error err = {0};
+    if (strcmp(device, "cpu")) {
+        cJSON_AddStringToObject(j, "skipped", "the calibration runs on CPU only");
+        return j;
+    }
+    if (ll_lab_shape_from_gguf(path, &s, &err) != LL_OK) {
+        cJSON_AddStringToObject(j, "skipped", err.message);
+        return j;
+    }
+    ll_lab_calib cal;
+    ll_lab_fit f;
+    ll_lab_fit_compute(&s, 0, n_ctx, n_batch, device, ceil, &f);
+    if (ll_lab_calib_decode(s.mats, s.n_mats, n_threads, &cal, &err) != LL_OK) {
+        cJSON_AddStringToObject(j, "skipped", err.message);
+        return j;
+    }
+    ll_lab_fit_engine(&f, s.mats, s.n_mats, &cal);
+    if (f.pred_tg_engine > 0) cJSON_AddNumberToObject(j, "pred_tg_engine", f.pred_tg_engine);
+    else cJSON_AddNullToObject(j, "pred_tg_engine");
+    cJSON_AddNumberToObject(j, "tg_matrix_s", f.tg_matrix_s);
+    cJSON_AddStringToObject(j, "engine_source", cal.src);
+    if (f.pred_tg > 0) cJSON_AddNumberToObject(j, "pred_tg_bound", f.pred_tg);
+    else cJSON_AddNullToObject(j, "pred_tg_bound");
+    cJSON_AddStringToObject(j, "bound_source", ceil->read_src);
+    cJSON_AddStringToObject(j, "definition", "llmlab fit FILE: engine = 1 / sum of calibrated one-token matmul times of "
+                                             "the file's matrices (norms, RoPE, attention not counted); bound = read "
+                                             "bandwidth / bytes read per token");
+    return j;
+}
+
 static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threads, const ll_lab_ceil *ceil, ll_error *err) {
     bench_ctx b = {.ceil = *ceil};
     cJSON *j = cJSON_CreateObject(), *load = load_json(path, threads, cfg->device, cfg->no_cold, err);
@@ -269,6 +320,7 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
     if (cp.n_batch > cp.n_ctx) cp.n_batch = cp.n_ctx;
     cp.device = cfg->device;
     if (ll_context_init(b.m, &cp, &b.c, err) != LL_OK) goto fail;
+    if (cfg->interrupt) ll_context_set_interrupt(b.c, cfg->interrupt); // ll_eval stops between layers
     b.ids = malloc((size_t)cp.n_ctx * sizeof *b.ids);
     if (!b.ids) goto fail;
     uint64_t s = 1;
@@ -283,20 +335,35 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
         for (int i = 0; i < cfg->n_pp; i++) {
             if (cfg->pp[i] <= 0) continue;
             cJSON *t = one_test(&b, cfg, cfg->depth[d], cfg->pp[i], 0, err);
-            if (!t) goto fail;
+            if (!t) goto stop;
             cJSON_AddItemToArray(tests, t);
         }
         for (int i = 0; i < cfg->n_tg; i++) {
             if (cfg->tg[i] <= 0) continue;
             cJSON *t = one_test(&b, cfg, cfg->depth[d], 0, cfg->tg[i], err);
-            if (!t) goto fail;
+            if (!t) goto stop;
             cJSON_AddItemToArray(tests, t);
         }
     }
     cJSON_AddNumberToObject(cJSON_GetObjectItem(j, "memory"), "peak_rss_bytes", (double)ll_sys_rss_peak());
+    bool partial = false;
+    if (0) {
+    stop: // interrupted: the tests that finished stay; anything else is an error
+        if (err->status != LL_ERR_INTERRUPTED) goto fail;
+        cJSON_AddBoolToObject(j, "partial", true);
+        cJSON_AddNumberToObject(cJSON_GetObjectItem(j, "memory"), "peak_rss_bytes", (double)ll_sys_rss_peak());
+        partial = true;
+    }
+    int n_ctx = b.c->n_ctx, n_batch = b.c->n_batch, n_threads = b.c->n_threads;
+    char name[128];
+    snprintf(name, sizeof name, "%s", b.m->name);
     free(b.ids);
     ll_context_free(b.c);
     ll_model_free(b.m);
+    if (!partial) {
+        if (cfg->progress) fprintf(stderr, "bench model: %s: fit's prediction (calibrating the engine's matmuls)\n", name);
+        cJSON_AddItemToObject(j, "fit", fit_json(path, ceil, n_ctx, n_batch, n_threads, cfg->device));
+    }
     return j;
 fail:
     if (err->message[0] && !strstr(err->message, path)) ll_err_prefix(err, "%s: ", path);
@@ -316,6 +383,9 @@ static cJSON *ceil_json(const ll_lab_ceil *c) {
     if (c->gemm_gflops > 0) cJSON_AddNumberToObject(j, "gemm_gflops", c->gemm_gflops);
     else cJSON_AddNullToObject(j, "gemm_gflops");
     cJSON_AddStringToObject(j, "gemm_source", c->gemm_src);
+    if (c->int8_gops > 0) cJSON_AddNumberToObject(j, "int8_gops", c->int8_gops);
+    else cJSON_AddNullToObject(j, "int8_gops");
+    cJSON_AddStringToObject(j, "int8_source", c->int8_src);
     return j;
 }
 
@@ -359,20 +429,29 @@ ll_status ll_lab_bench_run(const ll_lab_bench_cfg *cfg, cJSON **out, ll_error *e
     cJSON *ceils = cJSON_AddObjectToObject(doc, "ceilings");
     cJSON *models = cJSON_AddArrayToObject(doc, "results");
     cJSON_AddArrayToObject(doc, "notes");
-    for (int t = 0; t < cfg->n_threads; t++) {
+    bool stop = false;
+    for (int t = 0; t < cfg->n_threads && !stop; t++) {
         ll_lab_ceil c;
         ll_lab_ceil_get(cdir, cfg->device, cfg->threads[t], &c);
         if (!cJSON_GetObjectItem(ceils, cfg->device)) cJSON_AddItemToObject(ceils, cfg->device, ceil_json(&c));
-        for (int i = 0; i < cfg->n_models; i++) {
+        for (int i = 0; i < cfg->n_models && !stop; i++) {
+            if ((stop = stopped(cfg, err))) break;
             cJSON *m = bench_one(cfg, cfg->models[i], cfg->threads[t], &c, err);
-            if (!m) { cJSON_Delete(doc); return err->status ? err->status : LL_ERR_INTERNAL; }
-            cJSON_AddItemToArray(models, m);
+            if (!m && err->status != LL_ERR_INTERRUPTED) { cJSON_Delete(doc); return err->status ? err->status : LL_ERR_INTERNAL; }
+            if (m) cJSON_AddItemToArray(models, m);
+            stop = err->status == LL_ERR_INTERRUPTED;
         }
+    }
+    if (stop) { // Ctrl-C: what finished is written, marked partial
+        cJSON_AddBoolToObject(doc, "partial", true);
+        cJSON_AddItemToArray(cJSON_GetObjectItem(doc, "notes"), cJSON_CreateString(
+            "interrupted (Ctrl-C): only the tests that finished are here; unfinished tests and models are left out"));
     }
     cJSON_AddItemToArray(cJSON_GetObjectItem(doc, "notes"), cJSON_CreateString(
         "peak_rss_bytes is the process's peak so far (models benched earlier in the same run included)"));
     ll_status st = ll_lab_json_write(dir, "model", doc, err);
     if (st != LL_OK) { cJSON_Delete(doc); return st; }
     *out = doc;
-    return LL_OK;
+    return stop ? ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted: %d model result(s) written to %s/model.json",
+                             cJSON_GetArraySize(models), dir) : LL_OK;
 }

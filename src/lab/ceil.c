@@ -34,7 +34,8 @@ static void load_memory(const char *dir, const char *device, ll_lab_ceil *c) {
     cJSON_Delete(doc);
 }
 
-// Best GEMM of device in gemm.json: CPU fp32 (what the engine's F32/F16 paths compute in), GPU bf16.
+// Best GEMM of device in gemm.json: CPU fp32 (what the engine's F32/F16 paths compute in), GPU bf16; and the
+// best int8 row (quantized weights multiply int8 activations with integer dots).
 static void load_gemm(const char *dir, const char *device, ll_lab_ceil *c) {
     char path[4200];
     snprintf(path, sizeof path, "%s/gemm.json", dir);
@@ -43,6 +44,11 @@ static void load_gemm(const char *dir, const char *device, ll_lab_ceil *c) {
     const cJSON *row;
     cJSON_ArrayForEach(row, cJSON_GetObjectItem(doc, "results")) {
         double t = ll_lab_num(row, "tflops");
+        if (dev_match(ll_lab_str(row, "device"), device) && !strcmp(ll_lab_str(row, "dtype"), "int8") && t * 1e3 > c->int8_gops) {
+            c->int8_gops = t * 1e3;
+            snprintf(c->int8_src, sizeof c->int8_src, "gemm.json: %s int8 %.0f^3 (%s)", ll_lab_str(row, "device"),
+                     ll_lab_num(row, "m"), ll_lab_str(row, "impl"));
+        }
         if (!dev_match(ll_lab_str(row, "device"), device) || strcmp(ll_lab_str(row, "dtype"), want) || !(t * 1e3 > c->gemm_gflops))
             continue;
         c->gemm_gflops = t * 1e3;

@@ -6,12 +6,15 @@
 
 #include "formats/gguf.h"
 #include "lab/lab.h"
+#include "quant/quantize.h"
+#include "quant/types.h"
 
 // Effective bits per weight. Single-type formats from their block geometry (bytes x 8 / elements per block);
 // the _M mixes (llama-quantize gives some tensors Q6_K/Q5_K) from file sizes: Mistral-7B Q4_K_M is 4.37 GB
 // for 7.24 B parameters = 4.83 bpw (BENCHMARKS.md); Q5_K_M the same mix one step up, ~5.67 bpw.
 static const ll_lab_qtype k_qtypes[LL_LAB_N_QTYPES] = {
-    {"F16", 16.0}, {"Q8_0", 8.5}, {"Q6_K", 6.5625}, {"Q5_K_M", 5.67}, {"Q4_K_M", 4.83}, {"Q4_0", 4.5},
+    {"F16", 16.0, LL_TYPE_F16},       {"Q8_0", 8.5, LL_TYPE_Q8_0},     {"Q6_K", 6.5625, LL_TYPE_Q6_K},
+    {"Q5_K_M", 5.67, LL_TYPE_Q5_K}, {"Q4_K_M", 4.83, LL_TYPE_Q4_K}, {"Q4_0", 4.5, LL_TYPE_Q4_0},
 };
 
 const ll_lab_qtype *ll_lab_qtype_at(int i) { return i >= 0 && i < LL_LAB_N_QTYPES ? &k_qtypes[i] : NULL; }
@@ -20,6 +23,15 @@ const ll_lab_qtype *ll_lab_qtype_find(const char *name) {
     for (int i = 0; i < LL_LAB_N_QTYPES; i++)
         if (!strcasecmp(name, k_qtypes[i].name)) return &k_qtypes[i];
     return NULL;
+}
+
+static void add_mat(ll_lab_shape *s, uint32_t type, int64_t n_in, int64_t n_out, int count) {
+    for (int i = 0; i < s->n_mats; i++) {
+        ll_lab_mat *m = &s->mats[i];
+        if (m->type == type && m->n_in == n_in && m->n_out == n_out) { m->count += count; return; }
+    }
+    if (s->n_mats < LL_LAB_MAX_MATS && n_in > 0 && n_out > 0 && n_in <= (1 << 30) && n_out <= (1 << 30))
+        s->mats[s->n_mats++] = (ll_lab_mat){type, (int)n_in, (int)n_out, count};
 }
 
 void ll_lab_shape_from_preset(const ll_preset *p, ll_lab_shape *s) {
@@ -34,6 +46,26 @@ void ll_lab_shape_from_preset(const ll_preset *p, ll_lab_shape *s) {
     uint64_t vec = (uint64_t)p->n_layer * (2 * d + (p->qkv_bias ? d + 2 * kv : 0)) + d; // norms, biases
     s->n_matrix = s->n_params - vec;
     s->n_embd_table = (uint64_t)p->n_vocab * d;
+    int qd = s->head_dim * p->n_head, kvd = s->head_dim * p->n_head_kv; // q, k, v, o, gate, up, down, output
+    add_mat(s, LL_TYPE_F16, p->n_embd, qd, p->n_layer);
+    add_mat(s, LL_TYPE_F16, p->n_embd, kvd, 2 * p->n_layer);
+    add_mat(s, LL_TYPE_F16, qd, p->n_embd, p->n_layer);
+    add_mat(s, LL_TYPE_F16, p->n_embd, p->n_ff, 2 * p->n_layer);
+    add_mat(s, LL_TYPE_F16, p->n_ff, p->n_embd, p->n_layer);
+    add_mat(s, LL_TYPE_F16, p->n_embd, p->n_vocab, 1);
+}
+
+int ll_lab_mats_retype(const ll_lab_shape *s, const ll_lab_qtype *qt, ll_lab_mat *out) {
+    int n = 0;
+    for (int i = 0; i < s->n_mats; i++) {
+        ll_lab_mat m = s->mats[i];
+        if (qt) m.type = qt->type;
+        int j = 0; // retyping can merge shapes that differed only by type
+        while (j < n && !(out[j].type == m.type && out[j].n_in == m.n_in && out[j].n_out == m.n_out)) j++;
+        if (j < n) out[j].count += m.count;
+        else out[n++] = m;
+    }
+    return n;
 }
 
 static ll_status get_int(const ll_gguf *g, const char *arch, const char *key, int *out, bool required, ll_error *err) {
@@ -64,10 +96,14 @@ static ll_status sum_tensors(const ll_gguf *g, ll_lab_shape *s, ll_error *err) {
             if (t->n_dims >= 2 && t->ne[1] <= (1 << 30)) s->n_vocab = (int)t->ne[1];
         }
         if (!strcmp(t->name, "output.weight")) has_output = true;
+        if (t->n_dims == 2 && (!strncmp(t->name, "blk.", 4) || !strcmp(t->name, "output.weight")))
+            add_mat(s, t->type, t->ne[0], t->ne[1], 1);
         if (!strcmp(t->name, "blk.0.attn_q.weight")) snprintf(s->file_type, sizeof s->file_type, "%s", ll_type_name(t->type));
     }
     s->tied = !has_output;
     if (!s->n_embd_table) return ll_err_set(err, LL_ERR_MISSING, "%s: missing required tensor 'token_embd.weight'", g->path);
+    const ll_gguf_tensor *te = ll_gguf_find_tensor(g, "token_embd.weight");
+    if (s->tied && te && te->n_dims == 2) add_mat(s, te->type, te->ne[0], te->ne[1], 1); // the output multiplies by it
     return LL_OK;
 }
 
@@ -96,6 +132,10 @@ ll_status ll_lab_shape_from_gguf(const char *path, ll_lab_shape *s, ll_error *er
     if (st == LL_OK) s->head_dim = s->n_embd / s->n_head;
     if (st == LL_OK) st = get_int(g, s->arch, "attention.key_length", &s->head_dim, false, err);
     if (st == LL_OK) st = sum_tensors(g, s, err);
+    uint64_t ft; // the file's type as users name it ("Q4_K_M"), else blk.0.attn_q's tensor type (set above)
+    if (st == LL_OK && ll_gguf_find(g, "general.file_type") && ll_gguf_get_u64(g, "general.file_type", &ft, NULL) == LL_OK &&
+        ft < 1024 && strcmp(ll_ftype_name((ll_ftype)ft), "unknown"))
+        snprintf(s->file_type, sizeof s->file_type, "%s", ll_ftype_name((ll_ftype)ft));
     ll_gguf_free(g);
     return st;
 }
@@ -142,6 +182,12 @@ void ll_lab_fit_compute(const ll_lab_shape *s, double bpw, int n_ctx, int n_batc
     f->flops_tok = 2.0 * (double)mm + 4.0 * s->n_layer * (double)s->n_head * s->head_dim * (n_batch / 2.0);
     if (c && c->read_gbps > 0 && f->weight_read) f->pred_tg = c->read_gbps * 1e9 / (double)f->weight_read;
     if (c && c->gemm_gflops > 0) f->pred_pp = c->gemm_gflops * 1e9 / f->flops_tok;
+}
+
+void ll_lab_fit_engine(ll_lab_fit *f, const ll_lab_mat *mats, int n_mats, const ll_lab_calib *cal) {
+    double t = ll_lab_calib_token_s(mats, n_mats, cal);
+    f->tg_matrix_s = isfinite(t) ? t : 0;
+    f->pred_tg_engine = isfinite(t) && t > 0 ? 1.0 / t : 0;
 }
 
 int ll_lab_fit_max_ctx(const ll_lab_shape *s, double bpw, int n_batch, const char *device, const ll_lab_ceil *c,

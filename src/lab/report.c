@@ -106,15 +106,17 @@ static void results_load(ll_lab_results *r, const char *dir) {
     r->transfer = load_doc(dir, "transfer"), r->launch = load_doc(dir, "launch"), r->model = load_doc(dir, "model");
     r->quality = load_doc(dir, "quality");
     if (!r->quality) r->quality = load_doc(dir, "perplexity");
+    r->run = load_doc(dir, "run");
 }
 
 static void results_free(ll_lab_results *r) {
-    cJSON *all[] = {r->sys, r->gemm, r->memory, r->attention, r->alloc, r->transfer, r->launch, r->model, r->quality};
+    cJSON *all[] = {r->sys, r->gemm, r->memory, r->attention, r->alloc, r->transfer, r->launch, r->model, r->quality, r->run};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cJSON_Delete(all[i]);
 }
 
 static bool results_any(const ll_lab_results *r) {
-    return r->sys || r->gemm || r->memory || r->attention || r->alloc || r->transfer || r->launch || r->model || r->quality;
+    return r->sys || r->gemm || r->memory || r->attention || r->alloc || r->transfer || r->launch || r->model || r->quality ||
+           r->run;
 }
 
 static const cJSON *machine_of(const ll_lab_results *r) {
@@ -140,6 +142,31 @@ static double model_mem(const cJSON *m) {
 }
 
 // ---- sections ----------------------------------------------------------------------------------------------
+// A run that did not finish (run.json of `llmlab bench`, or a model.json / quality.json marked partial) is said
+// first: the tables below hold only what finished.
+static void partial_banner(doc *d, const ll_lab_results *r) {
+    const char *status = ll_lab_str(r->run, "status");
+    bool run_partial = r->run && strcmp(status, "complete");
+    bool model_partial = cJSON_IsTrue(cJSON_GetObjectItem(r->model, "partial"));
+    bool quality_partial = cJSON_IsTrue(cJSON_GetObjectItem(r->quality, "partial"));
+    if (!run_partial && !model_partial && !quality_partial) return;
+    char steps[1024] = "";
+    const cJSON *st;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItem(r->run, "steps"))
+        snprintf(steps + strlen(steps), sizeof steps - strlen(steps), "%s%s: %s", steps[0] ? "; " : "",
+                 ll_lab_str(st, "step"), ll_lab_str(st, "status"));
+    ll_lab_buf_printf(&d->html, "<div class='partial'>");
+    if (run_partial)
+        para(d, "PARTIAL REPORT: the `llmlab bench` run started %s was %s%s%s%s. Only the steps and tests that "
+                "finished are below.", ll_lab_str(r->run, "started_utc"),
+             !strcmp(status, "interrupted") ? "interrupted (Ctrl-C)" : !strcmp(status, "running") ? "killed or still running"
+                                                                      : "not completed (a step failed)",
+             steps[0] ? " (" : "", steps, steps[0] ? ")" : "");
+    if (model_partial) para(d, "PARTIAL: model.json was interrupted: unfinished tests and models are left out.");
+    if (quality_partial) para(d, "PARTIAL: quality.json was interrupted: unfinished types are left out.");
+    ll_lab_buf_printf(&d->html, "</div>\n");
+}
+
 static const char *run_label(const ll_lab_results *r, int nr) { return nr > 1 ? r->dir : ""; }
 
 static void summary(doc *d, const ll_lab_results *rs, int nr) {
@@ -181,10 +208,12 @@ static void summary(doc *d, const ll_lab_results *rs, int nr) {
 static void ceilings(doc *d, const ll_lab_results *rs, int nr) {
     heading(d, 2, "Ceilings");
     para(d, "What the percentages divide by: generation against the best measured read bandwidth (decode reads every "
-            "weight once per token), prompt processing against the best measured GEMM (fp32 on CPU, bf16 on GPU).");
-    const char *cols[] = {"run", "device", "read bandwidth GB/s", "source", "GEMM peak GFLOPS", "source"};
+            "weight once per token), prompt processing against the best measured GEMM (fp32 on CPU, bf16 on GPU; "
+            "quantized weights, which multiply int8 activations with integer dots, against the int8 GEMM).");
+    const char *cols[] = {"run", "device", "read bandwidth GB/s", "source", "GEMM peak GFLOPS", "source", "int8 GEMM GOPS",
+                          "source"};
     int off = nr > 1 ? 0 : 1;
-    table_head(d, 6 - off, cols + off);
+    table_head(d, 8 - off, cols + off);
     for (int k = 0; k < nr; k++) {
         const char *devs[] = {"cpu", "cuda"};
         for (int i = 0; i < 2; i++) {
@@ -201,9 +230,53 @@ static void ceilings(doc *d, const ll_lab_results *rs, int nr) {
             snprintf(r[3], sizeof r[3], "%.159s", c.read_src[0] ? c.read_src : "not measured");
             fmt_num(r[4], sizeof r[4], c.gemm_gflops > 0 ? c.gemm_gflops : NAN);
             snprintf(r[5], sizeof r[5], "%.159s", c.gemm_src[0] ? c.gemm_src : "not measured");
-            table_row(d, 6 - off, r + off);
+            if (c.int8_gops <= 0 && mc && ll_lab_num(mc, "int8_gops") > 0)
+                c.int8_gops = ll_lab_num(mc, "int8_gops"), snprintf(c.int8_src, sizeof c.int8_src, "model.json: %s", ll_lab_str(mc, "int8_source"));
+            fmt_num(r[6], sizeof r[6], c.int8_gops > 0 ? c.int8_gops : NAN);
+            snprintf(r[7], sizeof r[7], "%.159s", c.int8_src[0] ? c.int8_src : "not measured");
+            table_row(d, 8 - off, r + off);
         }
     }
+    table_end(d);
+}
+
+// fit's predictions (recorded by bench model next to each measurement) against the measured generation.
+static void fit_vs_measured(doc *d, const ll_lab_results *rs, int nr) {
+    bool any = false;
+    const cJSON *m;
+    for (int k = 0; k < nr; k++)
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(rs[k].model, "results")) any |= cJSON_GetObjectItem(m, "fit") != NULL;
+    if (!any) return;
+    heading(d, 2, "Generation: predicted (llmlab fit) vs measured");
+    para(d, "Engine prediction = 1 / (sum over the model's matrices of a calibrated one-token ll_matmul time on "
+            "synthetic weights of the same shape and type, streamed from memory as in decode); it leaves out norms, "
+            "RoPE, attention and sampling. Bound = read bandwidth / weight bytes per token. Error = predicted / measured - 1.");
+    const char *cols[] = {"run", "model", "type", "threads", "measured t/s", "predicted t/s (engine)", "error",
+                          "bound t/s (bandwidth)", "measured % of bound"};
+    int off = nr > 1 ? 0 : 1;
+    table_head(d, 9 - off, cols + off);
+    for (int k = 0; k < nr; k++)
+        cJSON_ArrayForEach(m, cJSON_GetObjectItem(rs[k].model, "results")) {
+            const cJSON *f = cJSON_GetObjectItem(m, "fit"), *tg = first_test(m, "tg");
+            if (!f || !tg) continue;
+            double meas = test_ts(tg), pe = ll_lab_num(f, "pred_tg_engine"), pb = ll_lab_num(f, "pred_tg_bound");
+            cell c[MAXC];
+            snprintf(c[0], sizeof c[0], "%s", run_label(&rs[k], nr));
+            snprintf(c[1], sizeof c[1], "%s", ll_lab_str(m, "model"));
+            snprintf(c[2], sizeof c[2], "%s", ll_lab_str(m, "type"));
+            fmt_num(c[3], sizeof c[3], ll_lab_num(tg, "threads"));
+            double sd = ll_lab_num(cJSON_GetObjectItem(tg, "ts"), "sd");
+            snprintf(c[4], sizeof c[4], "%.1f %s", meas, ll_lab_str(tg, "test"));
+            if (isfinite(sd) && sd > 0.1 * meas) // a busy machine: say how far the repetitions spread
+                snprintf(c[4], sizeof c[4], "%.1f %s (sd %.1f: noisy)", meas, ll_lab_str(tg, "test"), sd);
+            if (*ll_lab_str(f, "skipped")) snprintf(c[5], sizeof c[5], "skipped: %.140s", ll_lab_str(f, "skipped"));
+            else fmt_num(c[5], sizeof c[5], pe);
+            if (isfinite(pe) && meas > 0) snprintf(c[6], sizeof c[6], "%+.1f%%", 100 * (pe / meas - 1));
+            else snprintf(c[6], sizeof c[6], "—");
+            fmt_num(c[7], sizeof c[7], pb);
+            fmt_pct(c[8], sizeof c[8], isfinite(pb) && pb > 0 ? 100 * meas / pb : NAN);
+            table_row(d, 9 - off, c + off);
+        }
     table_end(d);
 }
 
@@ -349,19 +422,67 @@ static void quality_rows(doc *d, const cJSON *o, const char *label, const char *
     cJSON_ArrayForEach(ch, o) quality_rows(d, ch, ch->string ? ch->string : label, run, off, n);
 }
 
+// The sweep layout (`llmlab bench`'s quality step, `llmlab perplexity --sweep --json`): one row per type.
+static void quality_sweep(doc *d, const cJSON *q, const char *run, int off) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(q, "sweep")) {
+        const cJSON *r = cJSON_GetObjectItem(e, "result"), *vb = cJSON_GetObjectItem(r, "vs_base");
+        cell c[MAXC];
+        snprintf(c[0], sizeof c[0], "%s", run);
+        snprintf(c[1], sizeof c[1], "%s", ll_lab_str(e, "type"));
+        fmt_bytes(c[2], sizeof c[2], ll_lab_num(e, "file_bytes"));
+        double bpw = ll_lab_num(e, "bits_per_weight");
+        if (isfinite(bpw)) snprintf(c[3], sizeof c[3], "%.2f", bpw);
+        else snprintf(c[3], sizeof c[3], "—");
+        if (r) snprintf(c[4], sizeof c[4], "%.4f ± %.4f", ll_lab_num(r, "ppl"), ll_lab_num(r, "ppl_stderr"));
+        else snprintf(c[4], sizeof c[4], "n/a: %.140s", ll_lab_str(e, "error"));
+        double dppl = ll_lab_num(vb, "dppl");
+        if (isfinite(dppl)) snprintf(c[5], sizeof c[5], "%+.4f", dppl);
+        else snprintf(c[5], sizeof c[5], "—");
+        double k = ll_lab_num(vb, "kld_mean");
+        if (isfinite(k)) snprintf(c[6], sizeof c[6], "%.6f ± %.6f", k, ll_lab_num(vb, "kld_stderr"));
+        else snprintf(c[6], sizeof c[6], "—");
+        k = ll_lab_num(vb, "kld_p99");
+        if (isfinite(k)) snprintf(c[7], sizeof c[7], "%.5f", k);
+        else snprintf(c[7], sizeof c[7], "—");
+        fmt_pct(c[8], sizeof c[8], ll_lab_num(vb, "top1_pct"));
+        table_row(d, 9 - off, c + off);
+    }
+}
+
 static void quality(doc *d, const ll_lab_results *rs, int nr) {
     heading(d, 2, "Quality (perplexity, KL divergence)");
     int off = nr > 1 ? 0 : 1, n = 0;
-    bool any = false;
-    for (int k = 0; k < nr; k++) any |= rs[k].quality != NULL;
+    bool any = false, sweep = false;
+    for (int k = 0; k < nr; k++) any |= rs[k].quality != NULL, sweep |= cJSON_GetObjectItem(rs[k].quality, "sweep") != NULL;
     if (!any) {
-        para(d, "Not measured: no quality.json or perplexity.json in %s (run `llmlab perplexity ... --json DIR/quality.json`).",
-             rs[0].dir);
+        para(d, "Not measured: no quality.json or perplexity.json in %s (run `llmlab bench -m REAL.gguf`, or "
+                "`llmlab perplexity --sweep REAL.gguf -f TEXT --json DIR/quality.json`).", rs[0].dir);
         return;
     }
+    if (sweep) {
+        for (int k = 0; k < nr; k++) {
+            const cJSON *q = rs[k].quality;
+            if (!cJSON_GetObjectItem(q, "sweep")) continue;
+            para(d, "%s%s%s quantized to each type and compared with itself on %s: %.0f tokens, chunks of %.0f (at most "
+                    "%.0f), llama.cpp's perplexity method; KLD = KL(P_base || P_type) per scored token.",
+                 nr > 1 ? rs[k].dir : "", nr > 1 ? ": " : "", ll_lab_str(q, "base"), ll_lab_str(q, "text"),
+                 ll_lab_num(q, "n_tokens"), ll_lab_num(q, "n_ctx"), ll_lab_num(q, "max_chunks"));
+        }
+        const char *cols[] = {"run", "type", "file size", "bits/weight", "PPL", "ΔPPL vs base", "mean KLD", "99% KLD",
+                              "same top-1"};
+        table_head(d, 9 - off, cols + off);
+        for (int k = 0; k < nr; k++)
+            if (cJSON_GetObjectItem(rs[k].quality, "sweep")) quality_sweep(d, rs[k].quality, run_label(&rs[k], nr), off);
+        table_end(d);
+    }
+    bool other = false;
+    for (int k = 0; k < nr; k++) other |= rs[k].quality && !cJSON_GetObjectItem(rs[k].quality, "sweep");
+    if (!other) return;
     const char *cols[] = {"run", "model", "PPL", "ΔPPL vs base", "mean KLD", "same top-1"};
     table_head(d, 6 - off, cols + off);
-    for (int k = 0; k < nr; k++) quality_rows(d, rs[k].quality, "result", run_label(&rs[k], nr), off, &n);
+    for (int k = 0; k < nr; k++)
+        if (!cJSON_GetObjectItem(rs[k].quality, "sweep")) quality_rows(d, rs[k].quality, "result", run_label(&rs[k], nr), off, &n);
     table_end(d);
     if (!n) para(d, "The quality file has no result with a \"ppl\" field.");
 }
@@ -478,7 +599,8 @@ static const char k_css[] =
     "body{font-family:sans-serif;max-width:1100px;margin:24px auto;color:#222}"
     "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;"
     "text-align:left}td.n{text-align:right}th{background:#f0f0f0}"
-    "h2{border-bottom:2px solid #ddd;margin-top:32px}.missing{color:#a00}svg{display:block;margin:12px 0}";
+    "h2{border-bottom:2px solid #ddd;margin-top:32px}.missing{color:#a00}svg{display:block;margin:12px 0}"
+    ".partial{background:#fff3cd;border:1px solid #e0b000;padding:4px 12px;margin:12px 0}";
 
 static void header(doc *d, const ll_lab_results *rs, int nr) {
     ll_lab_buf_printf(&d->md, "# llmlab report\n\n");
@@ -512,8 +634,10 @@ ll_status ll_lab_report(const char *dir, const char *other, const char *outdir, 
     doc d = {0};
     if (st == LL_OK) {
         header(&d, rs, nr);
+        for (int k = 0; k < nr; k++) partial_banner(&d, &rs[k]);
         summary(&d, rs, nr);
         ceilings(&d, rs, nr);
+        fit_vs_measured(&d, rs, nr);
         decision_guide(&d, &rs[0]);
         if (nr > 1) compare(&d, rs);
         ll_lab_report_charts(&d.html, rs, nr);

@@ -16,7 +16,7 @@ void ll_lab_buf_html(ll_lab_buf *b, const char *text); // escaped
 // One results folder: every document that was there (NULL when absent).
 typedef struct ll_lab_results {
     const char *dir;
-    cJSON *sys, *gemm, *memory, *attention, *alloc, *transfer, *launch, *model, *quality;
+    cJSON *sys, *gemm, *memory, *attention, *alloc, *transfer, *launch, *model, *quality, *run;
 } ll_lab_results;
 
 // ---- charts (report_svg.c) -----------------------------------------------------------------------------
