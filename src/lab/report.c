@@ -338,8 +338,9 @@ static void hardware(doc *d, const ll_lab_results *rs, int nr) {
                                {"tflops", "TFLOPS", 'n'}, {"pct_of_spec", "% of spec", 'p'}, {"spread_pct", "spread %", 'n'}};
     static const col mem[] = {{"device", "device", 's'}, {"kind", "kind", 's'}, {"threads", "threads", 'n'},
                               {"array_bytes", "array", 'b'}, {"gbps", "GB/s", 'n'}, {"pct_of_spec", "% of spec", 'p'}};
-    static const col att[] = {{"device", "device", 's'}, {"kind", "kind", 's'}, {"dtype", "dtype", 's'}, {"seq", "seq", 'n'},
-                              {"head_dim", "head_dim", 'n'}, {"heads", "heads", 'n'}, {"tflops", "TFLOPS", 'n'}};
+    static const col att[] = {{"device", "device", 's'}, {"kind", "kind", 's'}, {"dtype", "dtype", 's'}, {"impl", "impl", 's'},
+                              {"seq", "seq", 'n'}, {"head_dim", "head_dim", 'n'}, {"heads", "heads", 'n'},
+                              {"tflops", "TFLOPS", 'n'}};
     static const col alc[] = {{"device", "device", 's'}, {"largest_ok_bytes", "largest allocation", 'b'},
                               {"bound_bytes", "probed up to", 'b'}, {"limited_by", "limited by", 's'}, {"impl", "how", 's'}};
     static const col trf[] = {{"device", "device", 's'}, {"kind", "kind", 's'}, {"bytes", "bytes", 'b'}, {"gbps", "GB/s", 'n'},
@@ -347,7 +348,7 @@ static void hardware(doc *d, const ll_lab_results *rs, int nr) {
     static const col lau[] = {{"device", "device", 's'}, {"kind", "kind", 's'}, {"us_per_op", "µs per op", 'n'}};
     hw_section(d, rs, nr, "GEMM", "gemm", offsetof(ll_lab_results, gemm), gemm, 7);
     hw_section(d, rs, nr, "Memory bandwidth", "memory", offsetof(ll_lab_results, memory), mem, 6);
-    hw_section(d, rs, nr, "Attention", "attention", offsetof(ll_lab_results, attention), att, 7);
+    hw_section(d, rs, nr, "Attention", "attention", offsetof(ll_lab_results, attention), att, 8);
     hw_section(d, rs, nr, "Largest allocation", "alloc", offsetof(ll_lab_results, alloc), alc, 5);
     hw_section(d, rs, nr, "Host-device transfer", "transfer", offsetof(ll_lab_results, transfer), trf, 5);
     hw_section(d, rs, nr, "Launch overhead", "launch", offsetof(ll_lab_results, launch), lau, 3);
