@@ -420,6 +420,48 @@ static void swiglu_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     free(wg), free(wu), free(dg), free(du), free(x), free(xr), free(ref), free(got);
 }
 
+// matmul3 (q, k, v on one x: one launch for quantized decode) against three single matmuls on the GPU.
+static void test_matmul3(void **state) {
+    NEED_GPU();
+    uint64_t s = 47;
+    const uint32_t types[] = {LL_TYPE_F16, LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
+    const int rows[3] = {64, 16, 16}, cols = 512, toks[] = {1, 3, 12};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int k = 0; k < 3; k++) {
+            const int nt = toks[k];
+            float *deq[3];
+            void *w[3];
+            ll_weight lw[3];
+            for (int i = 0; i < 3; i++) {
+                w[i] = make_weight(types[ti], cols, rows[i], &s, &deq[i]);
+                lw[i] = (ll_weight){w[i], types[ti], cols, rows[i], "w"};
+            }
+            const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2]};
+            duo d = duo_init(ws, 3, 16, 16);
+            float *x = rand_floats((size_t)nt * cols, &s, 1.0f), *dx = to_dev(d.gpu, x, (size_t)nt * cols);
+            float *y3[3], *y1[3];
+            for (int i = 0; i < 3; i++) {
+                y3[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
+                y1[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
+                d.gpu->ops->matmul(d.gpu, &lw[i], dx, y1[i], nt);
+            }
+            d.gpu->ops->matmul3(d.gpu, ws, dx, y3, nt);
+            for (int i = 0; i < 3; i++) {
+                float *a = from_dev(d.gpu, y3[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, y1[i], (size_t)nt * rows[i]);
+                char what[96];
+                snprintf(what, sizeof what, "matmul3 %s, matrix %d, %d tokens", ll_type_name(types[ti]), i, nt);
+                check_close(what, a, b, (size_t)nt * rows[i], TOL_F32);
+                free(a), free(b);
+                d.gpu->ops->free(d.gpu, y3[i]);
+                d.gpu->ops->free(d.gpu, y1[i]);
+                free(w[i]), free(deq[i]);
+            }
+            d.gpu->ops->free(d.gpu, dx);
+            duo_free(&d);
+            free(x);
+        }
+}
+
 static void test_matmul_swiglu(void **state) {
     NEED_GPU();
     uint64_t s = 43;
@@ -591,7 +633,7 @@ int main(void) {
         cmocka_unit_test(test_decoders_host),
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
-        cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu),
+        cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),

@@ -50,6 +50,8 @@ typedef struct ll_backend_ops {
     void (*download)(ll_backend *b, void *dst, const void *src, size_t bytes);
     // y (n_tok, w.ne1) = x (n_tok, w.ne0) W^T
     void (*matmul)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
+    // Optional (NULL: three matmuls): y[i] (n_tok, w[i].ne1) = x W[i]^T for three weights on one x (q, k, v)
+    void (*matmul3)(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok);
     // Optional: y (n_tok, w.ne1) += x W^T (the residual add folded into the matmul); NULL: matmul, then add
     void (*matmul_add)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
     // y = x / rms(x) * w, per row of n (w F32); y may alias x

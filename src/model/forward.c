@@ -41,9 +41,15 @@ static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
     float *kb = c->xb2, *vb = c->hb2; // (n, kvd) this batch's K and V: xb2 is free until the attention, hb2 until the FFN
 
     ops->rmsnorm(be, c->xb, c->x, &L->attn_norm, hp->n_embd, n, hp->rms_eps);
-    ops->matmul(be, &L->wq, c->xb, c->q, n);
-    ops->matmul(be, &L->wk, c->xb, kb, n);
-    ops->matmul(be, &L->wv, c->xb, vb, n);
+    if (ops->matmul3) {
+        const ll_weight *const w3[3] = {&L->wq, &L->wk, &L->wv};
+        float *const y3[3] = {c->q, kb, vb};
+        ops->matmul3(be, w3, c->xb, y3, n);
+    } else {
+        ops->matmul(be, &L->wq, c->xb, c->q, n);
+        ops->matmul(be, &L->wk, c->xb, kb, n);
+        ops->matmul(be, &L->wv, c->xb, vb, n);
+    }
     if (L->bq.data) ops->add_bias(be, c->q, &L->bq, qd, n);
     if (L->bk.data) ops->add_bias(be, kb, &L->bk, kvd, n);
     if (L->bv.data) ops->add_bias(be, vb, &L->bv, kvd, n);

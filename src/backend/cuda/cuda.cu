@@ -146,6 +146,16 @@ static void op_matmul(ll_backend *b, const ll_weight *w, const float *x, float *
     cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, false);
 }
 
+static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok) {
+    cu_impl *c = cu_of(b);
+    const cu_wview *v[3] = {cu_weight_find(c, w[0]), cu_weight_find(c, w[1]), cu_weight_find(c, w[2])};
+    if (cu_mmvq3_ok(v, n_tok)) { // decode of a quantized model: one launch (outputs never overlap x here)
+        cu_mmvq3(c, v, x, y, n_tok);
+        return;
+    }
+    for (int i = 0; i < 3; i++) cu_matmul(c, v[i], x, y[i], n_tok, false);
+}
+
 static void op_matmul_add(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
     cu_impl *c = cu_of(b);
     cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, true);
@@ -283,6 +293,7 @@ static const ll_backend_ops k_cuda_ops = {
     .upload = op_upload,
     .download = op_download,
     .matmul = op_matmul,
+    .matmul3 = op_matmul3,
     .matmul_add = op_matmul_add,
     .rmsnorm = op_rmsnorm,
     .add_bias = op_add_bias,

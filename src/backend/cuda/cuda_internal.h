@@ -154,6 +154,9 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
 // matvec_q8.cu: the int8-activation matvec of the quantized types (n_tok rows of x, any count).
 bool cu_mmvq_supports(uint32_t type);
 void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
+// y_i = x W_i^T for three matrices of one type and row length (q, k, v), one launch; cu_mmvq3_ok says when
+bool cu_mmvq3_ok(const cu_wview *const w[3], int n_tok);
+void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok);
 // g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)
 void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok);
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.

@@ -38,13 +38,14 @@ void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
 
 // y (n_tok = gridDim.y, ne1) = rows [R*blockIdx.x, +R) of w against the quantized rows of x. SW: the same rows
 // of w2 too (same shape and type), and y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU, one launch).
+// The body: block `blk` of the row blocks of w (and w2).
 template <class Q, int R, bool SW>
-__global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu_x8 x, float *__restrict__ y,
-                                                     bool accumulate) {
+__device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2, const cu_x8 &x,
+                                           float *__restrict__ y, bool accumulate, int64_t blk) {
     constexpr int NA = SW ? 2 * R : R;
     __shared__ float red[MQ_THREADS / 32][NA];
     const int tok = blockIdx.y;
-    const int64_t row0 = (int64_t)blockIdx.x * R;
+    const int64_t row0 = blk * R;
     const int8_t *xq = x.q + tok * x.ne0;
     const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
     const int n_units = (int)(w.ne0 / Q::UNIT);
@@ -80,6 +81,40 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu
         else *o = accumulate ? *o + s : s;
     }
 }
+
+template <class Q, int R, bool SW>
+__global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu_x8 x, float *__restrict__ y,
+                                                     bool accumulate) {
+    mmvq_block<Q, R, SW>(w, w2, x, y, accumulate, blockIdx.x);
+}
+
+// Three matrices on the same x (q, k, v) in one launch: the first nb0 blocks are w0's, the next nb1 w1's, the
+// rest w2's (same type and row length).
+template <class Q, int R>
+__global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
+                                                      cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
+                                                      float *__restrict__ y2) {
+    const int b = blockIdx.x;
+    if (b < nb0) mmvq_block<Q, R, false>(w0, w0, x, y0, false, b);
+    else if (b < nb0 + nb1) mmvq_block<Q, R, false>(w1, w1, x, y1, false, b - nb0);
+    else mmvq_block<Q, R, false>(w2, w2, x, y2, false, b - nb0 - nb1);
+}
+
+struct mq3_launch {
+    const cu_wview *const *w;
+    float *const *y;
+    cu_x8 x;
+    int n_tok;
+    cudaStream_t s;
+    template <class Q> void run() {
+        constexpr int R = 4;
+        const int nb0 = (int)((w[0]->ne1 + R - 1) / R), nb1 = (int)((w[1]->ne1 + R - 1) / R),
+                  nb2 = (int)((w[2]->ne1 + R - 1) / R);
+        dim3 grid((unsigned)(nb0 + nb1 + nb2), (unsigned)n_tok);
+        k_mmvq3<Q, R><<<grid, MQ_THREADS, 0, s>>>(*w[0], *w[1], *w[2], nb0, nb1, x, y[0], y[1], y[2]);
+        CU_LAUNCHED();
+    }
+};
 
 struct mq_launch {
     const cu_wview *w, *w2; // w2: the up matrix of a fused gate/up/SwiGLU, else NULL
@@ -130,4 +165,20 @@ void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok,
 void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok) {
     LL_ASSERT(wg->type == wu->type && wg->ne0 == wu->ne0 && wg->ne1 == wu->ne1);
     mmvq(c, wg, wu, x, g, n_tok, false);
+}
+
+bool cu_mmvq3_ok(const cu_wview *const w[3], int n_tok) {
+    return n_tok <= CU_X8_ROWS && cu_mmvq_supports(w[0]->type) && w[1]->type == w[0]->type &&
+           w[2]->type == w[0]->type && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0;
+}
+
+void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok) {
+    LL_ASSERT(cu_mmvq3_ok(w, n_tok));
+    const int64_t ne0 = w[0]->ne0;
+    if (!(c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == ne0)) cu_quant_x8(c, x, n_tok, ne0);
+    cu_x8 xv = c->x8;
+    xv.ne0 = ne0;
+    mq3_launch l = {w, y, xv, n_tok, c->stream};
+    LL_ASSERT(cu_dispatch_q8(*w[0], l));
+    c->x8_src = x, c->x8_ntok = n_tok, c->x8_ne0 = ne0;
 }
