@@ -5,6 +5,7 @@
 //   cc -O2 -march=native -std=c11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -o build-mm/bench_matmul bench/bench_matmul.c build-mm/libllmlab.a -lm -lpthread
 // Run: build-mm/bench_matmul [--quick] [--sweep] [--quant] [--one TYPE N_OUT N_IN TOKENS THREADS]
 //   --sweep: F16 4096x4096 at 1..16 tokens (where the dot form should hand over to the panels);
+//   --quant: the quantized kernels at llama-1B and SmolLM-135M shapes;
 //   --one: a single configuration (for perf).
 #include <math.h>
 #include <stdio.h>
@@ -338,14 +339,20 @@ int main(int argc, char **argv) {
         bench_one(&cfg, one_type, one[1], one[2], one[3], one[4]);
         return 0;
     }
-    if (quant) { // llama-1B shapes, 2 threads: decode (GB/s of W) and prefill at 128 tokens (GOPS = 2 n_in n_out / s)
-        static const uint32_t qt[] = {LL_TYPE_Q4_0, LL_TYPE_Q8_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
-        static const int qs[][2] = {{8192, 2048}, {2048, 8192}};
-        printf("quantized kernels: Q4_0 %s, Q8_0 %s, Q4_K %s, Q6_K %s\n", ll_matmul_isa(LL_TYPE_Q4_0),
-               ll_matmul_isa(LL_TYPE_Q8_0), ll_matmul_isa(LL_TYPE_Q4_K), ll_matmul_isa(LL_TYPE_Q6_K));
+    if (quant) { // llama-1B and SmolLM-135M shapes, 2 threads: decode (GB/s of W) and prefill at 128 tokens
+                 // (GOPS = 2 n_in n_out / s); K-quants only where n_in is a multiple of 256 (SmolLM's 576 is not)
+        static const uint32_t qt[] = {LL_TYPE_Q4_0, LL_TYPE_Q5_0, LL_TYPE_Q8_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
+        static const int qs[][2] = {{8192, 2048}, {2048, 8192}, {1536, 576}, {576, 1536}, {32000, 576}};
+        printf("quantized kernels: Q4_0 %s, Q5_0 %s, Q8_0 %s, Q4_K %s, Q6_K %s\n", ll_matmul_isa(LL_TYPE_Q4_0),
+               ll_matmul_isa(LL_TYPE_Q5_0), ll_matmul_isa(LL_TYPE_Q8_0), ll_matmul_isa(LL_TYPE_Q4_K),
+               ll_matmul_isa(LL_TYPE_Q6_K));
         for (int ph = 0; ph < 2; ph++)
             for (size_t k = 0; k < sizeof qt / sizeof qt[0]; k++)
-                for (int sh = 0; sh < 2; sh++) bench_one(&cfg, qt[k], qs[sh][0], qs[sh][1], ph == 0 ? 1 : 128, 2);
+                for (size_t sh = 0; sh < sizeof qs / sizeof qs[0]; sh++) {
+                    if (ll_mmq_act_type(qt[k]) == LL_TYPE_Q8_K && qs[sh][1] % 256 != 0) continue;
+                    if (ph == 1 && qs[sh][0] == 32000) continue; // the logits matrix only ever sees one token
+                    bench_one(&cfg, qt[k], qs[sh][0], qs[sh][1], ph == 0 ? 1 : 128, 2);
+                }
         return 0;
     }
     if (sweep) {

@@ -200,6 +200,63 @@ static void test_act_quant(void **state) {
     ll_aligned_free(row);
 }
 
+// The SIMD activation quantizer of this build (the ops' xa_conv) against ll_mmq_act_quantize: every part of the
+// row (blocks, d, aux, the prefill sums c and s) byte for byte, on data with zeros, ties, outliers, inf and NaN.
+static void test_act_simd(void **state) {
+    (void)state;
+    const int n_in = 1024;
+    float x[1024];
+    uint64_t seed = 7;
+    for (size_t k = 0; k < sizeof k_qtypes / sizeof k_qtypes[0]; k++) {
+        uint32_t ty = k_qtypes[k];
+        const ll_mm_ops *o = ll_mmq_find_x86(ty);
+        if (!o) o = ll_mmq_find_neon(ty);
+        if (!o || !o->xa_conv) continue;
+        for (int pass = 0; pass < 4; pass++) {
+            for (int i = 0; i < n_in; i++) x[i] = tu_rng_uniform(&seed) * (pass + 1.0f);
+            for (int i = 256; i < 288; i++) x[i] = 0.0f;             // an all-zero 32-block
+            for (int i = 512; i < 768; i++) x[i] = (float)(i % 9) - 4; // small integers: exact ties after scaling
+            x[700] = -9.0f;                                           // the largest |x| of its block, negative ...
+            x[701] = 9.0f;                                            // ... then the same |x| positive
+            if (pass == 2) x[40] = NAN;
+            if (pass == 3) x[900] = INFINITY;
+            size_t rb = ll_mmq_act_row(ty, n_in);
+            uint8_t *a = ll_aligned_alloc(rb, 64, NULL), *b = ll_aligned_alloc(rb, 64, NULL);
+            assert_true(a && b);
+            memset(a, 0x5A, rb);
+            memset(b, 0x5A, rb);
+            ll_mmq_act_quantize(ty, x, a, n_in);
+            o->xa_conv(x, b, n_in);
+            ll_mmq_row va = ll_mmq_act_view(ty, a, n_in), vb = ll_mmq_act_view(ty, b, n_in);
+            int nb = n_in / ll_type_get(ll_mmq_act_type(ty))->blck;
+            size_t blocks = (size_t)nb * ll_type_get(ll_mmq_act_type(ty))->size;
+            assert_memory_equal(va.blocks, vb.blocks, blocks);
+            assert_memory_equal(va.d, vb.d, (size_t)nb * 4);
+            assert_memory_equal(va.aux, vb.aux, (size_t)nb * 4);
+            assert_memory_equal(va.c, vb.c, (size_t)(n_in / ll_mmq_sub(ty)) * 4);
+            assert_memory_equal(va.s, vb.s, (size_t)(n_in / 32) * 4);
+            ll_aligned_free(a);
+            ll_aligned_free(b);
+        }
+        printf("# note: %s activations [%s]: the kernels' converter is identical to ll_mmq_act_quantize\n", ll_type_name(ty),
+               o->isa);
+    }
+}
+
+// Prefill sizes: more tokens than one token tile of the panel kernels many times over, rows not a multiple of
+// the panel, 1..3 threads.
+static void test_prefill_shapes(void **state) {
+    (void)state;
+    static const uint32_t tys[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q5_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
+    double worst_q = 0;
+    for (size_t k = 0; k < sizeof tys / sizeof tys[0]; k++) {
+        bool kq = ll_mmq_act_type(tys[k]) == LL_TYPE_Q8_K;
+        check_shape(tys[k], kq ? 1536 : 576, 53, 130, 4242 + k, &worst_q);
+        check_shape(tys[k], kq ? 2048 : 2080, 19, 67, 777 + k, &worst_q);
+    }
+    printf("# note: prefill shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
+}
+
 // Whole model: stories260K quantized by llama-quantize, all logits of the golden prompt (README section 7).
 // Quantized goldens: README section 7's tolerances for quantized weights.
 static const golden_tol k_quant = {5e-2, 1e-1, 0.5};
@@ -221,7 +278,8 @@ int main(void) {
         cmocka_unit_test(test_supports),    cmocka_unit_test(test_act_quant),  cmocka_unit_test(test_q8_0),
         cmocka_unit_test(test_q4_0),        cmocka_unit_test(test_q4_1),       cmocka_unit_test(test_q5_0),
         cmocka_unit_test(test_q5_1),        cmocka_unit_test(test_q4_K),       cmocka_unit_test(test_q5_K),
-        cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
+        cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_act_simd),   cmocka_unit_test(test_prefill_shapes),
+        cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

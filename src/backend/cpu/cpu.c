@@ -136,9 +136,10 @@ static void attn_one(const attn_job *j, float *sc, int t, int h) {
 static void attn_worker(void *vctx, int ith, int nth) {
     attn_job *j = vctx;
     float *sc = j->c->scores + (size_t)ith * j->c->max_ctx;
-    int64_t total = (int64_t)j->n_tok * j->p->n_head, lo, hi;
-    ll_split_range(total, ith, nth, 1, &lo, &hi);
-    for (int64_t u = lo; u < hi; u++) attn_one(j, sc, (int)(u / j->p->n_head), (int)(u % j->p->n_head));
+    // (token, head) pairs dealt out in turn: under the causal mask token t costs n_past + t + 1 keys, so
+    // contiguous ranges gave the last thread about three times the first one's work in a prefill
+    int64_t total = (int64_t)j->n_tok * j->p->n_head;
+    for (int64_t u = ith; u < total; u += nth) attn_one(j, sc, (int)(u / j->p->n_head), (int)(u % j->p->n_head));
 }
 
 static void cpu_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,

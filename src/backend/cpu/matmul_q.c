@@ -17,19 +17,57 @@ uint32_t ll_mmq_act_type(uint32_t wtype) {
 
 static size_t al64(size_t n) { return ll_align_up(n, 64); }
 
+int ll_mmq_sub(uint32_t wtype) { return wtype == LL_TYPE_Q6_K ? 16 : 32; }
+
+int ll_mmq_code_offset(uint32_t wtype) {
+    switch (wtype) {
+    case LL_TYPE_Q8_0: return 128;
+    case LL_TYPE_Q4_0: return 8;
+    case LL_TYPE_Q5_0: return 16;
+    case LL_TYPE_Q6_K: return 32;
+    default: return 0;
+    }
+}
+
 size_t ll_mmq_act_row(uint32_t wtype, int n_in) {
     const ll_type_traits *at = ll_type_get(ll_mmq_act_type(wtype));
     LL_ASSERT(at != NULL && n_in % at->blck == 0);
-    size_t nb = (size_t)(n_in / at->blck);
-    return al64(nb * at->size) + al64(nb * 8);
+    size_t nb = (size_t)(n_in / at->blck), n = (size_t)n_in;
+    return al64(nb * at->size) + al64(nb * 8) + al64(n / (size_t)ll_mmq_sub(wtype) * 4) + al64(n / 32 * 4);
 }
 
 ll_mmq_row ll_mmq_act_view(uint32_t wtype, const void *row, int n_in) {
     const ll_type_traits *at = ll_type_get(ll_mmq_act_type(wtype));
-    size_t nb = (size_t)(n_in / at->blck);
+    size_t nb = (size_t)(n_in / at->blck), n = (size_t)n_in;
     const uint8_t *p = row;
     const float *d = (const float *)(p + al64(nb * at->size));
-    return (ll_mmq_row){p, d, d + nb};
+    const int32_t *c = (const int32_t *)((const uint8_t *)d + al64(nb * 8));
+    const float *sf = (const float *)((const uint8_t *)c + al64(n / (size_t)ll_mmq_sub(wtype) * 4));
+    return (ll_mmq_row){p, d, d + nb, c, sf};
+}
+
+// The prefill side arrays c and s of a row whose blocks are written (ll_mmq_row).
+static void act_side(uint32_t wtype, void *row, int n_in) {
+    ll_mmq_row v = ll_mmq_act_view(wtype, row, n_in);
+    int32_t *c = (int32_t *)v.c;
+    float *sf = (float *)v.s;
+    int sub = ll_mmq_sub(wtype), off = ll_mmq_code_offset(wtype);
+    bool k = ll_mmq_act_type(wtype) == LL_TYPE_Q8_K;
+    for (int i = 0; i < n_in / 32; i++) {
+        int s32 = 0;
+        if (k) {
+            const ll_block_q8_K *b = (const ll_block_q8_K *)row + i / 8;
+            s32 = b->bsums[2 * (i % 8)] + b->bsums[2 * (i % 8) + 1];
+            if (sub == 16) {
+                c[2 * i] = -off * b->bsums[2 * (i % 8)];
+                c[2 * i + 1] = -off * b->bsums[2 * (i % 8) + 1];
+            }
+        } else if (ll_mmq_act_type(wtype) == LL_TYPE_Q8_0) {
+            s32 = ((const int32_t *)v.aux)[i];
+        }
+        if (sub == 32) c[i] = -off * s32;
+        sf[i] = wtype == LL_TYPE_Q4_K || wtype == LL_TYPE_Q5_K ? (float)s32 : 0.0f;
+    }
 }
 
 // llama.cpp's x86 quantize_row_q8_0/_1: d = amax / 127 (stored fp16), codes = nearest-even(x * (127 / amax));
@@ -69,6 +107,7 @@ void ll_mmq_act_quantize(uint32_t wtype, const float *x, void *row, int n_in) {
     uint32_t at = ll_mmq_act_type(wtype);
     if (at == LL_TYPE_Q8_0 || at == LL_TYPE_Q8_1) {
         act_q8_legacy(x, row, n_in, at == LL_TYPE_Q8_1);
+        act_side(wtype, row, n_in);
         return;
     }
     LL_ASSERT(at == LL_TYPE_Q8_K);
@@ -81,6 +120,7 @@ void ll_mmq_act_quantize(uint32_t wtype, const float *x, void *row, int n_in) {
         d[b] = ((const ll_block_q8_K *)row)[b].d;
         aux[b] = 0;
     }
+    act_side(wtype, row, n_in);
 }
 
 // ---- scalar kernels ------------------------------------------------------------------------------------------

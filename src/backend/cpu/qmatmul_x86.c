@@ -133,8 +133,8 @@ INLINE void leg_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R
 }
 
 #if defined(QX_VNNI)
-// Q4_0 / Q8_0 with n_in a multiple of 64: two blocks per zmm, half the vector work of the per-block tile.
-// Q4_0: the nibbles go in unsigned (q = u - 8) as [lo_b, lo_b+1, hi_b, hi_b+1] and x in the matching order;
+// Q4_0 / Q5_0 / Q8_0 with n_in a multiple of 64: two blocks per zmm, half the vector work of the per-block tile.
+// Q4_0 (Q5_0 alike, bit 4 from qh, offset 16): the nibbles go in unsigned (q = u - 8) as [lo_b, lo_b+1, hi_b, hi_b+1] and x in the matching order;
 // -8 sum x (the activations' exact block sums) starts int32 lanes 0 and 4; lanes 0-3 and 8-11 belong to block b.
 // Q8_0: [w_b, w_b+1] signed, x ^ 0x80 and -128 sum w (per lane) as in the tiles; lanes 0-7 are block b.
 // Scales: [d_b, d_b+1] spread to those lanes for weights and activations, one multiply per (row, token).
@@ -151,10 +151,19 @@ INLINE void z_wprep(uint32_t ty, const uint8_t *p, size_t bs, __m512i sidx, __m5
     memcpy(&h0, p, 2);
     memcpy(&h1, p + bs, 2);
     *dw = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1))));
-    if (ty == LL_TYPE_Q4_0) {
-        __m256i q = _mm256_loadu2_m128i((const __m128i *)(p + bs + 2), (const __m128i *)(p + 2));
+    if (ty == LL_TYPE_Q4_0 || ty == LL_TYPE_Q5_0) {
+        const size_t qo = ty == LL_TYPE_Q5_0 ? 6 : 2; // Q5_0: d, qh[4], qs[16]
+        __m256i q = _mm256_loadu2_m128i((const __m128i *)(p + bs + qo), (const __m128i *)(p + qo));
         *wv = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1),
                                _mm512_set1_epi8(0x0F));
+        if (ty == LL_TYPE_Q5_0) { // bit 4 of each code from qh, in the byte order above
+            uint32_t b0, b1;
+            memcpy(&b0, p + 2, 4);
+            memcpy(&b1, p + bs + 2, 4);
+            uint64_t m = (uint64_t)(b0 & 0xFFFF) | (uint64_t)(b1 & 0xFFFF) << 16 | (uint64_t)(b0 >> 16) << 32 |
+                         (uint64_t)(b1 >> 16) << 48;
+            *wv = _mm512_or_si512(*wv, _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
+        }
         *nc = _mm512_setzero_si512();
     } else {
         *wv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
@@ -177,7 +186,8 @@ INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, cons
         xd[t] = (const float *)(row + al64((size_t)nb * 34));
         xs[t] = (const int32_t *)(xd[t] + nb);
     }
-    const bool q4 = ty == LL_TYPE_Q4_0;
+    const bool q4 = ty == LL_TYPE_Q4_0 || ty == LL_TYPE_Q5_0; // unsigned codes, offset off
+    const int off = ty == LL_TYPE_Q5_0 ? -16 : -8;
     const __m512i c80 = _mm512_set1_epi8((char)0x80);
     const __m512i xidx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
     const __m512i sidx = q4 ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
@@ -221,7 +231,7 @@ INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, cons
             __m512i xv, init = _mm512_setzero_si512();
             if (q4) {
                 xv = _mm512_permutex2var_epi64(x0, xidx, x1);
-                init = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -8 * xs[t][b]), 0x0010, -8 * xs[t][b + 1]);
+                init = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, off * xs[t][b]), 0x0010, off * xs[t][b + 1]);
             } else {
                 xv = _mm512_xor_si512(_mm512_inserti64x4(x0, _mm512_castsi512_si256(x1), 1), c80);
             }
@@ -469,6 +479,14 @@ INLINE void leg1_tile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 }
 
 typedef void (*qx_tile_fn)(const ll_mm_job *j, int o, int t0);
+
+// Decode: the tiles fetch the next 4 rows as they go, which leaves a chunk's first 4 rows to the hardware
+// prefetcher, ramping up on each of their streams: ask for all their lines at once instead.
+static void q_prefetch_first(const ll_mm_job *j, int r0, int r1) {
+    int n = r1 - r0 < 4 ? r1 - r0 : 4;
+    const char *p = (const char *)j->W + (size_t)r0 * j->row_bytes;
+    for (size_t e = 0; e < (size_t)n * j->row_bytes; e += 64) _mm_prefetch(p + e, _MM_HINT_T0);
+}
 typedef void (*kq_tile_fn)(const ll_mm_job *j, const kq_row *panel, int o, int t0);
 
 // K-quants: 4 rows at a time are unpacked once into the thread's scratch (n_in/256 x 4 kq_rows, in L2), then
@@ -478,58 +496,64 @@ static size_t kq_tsp(int n_in) { return (size_t)(n_in / LL_QK_K) * 4 * sizeof(kq
 #if defined(QX_VNNI)
 // Q4_K x Q8_K for one token, straight from the GGUF blocks (no panel): decode reads each weight byte once, so
 // unpacking to a panel first only adds work. Per 64 elements (32 bytes of nibbles = sub-blocks 2c and 2c+1):
-// low and high nibbles side by side in one zmm against 64 activation bytes, vpdpbusd (the codes are unsigned
-// 0..15, the activations signed), lanes 0-7 scaled by d*sc[2c], lanes 8-15 by d*sc[2c+1], in f32. The min term
-// uses the activations' 16-element sums: dmin * d_x * sum_j m[j] * (bsums[2j] + bsums[2j+1]).
-static float q4k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, int nb) {
+// low and high nibbles side by side in one zmm against 64 activation bytes; vpmaddubsw gives int16 pair sums
+// (|.| <= 2 * 15 * 128), vpdpwssd multiplies them by the sub-block's 6-bit scale (int16 lanes 0-15: sc[2c],
+// 16-31: sc[2c+1]) into the super-block's int32 sum: no float work per sub-block. The min term uses the
+// activations' 32-sums (xs, the row's s array): dmin * d_x * sum_j m[j] * xs[j], in f32.
+static float q4k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, const float *xs, int nb) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m512 acc = _mm512_setzero_ps();
-    float mins = 0;
+    __m256 accm = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const ll_block_q4_K *blk = (const ll_block_q4_K *)(w + (size_t)b * sizeof(ll_block_q4_K));
         const ll_block_q8_K *xb = &x[b];
-        float dd = fp16_at((const uint8_t *)&blk->d) * xb->d;
-        float dm = fp16_at((const uint8_t *)&blk->dmin) * xb->d;
-        uint8_t sc[8], mn[8];
-        int summ = 0;
-        for (int jj = 0; jj < 8; jj++) {
-            ll_quant_k4_scale_min(jj, blk->scales, &sc[jj], &mn[jj]);
-            summ += mn[jj] * (xb->bsums[2 * jj] + xb->bsums[2 * jj + 1]);
-        }
-        mins += dm * (float)summ;
+        // The 12-byte packing as in kq_unpack: bytes 0-7 scales, 8-15 mins.
+        uint32_t v[3], sm[4];
+        memcpy(v, blk->scales, 12);
+        sm[0] = v[0] & 0x3f3f3f3fu;
+        sm[1] = (v[2] & 0x0f0f0f0fu) | (((v[0] >> 6) & 0x03030303u) << 4);
+        sm[2] = v[1] & 0x3f3f3f3fu;
+        sm[3] = ((v[2] >> 4) & 0x0f0f0f0fu) | (((v[1] >> 6) & 0x03030303u) << 4);
+        __m128i scm = _mm_loadu_si128((const __m128i *)sm);
+        __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * c));
             __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, m4)),
                                             _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), 1);
-            __m512i xv = _mm512_loadu_si512((const void *)(xb->qs + 64 * c));
-            __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qq, xv);
-            __m512 scv = _mm512_insertf32x8(_mm512_set1_ps(dd * sc[2 * c]), _mm256_set1_ps(dd * sc[2 * c + 1]), 1);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), scv, acc);
+            __m512i p16 = _mm512_maddubs_epi16(qq, _mm512_loadu_si512((const void *)(xb->qs + 64 * c)));
+            __m512i scv = _mm512_permutexvar_epi16(_mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)),
+                                                                      _mm256_set1_epi16((short)(2 * c + 1)), 1), s16);
+            isum = _mm512_dpwssd_epi32(isum, p16, scv);
         }
+        float dx = xb->d;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(fp16_at((const uint8_t *)&blk->d) * dx), acc);
+        __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8)));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(mf, _mm256_loadu_ps(xs + 8 * b)),
+                               _mm256_set1_ps(fp16_at((const uint8_t *)&blk->dmin) * dx), accm);
     }
-    return _mm512_reduce_add_ps(acc) - mins;
+    return _mm512_reduce_add_ps(acc) - hsum8(accm);
 }
 
 // Q6_K x Q8_K for one token, from the GGUF blocks. Codes 0..63 (the stored value + 32) against signed
-// activations; the -32 offset comes back through the 16-element activation sums: 32 * sum_s sc[s] * bsums[s].
+// activations: vpmaddubsw pair sums (|.| <= 2 * 63 * 128), vpdpwssd by the signed 8-bit sub-block scales (int16
+// lanes 8k..8k+7 of a zmm = sub-block k of its 64 elements) into the super-block's int32 sum. The -32 offset
+// comes back through the row's c array (-32 x the 16-element activation sums): d * d_x * sum_s sc[s] * c[s].
 // Per half (128 elements): ql[64h..] low/high nibbles and qh[32h..] 2-bit pairs give four groups of 32 codes;
-// groups 0|1 and 2|3 are each 64 consecutive elements = 4 sub-blocks of 16 in lane groups of 4.
-static float q6k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, int nb) {
+// groups 0|1 and 2|3 are each 64 consecutive elements.
+static float q6k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, const int32_t *xc, int nb) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), m30 = _mm256_set1_epi8(0x30);
-    const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i rep8 = _mm512_set_epi64(0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
+                                          0x0002000200020002, 0x0001000100010001, 0x0001000100010001, 0, 0);
     __m512 acc = _mm512_setzero_ps();
-    float offs = 0;
     for (int b = 0; b < nb; b++) {
         const ll_block_q6_K *blk = (const ll_block_q6_K *)(w + (size_t)b * sizeof(ll_block_q6_K));
         const ll_block_q8_K *xb = &x[b];
-        float dd = fp16_at((const uint8_t *)&blk->d) * xb->d;
-        float scf[16];
-        int so = 0;
-        for (int k = 0; k < 16; k++) {
-            scf[k] = dd * blk->scales[k];
-            so += blk->scales[k] * xb->bsums[k];
-        }
-        offs += 32.0f * dd * (float)so;
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)blk->scales);
+        __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
+        __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
@@ -542,15 +566,20 @@ static float q6k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, int nb) 
                                          _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
             __m512i c01 = _mm512_inserti64x4(_mm512_castsi256_si512(g0), g1, 1);
             __m512i c23 = _mm512_inserti64x4(_mm512_castsi256_si512(g2), g3, 1);
-            __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c01, _mm512_loadu_si512((const void *)(xb->qs + 128 * h)));
-            __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c23, _mm512_loadu_si512((const void *)(xb->qs + 128 * h + 64)));
-            __m512 s01 = _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(scf + 8 * h)));
-            __m512 s23 = _mm512_permutexvar_ps(rep4, _mm512_castps128_ps512(_mm_loadu_ps(scf + 8 * h + 4)));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), s01, acc);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), s23, acc);
+            __m512i p01 = _mm512_maddubs_epi16(c01, _mm512_loadu_si512((const void *)(xb->qs + 128 * h)));
+            __m512i p23 = _mm512_maddubs_epi16(c23, _mm512_loadu_si512((const void *)(xb->qs + 128 * h + 64)));
+            __m512i k01 = _mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h)));
+            __m512i k23 = _mm512_add_epi16(rep8, _mm512_set1_epi16((short)(8 * h + 4)));
+            isum = _mm512_dpwssd_epi32(isum, p01, _mm512_permutexvar_epi16(k01, s16));
+            isum = _mm512_dpwssd_epi32(isum, p23, _mm512_permutexvar_epi16(k23, s16));
         }
+        // + sum_s sc[s] * c[s], c = -32 * bsums (exact in f32: |.| < 2^24)
+        __m512 off = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)),
+                                   _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)(xc + 16 * b))));
+        __m512 tot = _mm512_add_ps(_mm512_cvtepi32_ps(isum), off);
+        acc = _mm512_fmadd_ps(tot, _mm512_set1_ps(fp16_at((const uint8_t *)&blk->d) * xb->d), acc);
     }
-    return _mm512_reduce_add_ps(acc) - offs;
+    return _mm512_reduce_add_ps(acc);
 }
 #endif
 
@@ -560,8 +589,14 @@ static void kq_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, kq_row *pan
 #if defined(QX_VNNI)
     if ((ty == LL_TYPE_Q4_K || ty == LL_TYPE_Q6_K) && j->n_tokens == 1) {
         const ll_block_q8_K *x = (const ll_block_q8_K *)j->xa;
-        for (int o = r0; o < r1; o++)
-            j->y[o] = (ty == LL_TYPE_Q4_K ? q4k_row_dot_vnni : q6k_row_dot_vnni)(j->W + (size_t)o * j->row_bytes, x, nb);
+        ll_mmq_row v = ll_mmq_act_view(ty, j->xa, j->n_in);
+        q_prefetch_first(j, r0, r1 < r0 + 2 ? r1 : r0 + 2);
+        for (int o = r0; o < r1; o++) {
+            const uint8_t *w = j->W + (size_t)o * j->row_bytes;
+            // The row after next, at this row's start (one stream; the hardware prefetcher is late on short rows).
+            for (size_t e = 0; e < j->row_bytes; e += 64) _mm_prefetch((const char *)w + 2 * j->row_bytes + e, _MM_HINT_T0);
+            j->y[o] = ty == LL_TYPE_Q4_K ? q4k_row_dot_vnni(w, x, v.s, nb) : q6k_row_dot_vnni(w, x, v.c, nb);
+        }
         return;
     }
 #endif
@@ -597,11 +632,14 @@ static void kq_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, kq_row *pan
         kq_rows(ty, j, r0, r1, tsp, t4, t1);                                                                   \
     }                                                                                                          \
     static size_t name##_xrow(int n_in) { return ll_mmq_act_row(ty, n_in); }                                   \
-    static void name##_xconv(const float *x, void *xa, int n_in) { ll_mmq_act_quantize(ty, x, xa, n_in); }
+    static void name##_xconv(const float *x, void *xa, int n_in) {                                             \
+        if (!ll_qgemm_x86_act(ty, x, xa, n_in)) ll_mmq_act_quantize(ty, x, xa, n_in);                          \
+    }
 
 // Rows [r0, r1) in groups of 16 (in L1/L2 after the first token tile) x token tiles x 4-row tiles.
 // t4[n - 1] / t1[n - 1]: the 4-row / 1-row tile for n tokens.
 static void q_rows(const ll_mm_job *j, int r0, int r1, const qx_tile_fn *t4, const qx_tile_fn *t1) {
+    if (j->n_tokens == 1) q_prefetch_first(j, r0, r1);
     for (int rb = r0; rb < r1; rb += 16) {
         int re = rb + 16 < r1 ? rb + 16 : r1;
         for (int t0 = 0; t0 < j->n_tokens; t0 += QX_NT) {
@@ -634,10 +672,12 @@ static void q_rows(const ll_mm_job *j, int r0, int r1, const qx_tile_fn *t4, con
         q_rows(j, r0, r1, t4, t1);                                                                             \
     }                                                                                                          \
     static size_t name##_xrow(int n_in) { return ll_mmq_act_row(ty, n_in); }                                   \
-    static void name##_xconv(const float *x, void *xa, int n_in) { ll_mmq_act_quantize(ty, x, xa, n_in); }
+    static void name##_xconv(const float *x, void *xa, int n_in) {                                             \
+        if (!ll_qgemm_x86_act(ty, x, xa, n_in)) ll_mmq_act_quantize(ty, x, xa, n_in);                          \
+    }
 
 #if defined(QX_VNNI)
-// Q4_0/Q8_0 tiles: two blocks per zmm where n_in allows (a multiple of 64), else one block per ymm.
+// Q4_0/Q5_0/Q8_0 tiles: two blocks per zmm where n_in allows (a multiple of 64), else one block per ymm.
 INLINE void leg_tile2(uint32_t ty, const ll_mm_job *j, int o, int t0, const int R, const int T) {
     if (j->n_in % 64 == 0) leg_ztile(ty, j, o, t0, R, T);
     else leg_tile(ty, j, o, t0, R, T);
@@ -647,10 +687,12 @@ INLINE void leg_tile2(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 #endif
 QX_TYPE(leg_tile2, q8_0, LL_TYPE_Q8_0)
 QX_TYPE(leg_tile2, q4_0, LL_TYPE_Q4_0)
+QX_TYPE(leg_tile2, q5_0, LL_TYPE_Q5_0)
 
 #if defined(QX_VNNI)
-// Q4_0/Q8_0 prefill (n_in % 64 == 0, several tokens): each 4-row group is prepared once into the thread's
-// scratch (zp_tsp: n_in/64 x 768 B, in L2) and every token tile reads it; otherwise the plain tiles.
+// Q4_0/Q5_0/Q8_0 with 2-3 tokens (from GM_MIN_TOKENS on: qgemm_x86.c) and n_in % 64 == 0: each 4-row group is
+// prepared once into the thread's scratch (zp_tsp: n_in/64 x 768 B, in L2) and every token tile reads it;
+// otherwise the plain tiles.
 #define ZP_TYPE(name, ty)                                                                                      \
     static void name##_zpack(const ll_mm_job *j, zp_pair *pp, int o) { leg_ztile_p(ty, j, pp, false, o, 0, 4, 0); } \
     static void name##_zp1(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 1); } \
@@ -676,11 +718,8 @@ QX_TYPE(leg_tile2, q4_0, LL_TYPE_Q4_0)
     }
 ZP_TYPE(q8_0, LL_TYPE_Q8_0)
 ZP_TYPE(q4_0, LL_TYPE_Q4_0)
-#define ZP_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_zdot, zp_tsp, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
-#else
-#define ZP_ROW QX_ROW
+ZP_TYPE(q5_0, LL_TYPE_Q5_0)
 #endif
-QX_TYPE(leg_tile, q5_0, LL_TYPE_Q5_0)
 QX_TYPE(leg1_tile, q4_1, LL_TYPE_Q4_1)
 QX_TYPE(leg1_tile, q5_1, LL_TYPE_Q5_1)
 KQ_TYPE(q4_K, LL_TYPE_Q4_K)
@@ -689,15 +728,46 @@ KQ_TYPE(q6_K, LL_TYPE_Q6_K)
 
 #define QX_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, NULL, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
 #define KQ_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_dot, kq_tsp, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
+
+#if defined(QX_VNNI)
+// From GM_MIN_TOKENS tokens on, the panel GEMM of qgemm_x86.c (each weight row decoded once, 16 rows x 8 tokens
+// per register tile); fewer tokens: the tiles above, which read the blocks in place.
+#define GM_MIN_TOKENS 4
+#define GM_WRAP(name, dotfn, tspfn)                                                                            \
+    static void name##_gdot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                   \
+        if (j->n_tokens >= GM_MIN_TOKENS) ll_qgemm_x86(j, r0, r1, tsp);                                        \
+        else dotfn(j, r0, r1, tsp);                                                                            \
+    }                                                                                                          \
+    static size_t name##_gtsp(int n_in) {                                                                      \
+        size_t a = tspfn(n_in), b = ll_qgemm_x86_tsp(n_in);                                                    \
+        return a > b ? a : b;                                                                                  \
+    }
+GM_WRAP(q8_0, q8_0_zdot, zp_tsp)
+GM_WRAP(q4_0, q4_0_zdot, zp_tsp)
+GM_WRAP(q5_0, q5_0_zdot, zp_tsp)
+GM_WRAP(q4_K, q4_K_dot, kq_tsp)
+GM_WRAP(q5_K, q5_K_dot, kq_tsp)
+GM_WRAP(q6_K, q6_K_dot, kq_tsp)
+#define GM_ROW(name, ty) {ty, QX_ISA, INT32_MAX, name##_gdot, name##_gtsp, name##_xrow, name##_xconv, NULL, NULL, 0, 0}
+#else
+#define GM_ROW(name, ty) KQ_ROW(name, ty)
+#endif
+
 static const ll_mm_ops k_qx_ops[] = {
-    ZP_ROW(q8_0, LL_TYPE_Q8_0),
-    ZP_ROW(q4_0, LL_TYPE_Q4_0),
+#if defined(QX_VNNI)
+    GM_ROW(q8_0, LL_TYPE_Q8_0),
+    GM_ROW(q4_0, LL_TYPE_Q4_0),
+    GM_ROW(q5_0, LL_TYPE_Q5_0),
+#else
+    QX_ROW(q8_0, LL_TYPE_Q8_0),
+    QX_ROW(q4_0, LL_TYPE_Q4_0),
     QX_ROW(q5_0, LL_TYPE_Q5_0),
+#endif
     QX_ROW(q4_1, LL_TYPE_Q4_1),
     QX_ROW(q5_1, LL_TYPE_Q5_1),
-    KQ_ROW(q4_K, LL_TYPE_Q4_K),
-    KQ_ROW(q5_K, LL_TYPE_Q5_K),
-    KQ_ROW(q6_K, LL_TYPE_Q6_K),
+    GM_ROW(q4_K, LL_TYPE_Q4_K),
+    GM_ROW(q5_K, LL_TYPE_Q5_K),
+    GM_ROW(q6_K, LL_TYPE_Q6_K),
 };
 #endif
 
