@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "core/core.h"
 #include "eval/perplexity.h"
+#include "lab/lab.h"
 #include "quant/quantize.h"
 
 #define DEFAULT_SWEEP "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0"
@@ -159,33 +160,6 @@ static bool json_write(const char *path, cJSON *root) {
     return ok;
 }
 
-static cJSON *json_result(const ll_ppl_result *r) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "n_chunks", r->n_chunk);
-    cJSON_AddNumberToObject(j, "n_chunks_done", r->n_done);
-    cJSON_AddNumberToObject(j, "n_scored", (double)r->n_scored);
-    cJSON_AddNumberToObject(j, "ppl", r->ppl);
-    cJSON_AddNumberToObject(j, "ppl_stderr", r->ppl_stderr);
-    cJSON_AddNumberToObject(j, "nll_mean", r->nll);
-    cJSON_AddNumberToObject(j, "seconds", r->seconds);
-    if (!r->has_base) return j;
-    cJSON *b = cJSON_AddObjectToObject(j, "vs_base");
-    cJSON_AddNumberToObject(b, "base_ppl", r->base_ppl);
-    cJSON_AddNumberToObject(b, "base_ppl_stderr", r->base_ppl_stderr);
-    cJSON_AddNumberToObject(b, "dppl", r->dppl);
-    cJSON_AddNumberToObject(b, "kld_mean", r->kld_mean);
-    cJSON_AddNumberToObject(b, "kld_stderr", r->kld_stderr);
-    cJSON_AddNumberToObject(b, "kld_median", r->kld_median);
-    cJSON_AddNumberToObject(b, "kld_p90", r->kld_p90);
-    cJSON_AddNumberToObject(b, "kld_p95", r->kld_p95);
-    cJSON_AddNumberToObject(b, "kld_p99", r->kld_p99);
-    cJSON_AddNumberToObject(b, "kld_max", r->kld_max);
-    cJSON_AddNumberToObject(b, "top1_pct", r->top1_pct);
-    cJSON_AddNumberToObject(b, "top1_stderr_pct", r->top1_stderr_pct);
-    cJSON_AddNumberToObject(b, "rms_dp_pct", r->rms_dp_pct);
-    return j;
-}
-
 static cJSON *json_header(const ppl_opts *o, const int32_t *ids, int n_ids) {
     char sha[65];
     ll_ppl_ids_sha256(ids, n_ids, sha);
@@ -270,7 +244,7 @@ static int run_one(const ppl_opts *o) {
         cJSON *j = json_header(o, ids, n);
         cJSON_AddStringToObject(j, "model", o->model);
         if (o->base) cJSON_AddStringToObject(j, "base", o->base);
-        cJSON_AddItemToObject(j, "result", json_result(&r));
+        cJSON_AddItemToObject(j, "result", ll_lab_ppl_result_json(&r));
         if (!json_write(o->json, j)) rc = 1;
         cJSON_Delete(j);
     }
@@ -363,7 +337,7 @@ static void sweep_json(const ppl_opts *o, const int32_t *ids, int n_ids, const s
         cJSON_AddStringToObject(e, "type", rows[i].type);
         cJSON_AddNumberToObject(e, "file_bytes", (double)rows[i].file_bytes);
         cJSON_AddNumberToObject(e, "bits_per_weight", rows[i].bpw);
-        if (rows[i].ok) cJSON_AddItemToObject(e, "result", json_result(&rows[i].r));
+        if (rows[i].ok) cJSON_AddItemToObject(e, "result", ll_lab_ppl_result_json(&rows[i].r));
         else cJSON_AddStringToObject(e, "error", rows[i].error);
         cJSON_AddItemToArray(arr, e);
     }

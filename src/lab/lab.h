@@ -156,6 +156,9 @@ typedef struct ll_lab_quality_cfg {
 } ll_lab_quality_cfg;
 
 void ll_lab_quality_cfg_init(ll_lab_quality_cfg *c);
+// One perplexity result as JSON, as `llmlab perplexity --json` and quality.json write it.
+struct ll_ppl_result;
+cJSON *ll_lab_ppl_result_json(const struct ll_ppl_result *r);
 // Quantize cfg->model to each type in a temporary folder (removed), run llama.cpp's perplexity of each with
 // KL-divergence against the model on cfg->text, and write json_dir/quality.json (the layout of
 // `llmlab perplexity --sweep --json`, schema "llmlab.quality/1").

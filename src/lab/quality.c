@@ -18,7 +18,8 @@ void ll_lab_quality_cfg_init(ll_lab_quality_cfg *c) {
     c->max_chunks = 10;
 }
 
-static cJSON *result_json(const ll_ppl_result *r) {
+// One perplexity result as JSON (the layout `llmlab perplexity --json` and quality.json share).
+cJSON *ll_lab_ppl_result_json(const ll_ppl_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "n_chunks", r->n_chunk);
     cJSON_AddNumberToObject(j, "n_chunks_done", r->n_done);
@@ -35,6 +36,8 @@ static cJSON *result_json(const ll_ppl_result *r) {
     cJSON_AddNumberToObject(b, "kld_mean", r->kld_mean);
     cJSON_AddNumberToObject(b, "kld_stderr", r->kld_stderr);
     cJSON_AddNumberToObject(b, "kld_median", r->kld_median);
+    cJSON_AddNumberToObject(b, "kld_p90", r->kld_p90);
+    cJSON_AddNumberToObject(b, "kld_p95", r->kld_p95);
     cJSON_AddNumberToObject(b, "kld_p99", r->kld_p99);
     cJSON_AddNumberToObject(b, "kld_max", r->kld_max);
     cJSON_AddNumberToObject(b, "top1_pct", r->top1_pct);
@@ -92,7 +95,7 @@ static void one_type(const ll_lab_quality_cfg *cfg, ll_model *base, const int32_
         if (cfg->progress) p.on_chunk = on_chunk, p.ud = (void *)type;
         if (ll_model_load(path, &mp, &m, &err) == LL_OK) *ok = ll_ppl_run(m, base, ids, n, &p, res, &err) == LL_OK;
     }
-    if (*ok) cJSON_AddItemToObject(row, "result", result_json(res));
+    if (*ok) cJSON_AddItemToObject(row, "result", ll_lab_ppl_result_json(res));
     else cJSON_AddStringToObject(row, "error", err.message[0] ? err.message : "failed");
     ll_model_free(m);
     unlink(path);
