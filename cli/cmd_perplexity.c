@@ -121,19 +121,6 @@ static void on_chunk(void *ud, int done, int n_chunk, double ppl, double el) {
     if (done == n_chunk && !pr->quiet) printf("\n");
 }
 
-static char *read_text(const char *path, size_t *len, ll_error *err) {
-    ll_map *m;
-    if (ll_map_open(&m, path, err) != LL_OK) return NULL;
-    char *t = ll_malloc(m->size + 1, err);
-    if (t) {
-        if (m->size) memcpy(t, m->data, m->size);
-        t[m->size] = 0;
-        *len = m->size;
-    }
-    ll_map_free(m);
-    return t;
-}
-
 static ll_status load(const char *path, const ppl_opts *o, ll_model **m, ll_error *err) {
     ll_model_params mp = ll_model_default_params();
     mp.tokenizer_path = o->tokenizer;
@@ -208,7 +195,7 @@ static ll_ppl_params ppl_params(const ppl_opts *o, progress *pr) {
 
 static int tokenize(const ll_model *m, const ppl_opts *o, int32_t **ids, int *n, ll_error *err) {
     size_t len = 0;
-    char *text = read_text(o->text, &len, err);
+    char *text = ll_ppl_read_text(o->text, &len, err);
     if (!text) return 1;
     double t0 = ll_time_s();
     ll_status s = ll_ppl_tokenize(m, text, len, ids, n, err);

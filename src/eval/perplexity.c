@@ -13,6 +13,19 @@
 
 ll_ppl_params ll_ppl_default_params(void) { return (ll_ppl_params){.n_ctx = 512}; }
 
+char *ll_ppl_read_text(const char *path, size_t *len, ll_error *err) {
+    ll_map *m;
+    if (ll_map_open(&m, path, err) != LL_OK) return NULL;
+    char *t = ll_malloc(m->size + 1, err);
+    if (t) {
+        if (m->size) memcpy(t, m->data, m->size);
+        t[m->size] = 0;
+        *len = m->size;
+    }
+    ll_map_free(m);
+    return t;
+}
+
 ll_status ll_ppl_tokenize(const ll_model *m, const char *text, size_t len, int32_t **ids, int *n_ids, ll_error *err) {
     *ids = NULL;
     *n_ids = 0;

@@ -39,6 +39,8 @@ ll_ppl_params ll_ppl_default_params(void);
 
 // Text to ids as llama-perplexity -f reads it: one trailing '\n' dropped, tokenized with add_special (BOS when
 // the vocabulary adds it), no special-token parsing. *ids is malloc'd.
+// The whole text file at path, NUL-terminated (*len bytes before the NUL); NULL with err set. Free with free().
+char *ll_ppl_read_text(const char *path, size_t *len, ll_error *err);
 ll_status ll_ppl_tokenize(const ll_model *m, const char *text, size_t len, int32_t **ids, int *n_ids, ll_error *err);
 // SHA-256 of the ids written as decimal numbers separated by single spaces plus one '\n' (manifest.json's form).
 void ll_ppl_ids_sha256(const int32_t *ids, int n, char hex[65]);

@@ -46,19 +46,6 @@ cJSON *ll_lab_ppl_result_json(const ll_ppl_result *r) {
     return j;
 }
 
-static char *read_text(const char *path, size_t *len, ll_error *err) {
-    ll_map *m;
-    if (ll_map_open(&m, path, err) != LL_OK) return NULL;
-    char *t = ll_malloc(m->size + 1, err);
-    if (t) {
-        if (m->size) memcpy(t, m->data, m->size);
-        t[m->size] = 0;
-        *len = m->size;
-    }
-    ll_map_free(m);
-    return t;
-}
-
 // Progress of a long pass (a real model's chunks take seconds each): one line per chunk on stderr.
 static void on_chunk(void *ud, int done, int n_chunk, double ppl, double el) {
     fprintf(stderr, "quality: %s: chunk %d/%d, running PPL %.4f, ETA %.1f s\n", (const char *)ud, done, n_chunk, ppl,
@@ -128,7 +115,7 @@ ll_status ll_lab_quality_run(const ll_lab_quality_cfg *cfg, ll_error *err) {
     char *text = NULL, dir[4096] = "";
     ll_status st = ll_model_load(cfg->model, &mp, &base, err);
     if (st != LL_OK) ll_err_prefix(err, "%s: ", cfg->model);
-    if (st == LL_OK && !(text = read_text(cfg->text, &len, err))) st = err->status;
+    if (st == LL_OK && !(text = ll_ppl_read_text(cfg->text, &len, err))) st = err->status;
     if (st == LL_OK) st = ll_ppl_tokenize(base, text, len, &ids, &n, err);
     free(text);
     ll_ppl_params pp = ll_ppl_default_params();
