@@ -11,6 +11,8 @@
     defined(__AVX512VNNI__)
 #include <immintrin.h>
 
+#include "backend/cpu/kquant_x86.h"
+
 #define INLINE static inline __attribute__((always_inline))
 #define GM_R 16 // panel rows (zmm lanes)
 #define GM_T 8  // tokens per register tile: 8 int32 sums + 8 partial + 8 f32 accumulators
@@ -170,50 +172,15 @@ INLINE float fp16_at(const void *p) {
 // K-quant super-block of one row -> 256 unsigned codes at u (element order) and 16 f32 at sm: Q6_K the scales of
 // its 16 sub-blocks, Q4_K/Q5_K the 8 scales then the 8 mins as -dmin * m.
 INLINE void k_decode(uint32_t ty, const uint8_t *blk, uint8_t *u, float *sm) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    ll_kq_codes_x86(ty, blk, u);
     if (ty == LL_TYPE_Q6_K) {
         const ll_block_q6_K *b = (const ll_block_q6_K *)blk;
-        const __m256i m3 = _mm256_set1_epi8(3);
-        for (int h = 0; h < 2; h++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-            for (int g = 0; g < 4; g++) {
-                __m256i l = g & 1 ? l1 : l0;
-                if (g >= 2) l = _mm256_srli_epi16(l, 4);
-                __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), m3), 4);
-                _mm256_storeu_si256((__m256i *)(u + 128 * h + 32 * g), _mm256_or_si256(_mm256_and_si256(l, m4), hb));
-            }
-        }
         __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales)));
         _mm512_storeu_ps(sm, _mm512_mul_ps(sc, _mm512_set1_ps(fp16_at(&b->d))));
         return;
     }
-    const ll_block_q4_K *b = (const ll_block_q4_K *)blk;
-    const uint8_t *qs = ty == LL_TYPE_Q5_K ? ((const ll_block_q5_K *)blk)->qs : b->qs;
-    __m256i qh = ty == LL_TYPE_Q5_K ? _mm256_loadu_si256((const __m256i *)((const ll_block_q5_K *)blk)->qh)
-                                    : _mm256_setzero_si256();
-    const __m256i one = _mm256_set1_epi8(1);
-    for (int g = 0; g < 4; g++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if (ty == LL_TYPE_Q5_K) {
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
-        }
-        _mm256_storeu_si256((__m256i *)(u + 64 * g), lo);
-        _mm256_storeu_si256((__m256i *)(u + 64 * g + 32), hi);
-    }
-    // The 12-byte packing (ll_quant_k4_scale_min) as three little-endian words v0 v1 v2: scales 0-3 are the low 6
-    // bits of v0's bytes, mins 0-3 of v1's; scales 4-7 are v2's low nibbles with v0's top 2 bits above, mins
-    // 4-7 v2's high nibbles with v1's top 2 bits.
-    uint32_t v[3], w[4];
-    memcpy(v, b->scales, 12);
-    w[0] = v[0] & 0x3f3f3f3fu;
-    w[1] = (v[2] & 0x0f0f0f0fu) | (((v[0] >> 6) & 0x03030303u) << 4);
-    w[2] = v[1] & 0x3f3f3f3fu;
-    w[3] = ((v[2] >> 4) & 0x0f0f0f0fu) | (((v[1] >> 6) & 0x03030303u) << 4);
-    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)w)));
+    const ll_block_q4_K *b = (const ll_block_q4_K *)blk; // Q5_K shares the header: d, dmin, scales
+    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(ll_kq_scales_mins_x86(b->scales)));
     __m512 dd = _mm512_insertf32x8(_mm512_set1_ps(fp16_at(&b->d)), _mm256_set1_ps(-fp16_at(&b->dmin)), 1);
     _mm512_storeu_ps(sm, _mm512_mul_ps(f, dd));
 }

@@ -16,6 +16,8 @@
 #if defined(QX_VNNI) || defined(QX_AVX2)
 #include <immintrin.h>
 
+#include "backend/cpu/kquant_x86.h"
+
 #define INLINE static inline __attribute__((always_inline))
 
 static inline size_t al64(size_t n) { return ll_align_up(n, 64); }
@@ -287,24 +289,9 @@ typedef struct kq_row {
 } kq_row;
 
 INLINE void kq_unpack(uint32_t ty, const uint8_t *blk, kq_row *k) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    ll_kq_codes_x86(ty, blk, k->u);
     if (ty == LL_TYPE_Q6_K) {
         const ll_block_q6_K *b = (const ll_block_q6_K *)blk;
-        const __m256i m2 = _mm256_set1_epi8(3);
-        for (int h = 0; h < 2; h++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-            __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-            __m256i h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-            uint8_t *u = k->u + 128 * h;
-            _mm256_storeu_si256((__m256i *)u, _mm256_or_si256(_mm256_and_si256(l0, m4), h0));
-            _mm256_storeu_si256((__m256i *)(u + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), h1));
-            _mm256_storeu_si256((__m256i *)(u + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2));
-            _mm256_storeu_si256((__m256i *)(u + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3));
-        }
 #if defined(QX_VNNI)
         const __m512i rep4 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
         for (int q = 0; q < 4; q++) {
@@ -322,17 +309,7 @@ INLINE void kq_unpack(uint32_t ty, const uint8_t *blk, kq_row *k) {
     }
     // Q4_K / Q5_K share the header: d, dmin, 12 scale bytes; Q5_K then has qh[32] before qs.
     const ll_block_q4_K *b = (const ll_block_q4_K *)blk;
-    const uint8_t *qs = ty == LL_TYPE_Q5_K ? ((const ll_block_q5_K *)blk)->qs : b->qs;
-    // The 12-byte packing (ll_quant_k4_scale_min) as three little-endian words v0 v1 v2: scales 0-3 are the low 6
-    // bits of v0's bytes, mins 0-3 of v1's; scales 4-7 are v2's low nibbles with v0's top 2 bits above, mins
-    // 4-7 v2's high nibbles with v1's top 2 bits.
-    uint32_t v[3], sm[4];
-    memcpy(v, b->scales, 12);
-    sm[0] = v[0] & 0x3f3f3f3fu;
-    sm[1] = (v[2] & 0x0f0f0f0fu) | (((v[0] >> 6) & 0x03030303u) << 4);
-    sm[2] = v[1] & 0x3f3f3f3fu;
-    sm[3] = ((v[2] >> 4) & 0x0f0f0f0fu) | (((v[1] >> 6) & 0x03030303u) << 4);
-    __m128i scm = _mm_loadu_si128((const __m128i *)sm); // bytes 0-7: scales 0-7, 8-15: mins 0-7
+    __m128i scm = ll_kq_scales_mins_x86(b->scales); // bytes 0-7: scales 0-7, 8-15: mins 0-7
 #if defined(QX_VNNI)
     __m512i s32 = _mm512_cvtepu8_epi32(scm);
     for (int q = 0; q < 4; q++)
@@ -344,19 +321,6 @@ INLINE void kq_unpack(uint32_t ty, const uint8_t *blk, kq_row *k) {
 #endif
     __m128i mins = _mm_srli_si128(scm, 8);
     k->mb = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
-    __m256i qh = ty == LL_TYPE_Q5_K ? _mm256_loadu_si256((const __m256i *)((const ll_block_q5_K *)blk)->qh)
-                                    : _mm256_setzero_si256();
-    const __m256i one = _mm256_set1_epi8(1);
-    for (int g = 0; g < 4; g++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
-        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if (ty == LL_TYPE_Q5_K) {
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
-        }
-        _mm256_storeu_si256((__m256i *)(k->u + 64 * g), lo);
-        _mm256_storeu_si256((__m256i *)(k->u + 64 * g + 32), hi);
-    }
     k->d = fp16_at((const uint8_t *)&b->d);
     k->dmin = fp16_at((const uint8_t *)&b->dmin);
 }
@@ -507,14 +471,7 @@ static float q4k_row_dot_vnni(const uint8_t *w, const ll_block_q8_K *x, const fl
     for (int b = 0; b < nb; b++) {
         const ll_block_q4_K *blk = (const ll_block_q4_K *)(w + (size_t)b * sizeof(ll_block_q4_K));
         const ll_block_q8_K *xb = &x[b];
-        // The 12-byte packing as in kq_unpack: bytes 0-7 scales, 8-15 mins.
-        uint32_t v[3], sm[4];
-        memcpy(v, blk->scales, 12);
-        sm[0] = v[0] & 0x3f3f3f3fu;
-        sm[1] = (v[2] & 0x0f0f0f0fu) | (((v[0] >> 6) & 0x03030303u) << 4);
-        sm[2] = v[1] & 0x3f3f3f3fu;
-        sm[3] = ((v[2] >> 4) & 0x0f0f0f0fu) | (((v[1] >> 6) & 0x03030303u) << 4);
-        __m128i scm = _mm_loadu_si128((const __m128i *)sm);
+        __m128i scm = ll_kq_scales_mins_x86(blk->scales); // bytes 0-7 scales, 8-15 mins
         __m512i s16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
         __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
