@@ -213,7 +213,7 @@ static void op_rope_kv_store(ll_backend *b, float *q, float *k, const float *v, 
         if (!e) ll_panic(__FILE__, __LINE__, "rope frequency factors were not uploaded (prepare did not list them)");
         ff = (const float *)e->v.q;
     }
-    cu_rope_kv_store(c, q, k, v, kc, vc, n_past, n_tok, n_past, p, n_head_kv, ff);
+    cu_rope_kv_store(c, q, k, v, kc, vc, n_past, n_tok, p, n_head_kv, ff);
 }
 
 static void op_kv_store(ll_backend *b, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok,

@@ -168,9 +168,10 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok);
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
              const float *freq_dev);
 void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past);
-// rope q and k, then the cache rows = k, v: one launch (positions pos0 + t, or n_past on the device)
+// rope q and k at positions pos0 + t, then cache rows pos0 + t = k, v: one launch (pos0 = n_past, read on the
+// device while a step is recorded)
 void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
-                      int n_past, const ll_rope_params *p, int n_head_kv, const float *freq_dev);
+                      const ll_rope_params *p, int n_head_kv, const float *freq_dev);
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
 void cu_add(cu_impl *c, float *y, const float *x, size_t n);
 

@@ -99,6 +99,17 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
 // (/ ff[j]) and the angle pos * theta_j in double as on the CPU, reduced mod 2 pi in double, then sincosf of the
 // reduced angle (|error| ~1e-7 at any position). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
 // (pos0 = *npast when npast is given: a recorded step).
+// sin and cos of pos * theta_j, theta_j = base^(-2j/n_rot) / ff[j]: the angle in double, reduced mod 2 pi.
+__device__ __forceinline__ void rope_sincos(int pos, int j, int n_rot, float base, const float *__restrict__ ff,
+                                            float *sn, float *cs) {
+    double theta = exp2(-2.0 * j / n_rot * log2((double)base));
+    if (ff) theta /= ff[j];
+    double ang = (double)pos * theta;
+    const double two_pi = 6.283185307179586476925286766559;
+    ang -= floor(ang / two_pi) * two_pi;
+    sincosf((float)ang, sn, cs);
+}
+
 __global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_tok,
                        int n_head, int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
     const int half = n_rot / 2;
@@ -106,13 +117,8 @@ __global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, 
     const int64_t total = (int64_t)n_tok * half * n_head;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int h = (int)(i % n_head), j = (int)(i / n_head % half), t = (int)(i / ((int64_t)n_head * half));
-        double theta = exp2(-2.0 * j / n_rot * log2((double)base));
-        if (ff) theta /= ff[j];
-        double ang = (double)(pos_dev ? pos_dev[t] : pos0 + t) * theta;
-        const double two_pi = 6.283185307179586476925286766559;
-        ang -= floor(ang / two_pi) * two_pi;
         float sn, cs;
-        sincosf((float)ang, &sn, &cs);
+        rope_sincos(pos_dev ? pos_dev[t] : pos0 + t, j, n_rot, base, ff, &sn, &cs);
         const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
         float *v = x + ((size_t)t * n_head + h) * head_dim;
         const float a = v[i0], b = v[i1];
@@ -143,13 +149,8 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < P + C; i += (int64_t)gridDim.x * blockDim.x) {
         if (i < P) {
             const int h = (int)(i % nh), j = (int)(i / nh % half), t = (int)(i / ((int64_t)nh * half));
-            double theta = exp2(-2.0 * j / n_rot * log2((double)base));
-            if (ff) theta /= ff[j];
-            double ang = (double)(pos0 + t) * theta;
-            const double two_pi = 6.283185307179586476925286766559;
-            ang -= floor(ang / two_pi) * two_pi;
             float sn, cs;
-            sincosf((float)ang, &sn, &cs);
+            rope_sincos(pos0 + t, j, n_rot, base, ff, &sn, &cs);
             const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
             const bool is_q = h < n_head;
             float *row = is_q ? q + ((size_t)t * n_head + h) * head_dim
@@ -177,8 +178,7 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float
 }
 
 void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
-                      int n_past, const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
-    (void)n_past; // positions are pos0 + t (= n_past + t in the forward pass)
+                      const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
     const int kvd = n_head_kv * p->head_dim;
     const int64_t total = (int64_t)n_tok * (p->n_rot / 2) * (p->n_head + n_head_kv) +
                           (int64_t)n_tok * n_head_kv * (p->head_dim - p->n_rot) + (int64_t)n_tok * kvd;
