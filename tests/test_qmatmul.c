@@ -257,6 +257,20 @@ static void test_prefill_shapes(void **state) {
     printf("# note: prefill shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
 }
 
+// Decode (one token) at model row lengths: the one-row streaming kernels (Q4_0/Q8_0 from n_in % 64 == 0, Q4_K/
+// Q6_K) and the tiles (odd block counts, Q5_0), row counts that split unevenly over 1..3 threads.
+static void test_decode_shapes(void **state) {
+    (void)state;
+    static const uint32_t tys[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q5_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
+    static const int ins_leg[] = {64, 576, 1568, 8192}, ins_k[] = {256, 1536, 2048, 8192};
+    double worst_q = 0;
+    for (size_t k = 0; k < sizeof tys / sizeof tys[0]; k++) {
+        const int *ins = ll_mmq_act_type(tys[k]) == LL_TYPE_Q8_K ? ins_k : ins_leg;
+        for (int a = 0; a < 4; a++) check_shape(tys[k], ins[a], a == 3 ? 45 : 131, 1, 99 + 7 * k + (uint64_t)a, &worst_q);
+    }
+    printf("# note: decode shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
+}
+
 // Whole model: stories260K quantized by llama-quantize, all logits of the golden prompt (README section 7).
 // Quantized goldens: README section 7's tolerances for quantized weights.
 static const golden_tol k_quant = {5e-2, 1e-1, 0.5};
@@ -279,6 +293,7 @@ int main(void) {
         cmocka_unit_test(test_q4_0),        cmocka_unit_test(test_q4_1),       cmocka_unit_test(test_q5_0),
         cmocka_unit_test(test_q5_1),        cmocka_unit_test(test_q4_K),       cmocka_unit_test(test_q5_K),
         cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_act_simd),   cmocka_unit_test(test_prefill_shapes),
+        cmocka_unit_test(test_decode_shapes),
         cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
