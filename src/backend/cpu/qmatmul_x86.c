@@ -280,7 +280,10 @@ INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) 
         xd[b] = v.d[b];
         xc[b] = ty == LL_TYPE_Q4_0 ? -8.0f * v.d[b] * (float)xs[b] : 0.0f; // |8 sum x| <= 2^15: exact
     }
-    const __m512i shift = _mm512_maskz_mov_epi64(0xCC, _mm512_set1_epi16(4)), m4 = _mm512_set1_epi8(0x0F);
+    // Q4_0: the high nibbles are masked in place (0xF0: 16x the code) and their int32 lanes (4-7, 12-15) scaled
+    // by 1/16 once per row, instead of a shift per pair.
+    const __m512i mlh = _mm512_mask_blend_epi64(0xCC, _mm512_set1_epi8(0x0F), _mm512_set1_epi8((char)0xF0));
+    const __m512 hi16 = _mm512_mask_blend_ps(0xF0F0, _mm512_set1_ps(1.0f), _mm512_set1_ps(1.0f / 16));
     const __m512i c80 = _mm512_set1_epi8((char)0x80);
     const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int o = r0; o < r1; o++) {
@@ -298,9 +301,9 @@ INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) 
             __m512i xv = _mm512_loadu_si512((const void *)(lx + (size_t)b * 32)), dp;
             if (ty == LL_TYPE_Q4_0) {
                 accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
-                __m256i qq = _mm256_loadu2_m128i((const __m128i *)(p + bs + 2), (const __m128i *)(p + 2));
-                __m512i z = _mm512_shuffle_i64x2(_mm512_castsi256_si512(qq), _mm512_castsi256_si512(qq), 0x50);
-                dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(_mm512_srlv_epi16(z, shift), m4), xv);
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)))),
+                                               _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 2))), 1);
+                dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, mlh), xv);
             } else {
                 __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
                                                _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
@@ -311,7 +314,9 @@ INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) 
             acc[(b >> 1) & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[(b >> 1) & 1]);
         }
         accc = _mm_add_ps(accc, _mm_movehdup_ps(accc));
-        j->y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(accc);
+        __m512 a = _mm512_add_ps(acc[0], acc[1]);
+        if (ty == LL_TYPE_Q4_0) a = _mm512_mul_ps(a, hi16); // the high nibbles' lanes were taken 16x
+        j->y[o] = _mm512_reduce_add_ps(a) + _mm_cvtss_f32(accc);
     }
 }
 #endif
