@@ -99,9 +99,27 @@ static float attn_dot(const float *q, const float *k, int hd) {
     for (; i + 16 <= hd; i += 16)
         for (int u = 0; u < 16; u++) acc[u] += q[i + u] * k[i + u];
     for (; i < hd; i++) acc[0] += q[i] * k[i];
-    float s = 0;
-    for (int u = 0; u < 16; u++) s += acc[u];
-    return s;
+    // halving steps of fixed width (8, 4, 2, 1 lanes): vector adds, where a running sum was 16 dependent adds
+    for (int u = 0; u < 8; u++) acc[u] += acc[u + 8];
+    for (int u = 0; u < 4; u++) acc[u] += acc[u + 4];
+    for (int u = 0; u < 2; u++) acc[u] += acc[u + 2];
+    return acc[0] + acc[1];
+}
+
+// e^x for x <= 0 (softmax after subtracting the maximum), inline instead of a libm call per score: x = n ln2 + r
+// with |r| <= ln2/2 (ln2 in two parts), e^r by Cephes' expf polynomial (relative error ~1e-7; test_model compares
+// whole forwards with a float64 reference), times 2^n in the exponent bits. x < -87.3 gives 0.
+static inline float exp_le0(float x) {
+    float xc = x < -87.3f ? -87.3f : x;
+    int n = -(int)(0.5f - xc * 1.44269504f); // round(x / ln2) for x <= 0
+    float fn = (float)n, r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
+               1.6666665459e-1f) * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, 4);
+    return x < -87.3f ? 0.0f : p * two_n;
 }
 
 // One (token, head) pair: softmax(q k^T * scale) v over the positions the token may see.
@@ -116,8 +134,16 @@ static void attn_one(const attn_job *j, float *sc, int t, int h) {
         if (sc[s] > mx) mx = sc[s];
     }
     double sum = 0;
-    for (int s = 0; s < n_keys; s++) {
-        sc[s] = expf(sc[s] - mx);
+    int nk16 = n_keys / 16 * 16;
+    for (int s = 0; s < nk16; s += 16) {
+        float part[16];
+        for (int u = 0; u < 16; u++) part[u] = sc[s + u] = exp_le0(sc[s + u] - mx);
+        for (int u = 0; u < 8; u++) part[u] += part[u + 8];
+        for (int u = 0; u < 4; u++) part[u] += part[u + 4];
+        sum += (double)(part[0] + part[1] + part[2] + part[3]);
+    }
+    for (int s = nk16; s < n_keys; s++) {
+        sc[s] = exp_le0(sc[s] - mx);
         sum += sc[s];
     }
     float inv = (float)(1.0 / sum);
