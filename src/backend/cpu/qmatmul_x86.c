@@ -256,7 +256,7 @@ INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 
 static size_t zp_tsp(int n_in) { return (size_t)(n_in / 64) * sizeof(zp_pair); }
 
-// Q4_0 / Q8_0 x Q8_0 for one token (decode), one row at a time: each thread reads its rows as one sequential
+// Q4_0 / Q5_0 / Q8_0 x Q8_0 for one token (decode), one row at a time: each thread reads its rows as one sequential
 // stream, which the hardware prefetcher follows on its own (the 4-row tiles read four interleaved streams and
 // need software prefetches; on the CPU machine this kernel reads the 1B model's Q8_0 matrices ~30% faster).
 // The activations' codes are first copied into the thread's scratch without the block headers (n_in bytes,
@@ -265,12 +265,14 @@ static size_t zp_tsp(int n_in) { return (size_t)(n_in / 64) * sizeof(zp_pair); }
 // one zmm (int32 lanes 0-7: block b, 8-15: block b+1), one vpdpbusd, one convert, one FMA by d_w * d_x.
 // Q4_0: unsigned nibbles against signed x; the -8 offset joins in f32 per row: sum_b d_w[b] * (-8 d_x[b] sum x_b),
 // with -8 d_x sum x per block made once per call.
+// Q5_0: codes (nibble | qh bit << 4) in 0..31 against signed x, offset 16 in f32 as Q4_0's.
 // Q8_0: x + 128 (unsigned) against signed w, minus 128 * sum w from a second vpdpbusd with 0x80 bytes.
 INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
     const int nb = j->n_in / 32;
     const size_t bs = leg_bytes(ty);
     int8_t *lx = tsp;
-    float *xd = (float *)(lx + j->n_in), *xc = xd + nb; // d_x and -8 * d_x * sum x per block
+    float *xd = (float *)(lx + j->n_in), *xc = xd + nb; // d_x and -off * d_x * sum x per block (off: 8, 16, 0)
+    const float off = ty == LL_TYPE_Q4_0 ? 8.0f : ty == LL_TYPE_Q5_0 ? 16.0f : 0.0f;
     ll_mmq_row v = ll_mmq_act_view(ty, j->xa, j->n_in);
     const int32_t *xs = v.aux;
     for (int b = 0; b < nb; b++) {
@@ -278,13 +280,14 @@ INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) 
         if (ty == LL_TYPE_Q8_0) xv = _mm256_xor_si256(xv, _mm256_set1_epi8((char)0x80));
         _mm256_storeu_si256((__m256i *)(lx + 32 * b), xv);
         xd[b] = v.d[b];
-        xc[b] = ty == LL_TYPE_Q4_0 ? -8.0f * v.d[b] * (float)xs[b] : 0.0f; // |8 sum x| <= 2^15: exact
+        xc[b] = -off * v.d[b] * (float)xs[b]; // |16 sum x| <= 2^16: exact
     }
     // Q4_0: the high nibbles are masked in place (0xF0: 16x the code) and their int32 lanes (4-7, 12-15) scaled
     // by 1/16 once per row, instead of a shift per pair.
     const __m512i mlh = _mm512_mask_blend_epi64(0xCC, _mm512_set1_epi8(0x0F), _mm512_set1_epi8((char)0xF0));
     const __m512 hi16 = _mm512_mask_blend_ps(0xF0F0, _mm512_set1_ps(1.0f), _mm512_set1_ps(1.0f / 16));
-    const __m512i c80 = _mm512_set1_epi8((char)0x80);
+    const __m512i c80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    const __m512i shift = _mm512_maskz_mov_epi64(0xCC, _mm512_set1_epi16(4));
     const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int o = r0; o < r1; o++) {
         const uint8_t *w = j->W + (size_t)o * j->row_bytes;
@@ -304,6 +307,16 @@ INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) 
                 __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)))),
                                                _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 2))), 1);
                 dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, mlh), xv);
+            } else if (ty == LL_TYPE_Q5_0) { // d, qh[4], qs[16]: codes (nibble | qh bit << 4) in 0..31, x 1
+                accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 6)))),
+                                               _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 6))), 1);
+                uint32_t q0, q1;
+                memcpy(&q0, p + 2, 4);
+                memcpy(&q1, p + bs + 2, 4);
+                z = _mm512_and_si512(_mm512_srlv_epi16(z, shift), m4);
+                z = _mm512_or_si512(z, _mm512_maskz_mov_epi8((uint64_t)q0 | (uint64_t)q1 << 32, b4));
+                dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, xv);
             } else {
                 __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
                                                _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
@@ -721,7 +734,7 @@ QX_TYPE(leg_tile2, q5_0, LL_TYPE_Q5_0)
     static void name##_zp3(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 3); } \
     static void name##_zp4(const ll_mm_job *j, const zp_pair *pp, int o, int t0) { leg_ztile_p(ty, j, pp, true, o, t0, 4, 4); } \
     static void name##_zdot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                   \
-        if (j->n_tokens == 1 && j->n_in % 64 == 0 && ty != LL_TYPE_Q5_0) {                                    \
+        if (j->n_tokens == 1 && j->n_in % 64 == 0) {                                                           \
             lr_rows(ty, j, r0, r1, tsp);                                                                       \
             return;                                                                                            \
         }                                                                                                      \
