@@ -267,6 +267,49 @@ static size_t zp_tsp(int n_in) { return (size_t)(n_in / 64) * sizeof(zp_pair); }
 // with -8 d_x sum x per block made once per call.
 // Q5_0: codes (nibble | qh bit << 4) in 0..31 against signed x, offset 16 in f32 as Q4_0's.
 // Q8_0: x + 128 (unsigned) against signed w, minus 128 * sum w from a second vpdpbusd with 0x80 bytes.
+// One pair of blocks (b, b + 1) of a row for lr_rows: acc + the pair's scaled int32 sums; accc gathers the
+// offset terms (Q4_0/Q5_0). A function of its own so the caller keeps two accumulators in registers (indexing an
+// array of them by the pair's parity put them on the stack: a store-to-load chain per pair).
+INLINE __m512 lr_pair(uint32_t ty, const uint8_t *w, size_t bs, int b, const int8_t *lx, const float *xd, const float *xc,
+                      __m512 acc, __m128 *accc_p) {
+    const __m512i mlh = _mm512_mask_blend_epi64(0xCC, _mm512_set1_epi8(0x0F), _mm512_set1_epi8((char)0xF0));
+    const __m512i c80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    const __m512i shift = _mm512_maskz_mov_epi64(0xCC, _mm512_set1_epi16(4));
+    const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m128 accc = *accc_p;
+    const uint8_t *p = w + (size_t)b * bs;
+    uint16_t h0, h1;
+    memcpy(&h0, p, 2);
+    memcpy(&h1, p + bs, 2);
+    __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+    __m128 sc2 = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + b))));
+    __m512i xv = _mm512_loadu_si512((const void *)(lx + (size_t)b * 32)), dp;
+    if (ty == LL_TYPE_Q4_0) {
+        accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)))),
+                                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 2))), 1);
+        dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, mlh), xv);
+    } else if (ty == LL_TYPE_Q5_0) { // d, qh[4], qs[16]: codes (nibble | qh bit << 4) in 0..31, x 1
+        accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 6)))),
+                                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 6))), 1);
+        uint32_t q0, q1;
+        memcpy(&q0, p + 2, 4);
+        memcpy(&q1, p + bs + 2, 4);
+        z = _mm512_and_si512(_mm512_srlv_epi16(z, shift), m4);
+        z = _mm512_or_si512(z, _mm512_maskz_mov_epi8((uint64_t)q0 | (uint64_t)q1 << 32, b4));
+        dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, xv);
+    } else {
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
+                                       _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
+        dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xv, z),
+                              _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, z));
+    }
+    __m512 sc = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(sc2));
+    *accc_p = accc;
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc);
+}
+
 INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
     const int nb = j->n_in / 32;
     const size_t bs = leg_bytes(ty);
@@ -282,52 +325,21 @@ INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) 
         xd[b] = v.d[b];
         xc[b] = -off * v.d[b] * (float)xs[b]; // |16 sum x| <= 2^16: exact
     }
-    // Q4_0: the high nibbles are masked in place (0xF0: 16x the code) and their int32 lanes (4-7, 12-15) scaled
-    // by 1/16 once per row, instead of a shift per pair.
-    const __m512i mlh = _mm512_mask_blend_epi64(0xCC, _mm512_set1_epi8(0x0F), _mm512_set1_epi8((char)0xF0));
+    // Q4_0: the high nibbles are masked in place (0xF0: 16x the code, lr_pair) and their int32 lanes (4-7, 12-15)
+    // scaled by 1/16 once per row, instead of a shift per pair.
     const __m512 hi16 = _mm512_mask_blend_ps(0xF0F0, _mm512_set1_ps(1.0f), _mm512_set1_ps(1.0f / 16));
-    const __m512i c80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-    const __m512i shift = _mm512_maskz_mov_epi64(0xCC, _mm512_set1_epi16(4));
-    const __m512i sidx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int o = r0; o < r1; o++) {
         const uint8_t *w = j->W + (size_t)o * j->row_bytes;
-        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         __m128 accc = _mm_setzero_ps();
-#pragma GCC unroll 2
-        for (int b = 0; b < nb; b += 2) {
-            const uint8_t *p = w + (size_t)b * bs;
-            uint16_t h0, h1;
-            memcpy(&h0, p, 2);
-            memcpy(&h1, p + bs, 2);
-            __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
-            __m128 sc2 = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + b))));
-            __m512i xv = _mm512_loadu_si512((const void *)(lx + (size_t)b * 32)), dp;
-            if (ty == LL_TYPE_Q4_0) {
-                accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
-                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)))),
-                                               _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 2))), 1);
-                dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, mlh), xv);
-            } else if (ty == LL_TYPE_Q5_0) { // d, qh[4], qs[16]: codes (nibble | qh bit << 4) in 0..31, x 1
-                accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
-                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 6)))),
-                                               _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 6))), 1);
-                uint32_t q0, q1;
-                memcpy(&q0, p + 2, 4);
-                memcpy(&q1, p + bs + 2, 4);
-                z = _mm512_and_si512(_mm512_srlv_epi16(z, shift), m4);
-                z = _mm512_or_si512(z, _mm512_maskz_mov_epi8((uint64_t)q0 | (uint64_t)q1 << 32, b4));
-                dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, xv);
-            } else {
-                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
-                                               _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
-                dp = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), xv, z),
-                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, z));
-            }
-            __m512 sc = _mm512_permutexvar_ps(sidx, _mm512_castps128_ps512(sc2));
-            acc[(b >> 1) & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc[(b >> 1) & 1]);
+        int b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            acc0 = lr_pair(ty, w, bs, b, lx, xd, xc, acc0, &accc);
+            acc1 = lr_pair(ty, w, bs, b + 2, lx, xd, xc, acc1, &accc);
         }
+        if (b < nb) acc0 = lr_pair(ty, w, bs, b, lx, xd, xc, acc0, &accc);
         accc = _mm_add_ps(accc, _mm_movehdup_ps(accc));
-        __m512 a = _mm512_add_ps(acc[0], acc[1]);
+        __m512 a = _mm512_add_ps(acc0, acc1);
         if (ty == LL_TYPE_Q4_0) a = _mm512_mul_ps(a, hi16); // the high nibbles' lanes were taken 16x
         j->y[o] = _mm512_reduce_add_ps(a) + _mm_cvtss_f32(accc);
     }
