@@ -78,10 +78,12 @@ static void run_fast(uint32_t ty, int nth, const void *W, const float *x, float 
 // sum of magnitudes) leaves room for that and still catches a dropped or repeated term (~1/n_in of it).
 #define REL_TOL 1e-5
 
+static double g_rel_tol = REL_TOL; // test_f16_long_rows widens it for its f16 activations
+
 static int compare(const float *y, const float *ref, const double *abssum, size_t n, const char *what) {
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)y[i] - (double)ref[i]), tol = REL_TOL * abssum[i] + 1e-30;
+        double err = fabs((double)y[i] - (double)ref[i]), tol = g_rel_tol * abssum[i] + 1e-30;
         if (!isfinite(y[i]) || !(err <= tol)) {
             if (bad++ < 3) printf("# %s: out %zu: got %.9g want %.9g (tol %.3g)\n", what, i, y[i], ref[i], tol);
         }
@@ -90,7 +92,7 @@ static int compare(const float *y, const float *ref, const double *abssum, size_
 }
 
 // One shape: reference once, then every thread count, W at byte offset woff of its buffer.
-static void check_shape(uint32_t ty, int n_in, int n_out, int nt, size_t woff, uint64_t seed) {
+static void check_shape_big(uint32_t ty, int n_in, int n_out, int nt, size_t woff, uint64_t seed, float big) {
     size_t nw = (size_t)n_in * n_out;
     uint8_t *wbuf = malloc(nw * esize(ty) + 64);
     float *x = ll_aligned_alloc((size_t)n_in * nt * sizeof(float), 64, NULL);
@@ -101,6 +103,7 @@ static void check_shape(uint32_t ty, int n_in, int n_out, int nt, size_t woff, u
     uint8_t *W = wbuf + woff;
     fill_w(ty, W, nw, seed);
     fill_x(x, (size_t)n_in * nt, seed ^ 0x5151);
+    if (big != 0) x[n_in / 2] = big;
     ll_matmul_ref(ty, W, x, ref, n_in, n_out, nt);
     abs_sums(ty, W, x, n_in, n_out, nt, abssum);
     for (int nth = 1; nth <= 3; nth++) {
@@ -117,6 +120,22 @@ static void check_shape(uint32_t ty, int n_in, int n_out, int nt, size_t woff, u
     ll_aligned_free(y);
     free(ref);
     free(abssum);
+}
+
+static void check_shape(uint32_t ty, int n_in, int n_out, int nt, size_t woff, uint64_t seed) {
+    check_shape_big(ty, n_in, n_out, nt, woff, seed, 0);
+}
+
+// One-token F16 rows longer than 4096 take an f16 copy of x (matmul_x86.c, z_dot): each x rounds by up to 2^-11
+// of itself, so the bound is 2^-11 of sum |w x| on top of the f32 one. An x past the f16 range (1e5) must keep
+// the f32 path: the f32 bound again (an f16 x would be inf).
+static void test_f16_long_rows(void **state) {
+    (void)state;
+    g_rel_tol = REL_TOL + 1.0 / 2048;
+    check_shape(LL_TYPE_F16, 8192, 37, 1, 0, 31);
+    check_shape(LL_TYPE_F16, 4097, 19, 1, 2, 32);
+    g_rel_tol = REL_TOL;
+    check_shape_big(LL_TYPE_F16, 8192, 37, 1, 0, 33, 1e5f);
 }
 
 // Every type x token count x shape; n_in = 1100 and 4096 (several K blocks) with fewer n_out to stay fast.
@@ -293,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_ref_exact),   cmocka_unit_test(test_supports),
         cmocka_unit_test(test_f32),         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_bf16),        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_f16_long_rows),
         cmocka_unit_test(test_page_end),    cmocka_unit_test(test_workspace_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

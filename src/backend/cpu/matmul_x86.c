@@ -14,6 +14,7 @@
 
 #if defined(MM_AVX512) || defined(MM_AVX2)
 #include <immintrin.h>
+#include <math.h>
 
 #define INLINE static inline __attribute__((always_inline))
 #endif
@@ -99,11 +100,58 @@ INLINE float z_dot_row(uint32_t ty, const uint8_t *w, const float *x, int n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+#define Z_HH_MIN 4096 // one-token F16 rows longer than this use an f16 x (z_dot)
+static size_t z_hh_tsp(int n_in) { return (size_t)n_in * 2; }
+
+// F16 rows against an f16 copy of x (xh), n elements.
+INLINE float z_dot_row_hh(const uint8_t *w, const uint16_t *xh, int n) {
+    const uint8_t *xb = (const uint8_t *)xh;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(z_load(LL_TYPE_F16, w, i), z_load(LL_TYPE_F16, xb, i), a0);
+        a1 = _mm512_fmadd_ps(z_load(LL_TYPE_F16, w, i + 16), z_load(LL_TYPE_F16, xb, i + 16), a1);
+        a2 = _mm512_fmadd_ps(z_load(LL_TYPE_F16, w, i + 32), z_load(LL_TYPE_F16, xb, i + 32), a2);
+        a3 = _mm512_fmadd_ps(z_load(LL_TYPE_F16, w, i + 48), z_load(LL_TYPE_F16, xb, i + 48), a3);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        a0 = _mm512_fmadd_ps(z_load_mask(LL_TYPE_F16, w, i, m), z_load_mask(LL_TYPE_F16, xb, i, m), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+// x as f16 (round to nearest even) into xh; false when a finite |x| exceeds the f16 range (65504).
+static bool z_x_to_f16(const float *x, uint16_t *xh, int n) {
+    const __m512 lim = _mm512_set1_ps(65504.0f), inf = _mm512_set1_ps(INFINITY);
+    __mmask16 over = 0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + i));
+        over |= _mm512_cmp_ps_mask(a, lim, _CMP_GT_OQ) & _mm512_cmp_ps_mask(a, inf, _CMP_LT_OQ);
+        _mm256_storeu_si256((__m256i *)(xh + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) {
+        if (isfinite(x[i]) && fabsf(x[i]) > 65504.0f) over = 1;
+        xh[i] = ll_fp32_to_fp16(x[i]);
+    }
+    return over == 0;
+}
+
 // Rows [r0, r1), all tokens: blocks of 16 rows (in L2 after the first token group) x groups of 4 tokens.
-INLINE void z_dot(uint32_t ty, const ll_mm_job *j, int r0, int r1) {
+INLINE void z_dot(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
     const float *x = j->xa;
     size_t xs = (size_t)j->n_in, ldy = (size_t)j->n_out, ws = j->row_bytes;
+    // One token, F16 rows longer than Z_HH_MIN: x in f16 (as llama.cpp's F16 dot), half the L1 footprint. An f32
+    // x of 8192 is all of Zen 4's 32 KB L1: the weight stream evicted it and every x load missed (F16 2048 x 8192
+    // at one thread: 12 GB/s; with x confined to 8 KB: 25 GB/s; with this f16 x: 14-18 GB/s; column blocks of
+    // 4096 instead measured slower: 8 KB runs per row). x past the f16 range keeps the f32 path.
+    if (j->n_tokens == 1 && ty == LL_TYPE_F16 && j->n_in > Z_HH_MIN && z_x_to_f16(x, tsp, j->n_in)) {
+        for (int o = r0; o < r1; o++) j->y[o] = z_dot_row_hh(j->W + (size_t)o * ws, tsp, j->n_in);
+        return;
+    }
     if (j->n_tokens == 1) {
+
         for (int o = r0; o < r1; o++) j->y[o] = z_dot_row(ty, j->W + (size_t)o * ws, x, j->n_in);
         return;
     }
@@ -249,7 +297,7 @@ static void z_kern(const float *wp, const float *xp, int kc, int nt, float *y, s
 }
 
 #define Z_TYPE(name, ty)                                                                                      \
-    static void z_dot_##name(const ll_mm_job *j, int r0, int r1, void *tsp) { (void)tsp; z_dot(ty, j, r0, r1); } \
+    static void z_dot_##name(const ll_mm_job *j, int r0, int r1, void *tsp) { z_dot(ty, j, r0, r1, tsp); }     \
     static void z_pack_##name(const ll_mm_job *j, int r0, int nr, int k0, int kc, float *dst, float *tmp) {  \
         (void)tmp;                                                                                             \
         z_pack(ty, j, r0, nr, k0, kc, dst);                                                                    \
@@ -264,7 +312,7 @@ Z_TYPE(bf16, LL_TYPE_BF16)
 #define Z_DOT_MAX 16
 static const ll_mm_ops k_ops[] = {
     {LL_TYPE_F32, "avx512", Z_DOT_MAX, z_dot_f32, NULL, NULL, NULL, z_pack_f32, z_kern, Z_MR, Z_NR},
-    {LL_TYPE_F16, "avx512", Z_DOT_MAX, z_dot_f16, NULL, NULL, NULL, z_pack_f16, z_kern, Z_MR, Z_NR},
+    {LL_TYPE_F16, "avx512", Z_DOT_MAX, z_dot_f16, z_hh_tsp, NULL, NULL, z_pack_f16, z_kern, Z_MR, Z_NR},
     {LL_TYPE_BF16, "avx512", Z_DOT_MAX, z_dot_bf16, NULL, NULL, NULL, z_pack_bf16, z_kern, Z_MR, Z_NR},
 };
 
