@@ -271,6 +271,52 @@ static void test_decode_shapes(void **state) {
     printf("# note: decode shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
 }
 
+// ll_matmul_multi (q/k/v and gate/up on one x) gives what separate ll_matmul calls give, bit for bit: the same
+// kernels on the same converted activations, rows handed out from one pool run. Decode and a few tokens (the
+// dot form), 1..3 threads, matrices of different row counts; F16 too (plain type, no conversion).
+static void test_matmul_multi(void **state) {
+    (void)state;
+    static const uint32_t tys[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K, LL_TYPE_F16};
+    static const int toks[] = {1, 3, 9};
+    const int n_in = 512, n_out[3] = {131, 32, 45};
+    for (size_t k = 0; k < sizeof tys / sizeof tys[0]; k++)
+        for (size_t t = 0; t < sizeof toks / sizeof toks[0]; t++)
+            for (int nth = 1; nth <= 3; nth++) {
+                int nt = toks[t];
+                size_t rb;
+                uint8_t *W[3];
+                float *ys[3], *yr[3];
+                for (int m = 0; m < 3; m++) {
+                    W[m] = make_w(tys[k], n_in, n_out[m], 500 + 10 * k + (uint64_t)m, &rb);
+                    ys[m] = malloc((size_t)n_out[m] * nt * sizeof(float));
+                    yr[m] = malloc((size_t)n_out[m] * nt * sizeof(float));
+                    assert_true(W[m] && ys[m] && yr[m]);
+                    tu_poison(ys[m], (size_t)n_out[m] * nt);
+                }
+                float *x = ll_aligned_alloc((size_t)n_in * nt * sizeof(float), 64, NULL);
+                assert_non_null(x);
+                make_x(x, n_in, nt, 77 + t);
+                size_t ws = ll_matmul_wsize(tys[k], n_in, nt, nth);
+                uint8_t *wsp = ll_aligned_alloc(ws + 64, 64, NULL);
+                ll_pool *pool = ll_pool_init(nth, NULL);
+                assert_true(wsp && pool);
+                for (int m = 0; m < 3; m++) ll_matmul(pool, tys[k], W[m], x, yr[m], n_in, n_out[m], nt, wsp);
+                const void *Wc[3] = {W[0], W[1], W[2]};
+                ll_matmul_multi(pool, tys[k], 3, Wc, x, ys, n_in, n_out, nt, wsp);
+                for (int m = 0; m < 3; m++) {
+                    if (memcmp(ys[m], yr[m], (size_t)n_out[m] * nt * sizeof(float)) != 0)
+                        printf("# %s tokens=%d threads=%d matrix %d differs\n", ll_type_name(tys[k]), nt, nth, m);
+                    assert_memory_equal(ys[m], yr[m], (size_t)n_out[m] * nt * sizeof(float));
+                    free(W[m]);
+                    free(ys[m]);
+                    free(yr[m]);
+                }
+                ll_pool_free(pool);
+                ll_aligned_free(wsp);
+                ll_aligned_free(x);
+            }
+}
+
 // Whole model: stories260K quantized by llama-quantize, all logits of the golden prompt (README section 7).
 // Quantized goldens: README section 7's tolerances for quantized weights.
 static const golden_tol k_quant = {5e-2, 1e-1, 0.5};
@@ -294,6 +340,7 @@ int main(void) {
         cmocka_unit_test(test_q5_1),        cmocka_unit_test(test_q4_K),       cmocka_unit_test(test_q5_K),
         cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_act_simd),   cmocka_unit_test(test_prefill_shapes),
         cmocka_unit_test(test_decode_shapes),
+        cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

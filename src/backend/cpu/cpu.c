@@ -42,6 +42,39 @@ static void cpu_matmul(ll_backend *b, const ll_weight *w, const float *x, float 
     ll_matmul(c->pool, w->type, w->data, x, y, (int)w->ne0, (int)w->ne1, n_tok, c->wsp);
 }
 
+// q, k, v (or gate, up) on one x: ll_matmul_multi when the types and row lengths agree (activations converted
+// once, one dispatch at decode), else one matmul each.
+static void cpu_matmul_n(ll_backend *b, int n, const ll_weight *const *w, const float *x, float *const *y, int n_tok) {
+    cpu_impl *c = impl_of(b);
+    bool same = true;
+    for (int i = 1; i < n; i++) same &= w[i]->type == w[0]->type && w[i]->ne0 == w[0]->ne0;
+    if (!same) {
+        for (int i = 0; i < n; i++) cpu_matmul(b, w[i], x, y[i], n_tok);
+        return;
+    }
+    const void *W[LL_MM_MULTI];
+    int n_out[LL_MM_MULTI];
+    for (int i = 0; i < n; i++) {
+        W[i] = w[i]->data;
+        n_out[i] = (int)w[i]->ne1;
+    }
+    ll_matmul_multi(c->pool, w[0]->type, n, W, x, y, (int)w[0]->ne0, n_out, n_tok, c->wsp);
+}
+
+static void cpu_matmul3(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok) {
+    cpu_matmul_n(b, 3, w, x, y, n_tok);
+}
+
+static void cpu_swiglu(ll_backend *b, float *g, const float *u, int n, int n_tok);
+
+static void cpu_matmul_swiglu(ll_backend *b, const ll_weight *w_gate, const ll_weight *w_up, const float *x, float *g,
+                              float *u, int n_tok) {
+    const ll_weight *w[2] = {w_gate, w_up};
+    float *y[2] = {g, u};
+    cpu_matmul_n(b, 2, w, x, y, n_tok);
+    cpu_swiglu(b, g, u, (int)w_gate->ne1, n_tok);
+}
+
 static void cpu_rmsnorm(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps) {
     const float *g = w->data;
     for (int t = 0; t < n_tok; t++) {
@@ -232,6 +265,8 @@ static const ll_backend_ops k_cpu_ops = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .matmul = cpu_matmul,
+    .matmul3 = cpu_matmul3,
+    .matmul_swiglu = cpu_matmul_swiglu,
     .rmsnorm = cpu_rmsnorm,
     .add_bias = cpu_add_bias,
     .rope = cpu_rope,

@@ -163,6 +163,11 @@ typedef struct mm_ctx {
     int t0, tt;
     int chunk, n_chunks; // output rows handed out `chunk` at a time, first come first served
     _Atomic int next;
+    // Dot form over several matrices on one x (ll_matmul_multi): matrix m's chunks are numbered from
+    // first_chunk[m], `chunks` of its own size; n_jobs 1 for ll_matmul (jobs[0] = job).
+    int n_jobs;
+    ll_mm_job jobs[LL_MM_MULTI];
+    int chunks[LL_MM_MULTI], first_chunk[LL_MM_MULTI + 1];
 } mm_ctx;
 
 // Converted activations (e.g. Q8 blocks), once per call: tokens split over the threads.
@@ -180,13 +185,25 @@ static void mm_dot_thread(void *vctx, int ith, int nth) {
     mm_ctx *c = vctx;
     const ll_mm_ops *o = c->ops;
     uint8_t *tsp = c->tsp + (size_t)ith * c->tsp_bytes;
-    ll_mm_job j = c->job;
     for (;;) {
         int ch = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-        if (ch >= c->n_chunks) break;
-        int r0 = ch * c->chunk, r1 = r0 + c->chunk < j.n_out ? r0 + c->chunk : j.n_out;
+        if (ch >= c->first_chunk[c->n_jobs]) break;
+        int m = 0;
+        while (ch >= c->first_chunk[m + 1]) m++;
+        ll_mm_job j = c->jobs[m];
+        int r0 = (ch - c->first_chunk[m]) * c->chunks[m], r1 = r0 + c->chunks[m] < j.n_out ? r0 + c->chunks[m] : j.n_out;
         o->dot(&j, r0, r1, tsp);
     }
+}
+
+// Rows in chunks (multiples of 16), first come first served. Decode (< 4 tokens, memory-bound): 2 per thread:
+// each chunk is one sequential stream the hardware prefetcher has to pick up again, so few long ones read faster
+// (SmolLM-135M decode on the 2-core VM: Q8_0 146 -> 208 t/s, Q4_0 183 -> 262 against 16 per thread), and the
+// second still lets a thread slowed by another process hand over part of its rows. More tokens (compute-bound):
+// 16 per thread, for that balance.
+static int mm_dot_chunk(int n_out, int n_tokens, int nth) {
+    int cpt = n_tokens < 4 ? 2 : 16, q = 16, per = (int)(((int64_t)n_out + cpt * nth - 1) / (cpt * nth));
+    return (per + q - 1) / q * q;
 }
 
 static void mm_packx_thread(void *vctx, int ith, int nth) {
@@ -256,13 +273,7 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
         .xp = wsp,
     };
     if (!gemm) {
-        // Rows in chunks (multiples of 16), first come first served. Decode (< 4 tokens, memory-bound): 2 per
-        // thread: each chunk is one sequential stream the hardware prefetcher has to pick up again, so few long
-        // ones read faster (SmolLM-135M decode on the 2-core VM: Q8_0 146 -> 208 t/s, Q4_0 183 -> 262 against 16
-        // per thread), and the second still lets a thread slowed by another process hand over part of its rows.
-        // More tokens (compute-bound): 16 per thread, for that balance.
-        int cpt = n_tokens < 4 ? 2 : 16, q = 16, per = (int)(((int64_t)n_out + cpt * nth - 1) / (cpt * nth));
-        c.chunk = (per + q - 1) / q * q;
+        c.chunk = mm_dot_chunk(n_out, n_tokens, nth);
         c.n_chunks = (n_out + c.chunk - 1) / c.chunk;
         if (o->xa_conv) {
             c.job.xa = wsp;
@@ -272,6 +283,11 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
             if (n_tokens < 4) mm_conv_thread(&c, 0, 1);
             else ll_pool_run(pool, mm_conv_thread, &c);
         }
+        c.n_jobs = 1;
+        c.jobs[0] = c.job;
+        c.chunks[0] = c.chunk;
+        c.first_chunk[0] = 0;
+        c.first_chunk[1] = c.n_chunks;
         atomic_store(&c.next, 0);
         ll_pool_run(pool, mm_dot_thread, &c);
         return;
@@ -284,6 +300,50 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
         atomic_store(&c.next, 0);
         ll_pool_run(pool, mm_gemm_thread, &c);
     }
+}
+
+void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W, const float *x, float *const *y,
+                     int n_in, const int *n_out, int n_tokens, void *wsp) {
+    const ll_mm_ops *o = mm_ops(wtype);
+    LL_ASSERT(o != NULL && n >= 1 && n <= LL_MM_MULTI && n_in >= 0 && n_tokens >= 0);
+    bool some_empty = n_in == 0;
+    for (int m = 0; m < n; m++) some_empty |= n_out[m] == 0;
+    if (n == 1 || n_tokens > o->dot_max_tokens || n_tokens == 0 || some_empty) { // the panels: one by one
+        for (int m = 0; m < n; m++) ll_matmul(pool, wtype, W[m], x, y[m], n_in, n_out[m], n_tokens, wsp);
+        return;
+    }
+    uint64_t row_bytes;
+    LL_ASSERT(ll_type_row_size(wtype, (uint64_t)n_in, &row_bytes));
+    if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
+    int nth = ll_pool_size(pool);
+    mm_layout l = mm_layout_of(o, n_in, n_tokens, false);
+    LL_ASSERT(wsp != NULL || mm_layout_bytes(l, nth) == 0);
+    mm_ctx c = {
+        .ops = o,
+        .job = {wtype, W[0], (size_t)row_bytes, x, x, (size_t)n_in * sizeof(float), y[0], n_in, n_out[0], n_tokens},
+        .tsp = (uint8_t *)wsp + l.shared,
+        .tsp_bytes = l.per_thread,
+        .xp = wsp,
+    };
+    if (o->xa_conv) {
+        c.job.xa = wsp;
+        c.job.xa_stride = al64(o->xa_row(n_in));
+        if (n_tokens < 4) mm_conv_thread(&c, 0, 1);
+        else ll_pool_run(pool, mm_conv_thread, &c);
+    }
+    c.n_jobs = n;
+    c.first_chunk[0] = 0;
+    for (int m = 0; m < n; m++) {
+        LL_ASSERT(ll_type_get(wtype)->blck > 1 || (uintptr_t)W[m] % ll_type_get(wtype)->size == 0);
+        c.jobs[m] = c.job;
+        c.jobs[m].W = W[m];
+        c.jobs[m].y = y[m];
+        c.jobs[m].n_out = n_out[m];
+        c.chunks[m] = mm_dot_chunk(n_out[m], n_tokens, nth);
+        c.first_chunk[m + 1] = c.first_chunk[m] + (n_out[m] + c.chunks[m] - 1) / c.chunks[m];
+    }
+    atomic_store(&c.next, 0);
+    ll_pool_run(pool, mm_dot_thread, &c);
 }
 
 bool ll_matmul_supports(uint32_t wtype) { return mm_ops(wtype) != NULL; }

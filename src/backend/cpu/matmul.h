@@ -16,6 +16,12 @@ size_t ll_matmul_wsize(uint32_t wtype, int n_in, int n_tokens, int n_threads);
 // y[t][o] = sum_i W[o][i] * x[t][i]. wsp: ll_matmul_wsize bytes, 64-byte aligned.
 void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, float *y, int n_in, int n_out,
                int n_tokens, void *wsp);
+// Up to LL_MM_MULTI matrices of one type and row length on the same x (q, k, v; gate, up): the activations are
+// converted once and, at decode, every matrix's rows go out in one pool run. Same results as n ll_matmul calls;
+// wsp: ll_matmul_wsize bytes for (wtype, n_in, n_tokens).
+#define LL_MM_MULTI 3
+void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W, const float *x, float *const *y,
+                     int n_in, const int *n_out, int n_tokens, void *wsp);
 // Plain scalar reference (single thread, float64 accumulation): what every fast path is tested against.
 void ll_matmul_ref(uint32_t wtype, const void *W, const float *x, float *y, int n_in, int n_out, int n_tokens);
 // Which code path ll_matmul uses for this type on this build ("avx512", "avx2", "neon", "scalar").
