@@ -167,15 +167,7 @@ static void attn_one(const attn_job *j, float *sc, int t, int h) {
         if (sc[s] > mx) mx = sc[s];
     }
     double sum = 0;
-    int nk16 = n_keys / 16 * 16;
-    for (int s = 0; s < nk16; s += 16) {
-        float part[16];
-        for (int u = 0; u < 16; u++) part[u] = sc[s + u] = exp_le0(sc[s + u] - mx);
-        for (int u = 0; u < 8; u++) part[u] += part[u + 8];
-        for (int u = 0; u < 4; u++) part[u] += part[u + 4];
-        sum += (double)(part[0] + part[1] + part[2] + part[3]);
-    }
-    for (int s = nk16; s < n_keys; s++) {
+    for (int s = 0; s < n_keys; s++) {
         sc[s] = exp_le0(sc[s] - mx);
         sum += sc[s];
     }

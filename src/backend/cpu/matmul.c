@@ -163,8 +163,8 @@ typedef struct mm_ctx {
     int t0, tt;
     int chunk, n_chunks; // output rows handed out `chunk` at a time, first come first served
     _Atomic int next;
-    // Dot form over several matrices on one x (ll_matmul_multi): matrix m's chunks are numbered from
-    // first_chunk[m], `chunks` of its own size; n_jobs 1 for ll_matmul (jobs[0] = job).
+    // Dot form (mm_dot_run): matrix m of n_jobs (1, or several on one x from ll_matmul_multi) has chunks of
+    // chunks[m] rows numbered from first_chunk[m]. chunk / n_chunks above: the panel form's.
     int n_jobs;
     ll_mm_job jobs[LL_MM_MULTI];
     int chunks[LL_MM_MULTI], first_chunk[LL_MM_MULTI + 1];
@@ -247,6 +247,43 @@ static void mm_gemm_thread(void *vctx, int ith, int nth) {
     }
 }
 
+// The dot form of ll_matmul / ll_matmul_multi: the activations converted once (when the type has a converter),
+// then the rows of the n matrices handed out in chunks from one pool run.
+static void mm_dot_run(ll_pool *pool, const ll_mm_ops *o, int n, const void *const *W, const float *x, float *const *y,
+                       int n_in, const int *n_out, int n_tokens, size_t row_bytes, void *wsp) {
+    const ll_type_traits *tt = ll_type_get(o->wtype);
+    int nth = ll_pool_size(pool);
+    mm_layout l = mm_layout_of(o, n_in, n_tokens, false);
+    LL_ASSERT(wsp != NULL || mm_layout_bytes(l, nth) == 0);
+    mm_ctx c = {
+        .ops = o,
+        .job = {o->wtype, W[0], row_bytes, x, x, (size_t)n_in * sizeof(float), y[0], n_in, n_out[0], n_tokens},
+        .tsp = (uint8_t *)wsp + l.shared,
+        .tsp_bytes = l.per_thread,
+        .xp = wsp,
+        .n_jobs = n,
+    };
+    if (o->xa_conv) {
+        c.job.xa = wsp;
+        c.job.xa_stride = al64(o->xa_row(n_in));
+        // A few tokens: convert here, saving a pool round trip (a barrier that waits for a descheduled
+        // worker on a busy machine); more: split over the threads.
+        if (n_tokens < 4) mm_conv_thread(&c, 0, 1);
+        else ll_pool_run(pool, mm_conv_thread, &c);
+    }
+    for (int m = 0; m < n; m++) {
+        LL_ASSERT(tt->blck > 1 || (uintptr_t)W[m] % tt->size == 0); // plain types: element-aligned rows
+        c.jobs[m] = c.job;
+        c.jobs[m].W = W[m];
+        c.jobs[m].y = y[m];
+        c.jobs[m].n_out = n_out[m];
+        c.chunks[m] = mm_dot_chunk(n_out[m], n_tokens, nth);
+        c.first_chunk[m + 1] = c.first_chunk[m] + (n_out[m] + c.chunks[m] - 1) / c.chunks[m];
+    }
+    atomic_store(&c.next, 0);
+    ll_pool_run(pool, mm_dot_thread, &c);
+}
+
 void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, float *y, int n_in, int n_out,
                int n_tokens, void *wsp) {
     const ll_mm_ops *o = mm_ops(wtype);
@@ -261,9 +298,12 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
     LL_ASSERT(ll_type_row_size(wtype, (uint64_t)n_in, &row_bytes));
     LL_ASSERT(tt->blck > 1 || (uintptr_t)W % tt->size == 0); // plain types: element-aligned rows
     if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
+    if (n_tokens <= o->dot_max_tokens) {
+        mm_dot_run(pool, o, 1, &W, x, &y, n_in, &n_out, n_tokens, (size_t)row_bytes, wsp);
+        return;
+    }
     int nth = ll_pool_size(pool);
-    bool gemm = n_tokens > o->dot_max_tokens;
-    mm_layout l = mm_layout_of(o, n_in, n_tokens, gemm);
+    mm_layout l = mm_layout_of(o, n_in, n_tokens, true);
     LL_ASSERT(wsp != NULL || mm_layout_bytes(l, nth) == 0);
     mm_ctx c = {
         .ops = o,
@@ -272,26 +312,6 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
         .tsp_bytes = l.per_thread,
         .xp = wsp,
     };
-    if (!gemm) {
-        c.chunk = mm_dot_chunk(n_out, n_tokens, nth);
-        c.n_chunks = (n_out + c.chunk - 1) / c.chunk;
-        if (o->xa_conv) {
-            c.job.xa = wsp;
-            c.job.xa_stride = al64(o->xa_row(n_in));
-            // A few tokens: convert here, saving a pool round trip (a barrier that waits for a descheduled
-            // worker on a busy machine); more: split over the threads.
-            if (n_tokens < 4) mm_conv_thread(&c, 0, 1);
-            else ll_pool_run(pool, mm_conv_thread, &c);
-        }
-        c.n_jobs = 1;
-        c.jobs[0] = c.job;
-        c.chunks[0] = c.chunk;
-        c.first_chunk[0] = 0;
-        c.first_chunk[1] = c.n_chunks;
-        atomic_store(&c.next, 0);
-        ll_pool_run(pool, mm_dot_thread, &c);
-        return;
-    }
     c.chunk = o->mr;
     c.n_chunks = (n_out + o->mr - 1) / o->mr;
     for (c.t0 = 0; c.t0 < n_tokens; c.t0 += LL_MM_TT) {
@@ -315,35 +335,7 @@ void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W,
     uint64_t row_bytes;
     LL_ASSERT(ll_type_row_size(wtype, (uint64_t)n_in, &row_bytes));
     if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
-    int nth = ll_pool_size(pool);
-    mm_layout l = mm_layout_of(o, n_in, n_tokens, false);
-    LL_ASSERT(wsp != NULL || mm_layout_bytes(l, nth) == 0);
-    mm_ctx c = {
-        .ops = o,
-        .job = {wtype, W[0], (size_t)row_bytes, x, x, (size_t)n_in * sizeof(float), y[0], n_in, n_out[0], n_tokens},
-        .tsp = (uint8_t *)wsp + l.shared,
-        .tsp_bytes = l.per_thread,
-        .xp = wsp,
-    };
-    if (o->xa_conv) {
-        c.job.xa = wsp;
-        c.job.xa_stride = al64(o->xa_row(n_in));
-        if (n_tokens < 4) mm_conv_thread(&c, 0, 1);
-        else ll_pool_run(pool, mm_conv_thread, &c);
-    }
-    c.n_jobs = n;
-    c.first_chunk[0] = 0;
-    for (int m = 0; m < n; m++) {
-        LL_ASSERT(ll_type_get(wtype)->blck > 1 || (uintptr_t)W[m] % ll_type_get(wtype)->size == 0);
-        c.jobs[m] = c.job;
-        c.jobs[m].W = W[m];
-        c.jobs[m].y = y[m];
-        c.jobs[m].n_out = n_out[m];
-        c.chunks[m] = mm_dot_chunk(n_out[m], n_tokens, nth);
-        c.first_chunk[m + 1] = c.first_chunk[m] + (n_out[m] + c.chunks[m] - 1) / c.chunks[m];
-    }
-    atomic_store(&c.next, 0);
-    ll_pool_run(pool, mm_dot_thread, &c);
+    mm_dot_run(pool, o, n, W, x, y, n_in, n_out, n_tokens, (size_t)row_bytes, wsp);
 }
 
 bool ll_matmul_supports(uint32_t wtype) { return mm_ops(wtype) != NULL; }

@@ -151,7 +151,6 @@ INLINE void z_dot(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
         return;
     }
     if (j->n_tokens == 1) {
-
         for (int o = r0; o < r1; o++) j->y[o] = z_dot_row(ty, j->W + (size_t)o * ws, x, j->n_in);
         return;
     }

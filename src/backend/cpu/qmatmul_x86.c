@@ -211,9 +211,6 @@ INLINE void leg_ztile_p(uint32_t ty, const ll_mm_job *j, const zp_pair *pp, cons
 #pragma GCC unroll 4
         for (int r = 0; r < R && !P; r++) {
             const uint8_t *p = w + (size_t)r * rb + (size_t)b * bs;
-            // Decode: fetch the same place of the next 4-row tile (four short interleaved streams, which the
-            // hardware prefetcher alone follows too late when rows are short).
-            if (T == 1) _mm_prefetch((const char *)(p + 4 * rb), _MM_HINT_T0);
             z_wprep(ty, p, bs, sidx, &wv[r], &nc[r], &dw[r]);
         }
         if (T == 0) { // zp_pack
@@ -256,17 +253,6 @@ INLINE void leg_ztile(uint32_t ty, const ll_mm_job *j, int o, int t0, const int 
 
 static size_t zp_tsp(int n_in) { return (size_t)(n_in / 64) * sizeof(zp_pair); }
 
-// Q4_0 / Q5_0 / Q8_0 x Q8_0 for one token (decode), one row at a time: each thread reads its rows as one sequential
-// stream, which the hardware prefetcher follows on its own (the 4-row tiles read four interleaved streams and
-// need software prefetches; on the CPU machine this kernel reads the 1B model's Q8_0 matrices ~30% faster).
-// The activations' codes are first copied into the thread's scratch without the block headers (n_in bytes,
-// in L1 beside the weight stream; a 192-byte per-pair layout with the scales spread out spilled to L2 at
-// n_in = 8192 and ran at half speed). Per pair of blocks b, b+1 (64 elements): the codes in element order in
-// one zmm (int32 lanes 0-7: block b, 8-15: block b+1), one vpdpbusd, one convert, one FMA by d_w * d_x.
-// Q4_0: unsigned nibbles against signed x; the -8 offset joins in f32 per row: sum_b d_w[b] * (-8 d_x[b] sum x_b),
-// with -8 d_x sum x per block made once per call.
-// Q5_0: codes (nibble | qh bit << 4) in 0..31 against signed x, offset 16 in f32 as Q4_0's.
-// Q8_0: x + 128 (unsigned) against signed w, minus 128 * sum w from a second vpdpbusd with 0x80 bytes.
 // One pair of blocks (b, b + 1) of a row for lr_rows: acc + the pair's scaled int32 sums; accc gathers the
 // offset terms (Q4_0/Q5_0). A function of its own so the caller keeps two accumulators in registers (indexing an
 // array of them by the pair's parity put them on the stack: a store-to-load chain per pair).
@@ -284,21 +270,21 @@ INLINE __m512 lr_pair(uint32_t ty, const uint8_t *w, size_t bs, int b, const int
     __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
     __m128 sc2 = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xd + b))));
     __m512i xv = _mm512_loadu_si512((const void *)(lx + (size_t)b * 32)), dp;
-    if (ty == LL_TYPE_Q4_0) {
+    if (ty != LL_TYPE_Q8_0) { // the nibbles of both blocks (qs at 2, Q5_0 at 6: after qh[4]), each twice
         accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
-        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2)))),
-                                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 2))), 1);
-        dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, mlh), xv);
-    } else if (ty == LL_TYPE_Q5_0) { // d, qh[4], qs[16]: codes (nibble | qh bit << 4) in 0..31, x 1
-        accc = _mm_fmadd_ps(dw, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xc + b))), accc);
-        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 6)))),
-                                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + 6))), 1);
-        uint32_t q0, q1;
-        memcpy(&q0, p + 2, 4);
-        memcpy(&q1, p + bs + 2, 4);
-        z = _mm512_and_si512(_mm512_srlv_epi16(z, shift), m4);
-        z = _mm512_or_si512(z, _mm512_maskz_mov_epi8((uint64_t)q0 | (uint64_t)q1 << 32, b4));
-        dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, xv);
+        const size_t qo = ty == LL_TYPE_Q5_0 ? 6 : 2;
+        __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + qo)))),
+                                       _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + bs + qo))), 1);
+        if (ty == LL_TYPE_Q4_0) {
+            dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(z, mlh), xv);
+        } else { // Q5_0: codes (nibble | qh bit << 4) in 0..31
+            uint32_t q0, q1;
+            memcpy(&q0, p + 2, 4);
+            memcpy(&q1, p + bs + 2, 4);
+            z = _mm512_and_si512(_mm512_srlv_epi16(z, shift), m4);
+            z = _mm512_or_si512(z, _mm512_maskz_mov_epi8((uint64_t)q0 | (uint64_t)q1 << 32, b4));
+            dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, xv);
+        }
     } else {
         __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2))),
                                        _mm256_loadu_si256((const __m256i *)(p + bs + 2)), 1);
@@ -310,20 +296,31 @@ INLINE __m512 lr_pair(uint32_t ty, const uint8_t *w, size_t bs, int b, const int
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), sc, acc);
 }
 
+// Q4_0 / Q5_0 / Q8_0 x Q8_0 for one token (decode), one row at a time: each thread reads its rows as one sequential
+// stream, which the hardware prefetcher follows on its own (the 4-row tiles read four interleaved streams and
+// need software prefetches; on the CPU machine this kernel reads the 1B model's Q8_0 matrices ~30% faster).
+// The activations' codes are first copied into the thread's scratch without the block headers (n_in bytes,
+// in L1 beside the weight stream; a 192-byte per-pair layout with the scales spread out spilled to L2 at
+// n_in = 8192 and ran at half speed). Per pair of blocks b, b+1 (64 elements): the codes in element order in
+// one zmm (int32 lanes 0-7: block b, 8-15: block b+1), one vpdpbusd, one convert, one FMA by d_w * d_x.
+// Q4_0: unsigned nibbles against signed x; the -8 offset joins in f32 per row: sum_b d_w[b] * (-8 d_x[b] sum x_b),
+// with -8 d_x sum x per block made once per call.
+// Q5_0: codes (nibble | qh bit << 4) in 0..31 against signed x, offset 16 in f32 as Q4_0's.
+// Q8_0: x + 128 (unsigned) against signed w, minus 128 * sum w from a second vpdpbusd with 0x80 bytes.
 INLINE void lr_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
     const int nb = j->n_in / 32;
     const size_t bs = leg_bytes(ty);
     int8_t *lx = tsp;
-    float *xd = (float *)(lx + j->n_in), *xc = xd + nb; // d_x and -off * d_x * sum x per block (off: 8, 16, 0)
+    float *xc = (float *)(lx + j->n_in); // -off * d_x * sum x per block (off: 8, 16, 0)
     const float off = ty == LL_TYPE_Q4_0 ? 8.0f : ty == LL_TYPE_Q5_0 ? 16.0f : 0.0f;
     ll_mmq_row v = ll_mmq_act_view(ty, j->xa, j->n_in);
+    const float *xd = v.d;
     const int32_t *xs = v.aux;
     for (int b = 0; b < nb; b++) {
         __m256i xv = _mm256_loadu_si256((const __m256i *)(v.blocks + (size_t)b * 34 + 2));
         if (ty == LL_TYPE_Q8_0) xv = _mm256_xor_si256(xv, _mm256_set1_epi8((char)0x80));
         _mm256_storeu_si256((__m256i *)(lx + 32 * b), xv);
-        xd[b] = v.d[b];
-        xc[b] = -off * v.d[b] * (float)xs[b]; // |16 sum x| <= 2^16: exact
+        xc[b] = -off * xd[b] * (float)xs[b]; // |16 sum x| <= 2^16: exact
     }
     // Q4_0: the high nibbles are masked in place (0xF0: 16x the code, lr_pair) and their int32 lanes (4-7, 12-15)
     // scaled by 1/16 once per row, instead of a shift per pair.
