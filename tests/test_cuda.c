@@ -479,8 +479,88 @@ static void test_matmul(void **state) {
             matmul_case(k_types[ti], 1024, 67, toks[k], &s);
             matmul_case(k_types[ti], 2816, 130, toks[k], &s);
         }
+    // Prefill dequantization with rows of more than 128 units (two blocks per row, the second partial).
+    for (int ti = 3; ti < (int)(sizeof k_types / sizeof k_types[0]); ti++) matmul_case(k_types[ti], 4608, 40, 16, &s);
     // Rows not 16-byte aligned: the scalar float path.
     for (int ti = 0; ti < 3; ti++) matmul_case(k_types[ti], 172, 33, 1, &s);
+}
+
+// The int8 copy of an output made inside the kernel that writes it (matmul_swiglu's, attention's) and read by
+// the next quantized matvec: the down / output projection against float64 dots of the downloaded output through
+// the host quantization (bit-exact with the device's). Twice per case: the per-run counters must be back at 0.
+static void chain_ref(const float *in, int nt, int cols, const float *deq, int rows, float *ref) {
+    float *xr = malloc((size_t)nt * cols * sizeof *xr);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    ll_backend_cuda_x8_roundtrip(in, xr, nt * cols);
+#endif
+    for (int i = 0; i < nt; i++)
+        for (int r = 0; r < rows; r++) {
+            double acc = 0;
+            for (int k = 0; k < cols; k++) acc += (double)xr[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
+            ref[(size_t)i * rows + r] = (float)acc;
+        }
+    free(xr);
+}
+
+static void fused_x8_run(uint64_t *sp) {
+    uint64_t s = *sp;
+    const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
+    const int dim = 512, ff = 256, out_rows = 40, n_head = 8, n_kv = 2, hd = 64, n_past = 50, n_ctx = 64;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const uint32_t t = types[ti];
+        float *dg, *du, *dd, *dob;
+        void *wg = make_weight(t, dim, ff, &s, &dg), *wu = make_weight(t, dim, ff, &s, &du);
+        void *wd = make_weight(t, ff, out_rows, &s, &dd), *wo = make_weight(t, dim, out_rows, &s, &dob);
+        ll_weight lg = {wg, t, dim, ff, "gate"}, lu = {wu, t, dim, ff, "up"}, ld = {wd, t, ff, out_rows, "down"},
+                  lo = {wo, t, dim, out_rows, "o"};
+        const ll_weight *ws[] = {&lg, &lu, &ld, &lo};
+        duo d = duo_init(ws, 4, 16, n_ctx);
+        for (int rep = 0; rep < 2; rep++)
+            for (int nt = 1; nt <= 3; nt += 2) {
+                char what[128];
+                // gate/up + SwiGLU -> down
+                float *x = rand_floats((size_t)nt * dim, &s, 1.0f), *dx = to_dev(d.gpu, x, (size_t)nt * dim);
+                float *dgv = poisoned_dev(d.gpu, (size_t)nt * ff), *dsc = poisoned_dev(d.gpu, (size_t)nt * ff);
+                float *dy = poisoned_dev(d.gpu, (size_t)nt * out_rows);
+                d.gpu->ops->matmul_swiglu(d.gpu, &lg, &lu, dx, dgv, dsc, nt);
+                d.gpu->ops->matmul(d.gpu, &ld, dgv, dy, nt);
+                float *g = from_dev(d.gpu, dgv, (size_t)nt * ff), *y = from_dev(d.gpu, dy, (size_t)nt * out_rows);
+                float *ref = malloc((size_t)nt * out_rows * sizeof *ref);
+                chain_ref(g, nt, ff, dd, out_rows, ref);
+                snprintf(what, sizeof what, "%s swiglu -> down, %d tokens, run %d", ll_type_name(t), nt, rep);
+                check_close(what, y, ref, (size_t)nt * out_rows, TOL_F32);
+                // attention (decode kernels) -> output projection
+                size_t kvn = (size_t)n_ctx * n_kv * hd, qn = (size_t)nt * n_head * hd;
+                float *k = rand_floats(kvn, &s, 1.0f), *v = rand_floats(kvn, &s, 1.0f), *q = rand_floats(qn, &s, 1.0f);
+                ll_attn_params p = {n_head, n_kv, hd, n_ctx, n_past, 1.0f / sqrtf((float)hd)};
+                float *dk = to_dev(d.gpu, k, kvn), *dv = to_dev(d.gpu, v, kvn), *dq = to_dev(d.gpu, q, qn);
+                float *dout = poisoned_dev(d.gpu, qn), *dy2 = poisoned_dev(d.gpu, (size_t)nt * out_rows);
+                d.gpu->ops->attention(d.gpu, dout, dq, dk, dv, nt, &p);
+                d.gpu->ops->matmul(d.gpu, &lo, dout, dy2, nt);
+                float *a = from_dev(d.gpu, dout, qn), *y2 = from_dev(d.gpu, dy2, (size_t)nt * out_rows);
+                chain_ref(a, nt, dim, dob, out_rows, ref);
+                snprintf(what, sizeof what, "%s attention -> o, %d tokens, run %d", ll_type_name(t), nt, rep);
+                check_close(what, y2, ref, (size_t)nt * out_rows, TOL_F32);
+                float *bufs[] = {dx, dgv, dsc, dy, dk, dv, dq, dout, dy2};
+                for (int i = 0; i < 9; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+                free(x), free(g), free(y), free(ref), free(k), free(v), free(q), free(a), free(y2);
+            }
+        duo_free(&d);
+        free(wg), free(wu), free(wd), free(wo), free(dg), free(du), free(dd), free(dob);
+    }
+    *sp = s;
+}
+
+static void test_fused_x8(void **state) {
+    NEED_GPU();
+    uint64_t s = 53;
+    fused_x8_run(&s); // a quantization kernel before each matvec
+    setenv("LLMLAB_CUDA_FUSE_X8", "1", 1); // quantized in the epilogues
+    fused_x8_run(&s);
+    setenv("LLMLAB_CUDA_ATTN_MERGE", "1", 1); // and attention combined by its last split, not a second kernel
+    fused_x8_run(&s);
+    unsetenv("LLMLAB_CUDA_ATTN_MERGE");
+    unsetenv("LLMLAB_CUDA_FUSE_X8");
 }
 
 // ---- whole models ---------------------------------------------------------------------------------------------
@@ -616,6 +696,13 @@ static void golden_quant(const char *model_rel, const char *logits_rel) {
     double r = tu_rel_l2(ours, gold, (size_t)n * nv);
     printf("# note: %s on cuda: rel L2 %.3g vs llama.cpp (tolerance 5e-2)\n", model_rel, r);
     assert_true(r <= 5e-2);
+    // Again from position 0: the same logits (nothing left over from the first pass: the int8 copies of x,
+    // the fused-quantization counters, the recorded decode step).
+    ll_context_reset(cg);
+    assert_int_equal(ll_eval(cg, ids, n, true, &err), LL_OK);
+    for (int i = 0; i < n; i++)
+        if (memcmp(ours + (size_t)i * nv, ll_logits(cg, i), (size_t)nv * sizeof(float)))
+            fail_msg("%s: second pass, position %d: logits differ from the first pass", model_rel, i);
     free(ours), free(gold);
     ll_context_free(cg);
     ll_model_free(m);
@@ -634,6 +721,7 @@ int main(void) {
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
+        cmocka_unit_test(test_fused_x8),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),

@@ -153,6 +153,10 @@ static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *
         cu_mmvq3(c, v, x, y, n_tok);
         return;
     }
+    if (cu_matvec3_ok(v, n_tok)) { // decode of a float model: likewise
+        cu_matvec3(c, v, x, y);
+        return;
+    }
     for (int i = 0; i < 3; i++) cu_matmul(c, v[i], x, y[i], n_tok, false);
 }
 
@@ -326,6 +330,16 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     const char *mv = getenv("LLMLAB_CUDA_MV_ROWS"); // a tuning knob for bench/cuda_bench.sh (2, 4 or 8)
     c->mv_rows = mv && (atoi(mv) == 2 || atoi(mv) == 8) ? atoi(mv) : 4;
     c->mv_rows_set = mv && (atoi(mv) == 2 || atoi(mv) == 4 || atoi(mv) == 8);
+    const char *pd = getenv("LLMLAB_CUDA_PDL"); // 0: kernels start only when the previous one ended
+    c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
+    // 1: the SwiGLU matvec and attention quantize their outputs for the next matvec in their epilogues, instead
+    // of a quantization kernel (measured 4-8% slower at decode: bench/NOTES.md)
+    const char *fx = getenv("LLMLAB_CUDA_FUSE_X8");
+    c->fuse_x8 = fx && !strcmp(fx, "1");
+    const char *am = getenv("LLMLAB_CUDA_ATTN_MERGE"); // 1: one attention launch at decode (measured slower)
+    c->attn_merge = am && !strcmp(am, "1");
+    const char *pl = getenv("LLMLAB_CUDA_PRELOAD");
+    c->mv_preload = !(pl && !strcmp(pl, "0"));
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));
@@ -355,7 +369,7 @@ extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
 }
 
 void cu_release(cu_impl *c) {
-    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8.q};
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8_mem};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CU_CHECK(cudaFree(dev[i]));
     if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
@@ -363,7 +377,9 @@ void cu_release(cu_impl *c) {
     c->wmem = c->deq = c->xh = NULL;
     c->attn_part = NULL;
     c->ids_dev = c->ids_pinned = NULL;
-    c->x8 = cu_x8{NULL, NULL, NULL, 0};
+    c->x8 = c->x8b = cu_x8{NULL, NULL, NULL, 0};
+    c->x8_mem = NULL;
+    c->x8_count = c->attn_count = NULL;
     c->w = NULL;
     c->n_w = 0;
 }

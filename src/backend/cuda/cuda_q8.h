@@ -11,19 +11,10 @@
 
 #ifdef __CUDA_ARCH__
 CU_HD int cu_dp4a(int a, int b, int c) { return __dp4a(a, b, c); }
-CU_HD int cu_vsub4(int a, int b) { return (int)__vsub4((unsigned)a, (unsigned)b); }
 #else
 CU_HD int cu_dp4a(int a, int b, int c) {
     for (int i = 0; i < 4; i++) c += (int)(int8_t)(a >> 8 * i) * (int)(int8_t)(b >> 8 * i);
     return c;
-}
-CU_HD int cu_vsub4(int a, int b) { // per byte, modulo 256
-    unsigned r = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned ai = ((unsigned)a >> 8 * i) & 0xffu, bi = ((unsigned)b >> 8 * i) & 0xffu;
-        r |= ((ai - bi) & 0xffu) << 8 * i;
-    }
-    return (int)r;
 }
 #endif
 
@@ -33,45 +24,67 @@ CU_HD void cu_x8_load16(const int8_t *xq, int64_t e, int v[4]) {
     v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
 }
 
-// A unit is UNIT elements of a row (not always contiguous); units per row = ne0 / UNIT. dot() returns the
-// unit's share of w_row . x, given the row's x codes (xq), block scales (xd) and 16-sums (xs).
+// A unit is UNIT elements of a row (not always contiguous); units per row = ne0 / UNIT. load() fetches the
+// unit's weight bytes (W: registers), dotw() returns the unit's share of w_row . x given the row's x codes (xq),
+// block scales (xd) and 16-sums (xs); dot() is both. The matvec issues the loads of its first units before it
+// waits for the kernel that writes x (programmatic dependent launch, cuda_internal.h).
 
 // Q4_0, repacked (cu_q_q4_0): unit = block b: 16 bytes, byte j = element j (low nibble), j + 16 (high).
+// The codes' offset of 8 comes off as 8 * (x's sum over the block) = 8 * (xs[2b] + xs[2b + 1]), not per byte.
 struct cu_q8_q4_0 {
     static constexpr int UNIT = 32;
-    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t b, const int8_t *xq, const float *xd,
-                           const float *xs) {
+    struct W {
+        uint4 q;
+        uint16_t d;
+    };
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t b) {
         const int64_t blk = row * (w.ne0 / 32) + b;
-        uint4 q = CU_LDG((const uint4 *)(w.q + blk * 16));
+        return W{CU_LDG((const uint4 *)(w.q + blk * 16)), CU_LDG(w.d + blk)};
+    }
+    CU_HD static float dotw(const W &u, int64_t b, const int8_t *xq, const float *xd, const float *xs) {
         int x[8];
         cu_x8_load16(xq, b * 32, x);
         cu_x8_load16(xq, b * 32 + 16, x + 4);
-        const int qw[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+        const int qw[4] = {(int)u.q.x, (int)u.q.y, (int)u.q.z, (int)u.q.w};
         int s = 0;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            s = cu_dp4a(cu_vsub4(qw[i] & 0x0F0F0F0F, 0x08080808), x[i], s);
-            s = cu_dp4a(cu_vsub4((qw[i] >> 4) & 0x0F0F0F0F, 0x08080808), x[4 + i], s);
+            s = cu_dp4a(qw[i] & 0x0F0F0F0F, x[i], s);
+            s = cu_dp4a((qw[i] >> 4) & 0x0F0F0F0F, x[4 + i], s);
         }
-        return cu_h2f(CU_LDG(w.d + blk)) * xd[b] * (float)s;
+        return cu_h2f(u.d) * (xd[b] * (float)s - 8.0f * (xs[2 * b] + xs[2 * b + 1]));
+    }
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t b, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        return dotw(load(w, row, b), b, xq, xd, xs);
     }
 };
 
 // Q8_0, repacked (cu_q_q8_0): unit = block b, 32 codes in two 16-byte loads.
 struct cu_q8_q8_0 {
     static constexpr int UNIT = 32;
-    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t b, const int8_t *xq, const float *xd,
-                           const float *xs) {
+    struct W {
+        int4 q0, q1;
+        uint16_t d;
+    };
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t b) {
         const int64_t blk = row * (w.ne0 / 32) + b;
-        int q[8], x[8];
-        cu_x8_load16((const int8_t *)w.q, blk * 32, q);
-        cu_x8_load16((const int8_t *)w.q, blk * 32 + 16, q + 4);
+        const int4 *p = (const int4 *)(w.q + blk * 32);
+        return W{CU_LDG(p), CU_LDG(p + 1), CU_LDG(w.d + blk)};
+    }
+    CU_HD static float dotw(const W &u, int64_t b, const int8_t *xq, const float *xd, const float *xs) {
+        int x[8];
         cu_x8_load16(xq, b * 32, x);
         cu_x8_load16(xq, b * 32 + 16, x + 4);
+        const int q[8] = {u.q0.x, u.q0.y, u.q0.z, u.q0.w, u.q1.x, u.q1.y, u.q1.z, u.q1.w};
         int s = 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) s = cu_dp4a(q[i], x[i], s);
-        return cu_h2f(CU_LDG(w.d + blk)) * xd[b] * (float)s;
+        return cu_h2f(u.d) * xd[b] * (float)s;
+    }
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t b, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        return dotw(load(w, row, b), b, xq, xd, xs);
     }
 };
 
@@ -81,18 +94,27 @@ struct cu_q8_q8_0 {
 template <bool HIGH> struct cu_q8_k45 {
     static constexpr int UNIT = 32;
     static constexpr int BLK = HIGH ? 176 : 144, QS_OFF = HIGH ? 48 : 16;
-    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
-                           const float *xs) {
+    struct W {
+        uint4 q, h;      // h: Q5_K's high bits
+        uint32_t dm;     // d, dmin (fp16 each)
+        uint32_t sc[3];  // the 12 bytes of scales and mins
+    };
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
         const uint8_t *blk = w.q + row * (int64_t)w.row_bytes + (u >> 3) * BLK;
         const int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
+        W r;
+        r.q = CU_LDG((const uint4 *)(blk + QS_OFF + 32 * g + l0));
+        r.h = HIGH ? CU_LDG((const uint4 *)(blk + 16 + l0)) : uint4{0, 0, 0, 0};
+        const uint32_t *hw = (const uint32_t *)blk;
+        r.dm = CU_LDG(hw);
+        r.sc[0] = CU_LDG(hw + 1), r.sc[1] = CU_LDG(hw + 2), r.sc[2] = CU_LDG(hw + 3);
+        return r;
+    }
+    CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
+        const int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
         const int64_t e0 = (u >> 3) * 256 + 64 * g + l0, e1 = e0 + 32; // first element of each run
-        uint4 q4 = CU_LDG((const uint4 *)(blk + QS_OFF + 32 * g + l0));
-        const int qw[4] = {(int)q4.x, (int)q4.y, (int)q4.z, (int)q4.w};
-        int hw[4] = {0, 0, 0, 0};
-        if (HIGH) {
-            uint4 h4 = CU_LDG((const uint4 *)(blk + 16 + l0));
-            hw[0] = (int)h4.x, hw[1] = (int)h4.y, hw[2] = (int)h4.z, hw[3] = (int)h4.w;
-        }
+        const int qw[4] = {(int)w.q.x, (int)w.q.y, (int)w.q.z, (int)w.q.w};
+        const int hw[4] = {(int)w.h.x, (int)w.h.y, (int)w.h.z, (int)w.h.w};
         int x0[4], x1[4];
         cu_x8_load16(xq, e0, x0);
         cu_x8_load16(xq, e1, x1);
@@ -107,35 +129,43 @@ template <bool HIGH> struct cu_q8_k45 {
             s0 = cu_dp4a(lo, x0[i], s0);
             s1 = cu_dp4a(hi, x1[i], s1);
         }
-        const uint16_t *dh = (const uint16_t *)blk;
-        const float d = cu_h2f(CU_LDG(dh)), dmin = cu_h2f(CU_LDG(dh + 1));
-        const uint32_t *sw = (const uint32_t *)(blk + 4);
-        const uint32_t sc[3] = {CU_LDG(sw), CU_LDG(sw + 1), CU_LDG(sw + 2)};
+        const float d = cu_h2f((uint16_t)(w.dm & 0xffff)), dmin = cu_h2f((uint16_t)(w.dm >> 16));
         int sc0, m0, sc1, m1;
-        cu_k4_scale_min(2 * g, sc, &sc0, &m0);
-        cu_k4_scale_min(2 * g + 1, sc, &sc1, &m1);
+        cu_k4_scale_min(2 * g, w.sc, &sc0, &m0);
+        cu_k4_scale_min(2 * g + 1, w.sc, &sc1, &m1);
         return d * (xd[e0 / 32] * (float)(sc0 * s0) + xd[e1 / 32] * (float)(sc1 * s1)) -
                dmin * ((float)m0 * xs[e0 / 16] + (float)m1 * xs[e1 / 16]);
+    }
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        return dotw(load(w, row, u), u, xq, xd, xs);
     }
 };
 
 // Q6_K, repacked (cu_q_q6_K: 208-byte payloads ql 128, qh 64, scales 16; d apart). Unit p (0..3) of a block:
 // half h = p/2, l0 = 16 (p%2); run j (0..3) = elements 128h + 32j + l0 + i (i < 16) with low 4 bits from
 // ql[64h + l0 + i] (j 0, 2: low/high nibble) or ql[64h + 32 + l0 + i] (j 1, 3) and bits 2j, 2j+1 of
-// qh[32h + l0 + i]; x = d * scale[8h + 2j + l0/16] * (q - 32). One scale per run.
+// qh[32h + l0 + i]; x = d * scale[8h + 2j + l0/16] * (q - 32). One scale per run; a run is 16 elements, one
+// 16-sum of x (xs), which takes the offset 32 off.
 struct cu_q8_q6_K {
     static constexpr int UNIT = 64;
-    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
-                           const float *xs) {
+    struct W {
+        uint4 a, b, h, sc;
+        uint16_t d;
+    };
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
         const int64_t k = row * (w.ne0 / 256) + (u >> 2);
         const uint8_t *blk = w.q + k * 208;
         const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
-        uint4 a4 = CU_LDG((const uint4 *)(blk + 64 * h + l0));
-        uint4 b4 = CU_LDG((const uint4 *)(blk + 64 * h + 32 + l0));
-        uint4 h4 = CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0));
-        const int aw[4] = {(int)a4.x, (int)a4.y, (int)a4.z, (int)a4.w};
-        const int bw[4] = {(int)b4.x, (int)b4.y, (int)b4.z, (int)b4.w};
-        const int hw[4] = {(int)h4.x, (int)h4.y, (int)h4.z, (int)h4.w};
+        return W{CU_LDG((const uint4 *)(blk + 64 * h + l0)), CU_LDG((const uint4 *)(blk + 64 * h + 32 + l0)),
+                 CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0)), CU_LDG((const uint4 *)(blk + 192)),
+                 CU_LDG(w.d + k)};
+    }
+    CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
+        const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
+        const int aw[4] = {(int)w.a.x, (int)w.a.y, (int)w.a.z, (int)w.a.w};
+        const int bw[4] = {(int)w.b.x, (int)w.b.y, (int)w.b.z, (int)w.b.w};
+        const int hw[4] = {(int)w.h.x, (int)w.h.y, (int)w.h.z, (int)w.h.w};
         const int64_t e = (u >> 2) * 256 + 128 * h + l0; // run j starts at e + 32j
         int s[4] = {0, 0, 0, 0};
 #pragma unroll
@@ -152,19 +182,22 @@ struct cu_q8_q6_K {
                               : j == 1 ? (hw[i] << 2) & 0x30303030
                               : j == 2 ? hw[i] & 0x30303030
                                        : (hw[i] >> 2) & 0x30303030;
-                s[j] = cu_dp4a(cu_vsub4(lo4 | hi2, 0x20202020), x[i], s[j]);
+                s[j] = cu_dp4a(lo4 | hi2, x[i], s[j]); // codes 0..63; the offset 32 comes off below
             }
         }
-        uint4 sc4 = CU_LDG((const uint4 *)(blk + 192)); // 16 int8 scales
-        const uint32_t scw[4] = {sc4.x, sc4.y, sc4.z, sc4.w};
+        const uint32_t scw[4] = {w.sc.x, w.sc.y, w.sc.z, w.sc.w}; // 16 int8 scales
         float acc = 0.0f;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int idx = 8 * h + 2 * j + (l0 >> 4);
             const int scj = (int)(int8_t)(scw[idx >> 2] >> (8 * (idx & 3)));
-            acc += xd[(e + 32 * j) / 32] * (float)(scj * s[j]);
+            acc += (float)scj * (xd[(e + 32 * j) / 32] * (float)s[j] - 32.0f * xs[(e + 32 * j) / 16]);
         }
-        return cu_h2f(CU_LDG(w.d + k)) * acc;
+        return cu_h2f(w.d) * acc;
+    }
+    CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
+                           const float *xs) {
+        return dotw(load(w, row, u), u, xq, xd, xs);
     }
 };
 

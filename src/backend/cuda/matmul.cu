@@ -14,13 +14,16 @@
 // Dot of n_rows (<= RB) consecutive rows from row0 with x (f32), by the block's MV_WARPS warps: the float
 // types' decode (the quantized ones take the int8 path of matvec_q8.cu). SW: the same rows of w2 too, and
 // y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU in one launch).
+// The body: row block `blk`.
 template <class Q, int RB, bool SW>
-__global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, cu_wview w2, const float *__restrict__ x,
-                                                          float *__restrict__ y, bool accumulate) {
+__device__ __forceinline__ void matvec_block(const cu_wview &w, const cu_wview &w2, const float *__restrict__ x,
+                                             float *__restrict__ y, bool accumulate, int64_t blk) {
     constexpr int NA = SW ? 2 * RB : RB;
     __shared__ float red[MV_WARPS][NA];
-    const int64_t row0 = (int64_t)blockIdx.x * RB;
+    const int64_t row0 = blk * RB;
     const int n_rows = (int)min((int64_t)RB, w.ne1 - row0);
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     const int64_t n_units = w.ne0 / (Q::R * Q::L);
     float acc[NA] = {};
 #pragma unroll 2
@@ -82,18 +85,61 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, cu_wview w
     }
 }
 
+template <class Q, int RB, bool SW>
+__global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, cu_wview w2, const float *__restrict__ x,
+                                                          float *__restrict__ y, bool accumulate) {
+    matvec_block<Q, RB, SW>(w, w2, x, y, accumulate, blockIdx.x);
+}
+
+// q, k and v (same type and row length) on one x in one launch: blocks [0, nb0) are w0's rows, then nb1 of
+// w1's, then w2's.
+template <class Q, int RB>
+__global__ void __launch_bounds__(MV_WARPS * 32) k_matvec3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
+                                                           const float *__restrict__ x, float *__restrict__ y0,
+                                                           float *__restrict__ y1, float *__restrict__ y2) {
+    const int b = blockIdx.x;
+    if (b < nb0) matvec_block<Q, RB, false>(w0, w0, x, y0, false, b);
+    else if (b < nb0 + nb1) matvec_block<Q, RB, false>(w1, w1, x, y1, false, b - nb0);
+    else matvec_block<Q, RB, false>(w2, w2, x, y2, false, b - nb0 - nb1);
+}
+
+struct mv3_launch {
+    cu_impl *c;
+    const cu_wview *const *w;
+    const float *x;
+    float *const *y;
+    template <class Q> void run() {
+        constexpr int RB = 2;
+        const int nb0 = (int)((w[0]->ne1 + RB - 1) / RB), nb1 = (int)((w[1]->ne1 + RB - 1) / RB),
+                  nb2 = (int)((w[2]->ne1 + RB - 1) / RB);
+        cu_launch(c, k_matvec3<Q, RB>, dim3((unsigned)(nb0 + nb1 + nb2)), dim3(MV_WARPS * 32), 0, *w[0], *w[1], *w[2],
+                  nb0, nb1, x, y[0], y[1], y[2]);
+    }
+};
+
+bool cu_matvec3_ok(const cu_wview *const w[3], int n_tok) {
+    const uint32_t t = w[0]->type;
+    return n_tok == 1 && (t == LL_TYPE_F16 || t == LL_TYPE_BF16 || t == LL_TYPE_F32) && w[1]->type == t &&
+           w[2]->type == t && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0;
+}
+
+void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3]) {
+    mv3_launch l = {c, w, x, y};
+    LL_ASSERT(cu_dispatch(*w[0], l));
+    c->x8_src = c->xh_src = NULL;
+}
+
 struct mv_launch {
+    cu_impl *c;
     const cu_wview *w, *w2; // w2: the up matrix of a fused gate/up/SwiGLU, else NULL
     const float *x;
     float *y;
     int rows;
     bool acc;
-    cudaStream_t s;
     template <class Q, int RB> void go() {
-        unsigned blocks = (unsigned)((w->ne1 + RB - 1) / RB);
-        if (w2) k_matvec<Q, RB, true><<<blocks, MV_WARPS * 32, 0, s>>>(*w, *w2, x, y, false);
-        else k_matvec<Q, RB, false><<<blocks, MV_WARPS * 32, 0, s>>>(*w, *w, x, y, acc);
-        CU_LAUNCHED();
+        dim3 blocks((unsigned)((w->ne1 + RB - 1) / RB));
+        if (w2) cu_launch(c, k_matvec<Q, RB, true>, blocks, dim3(MV_WARPS * 32), 0, *w, *w2, x, y, false);
+        else cu_launch(c, k_matvec<Q, RB, false>, blocks, dim3(MV_WARPS * 32), 0, *w, *w, x, y, acc);
     }
     template <class Q> void run() {
         if (rows == 2) go<Q, 2>();
@@ -136,6 +182,8 @@ template <> __device__ __forceinline__ void cu_store8<float>(float *dst, const f
 // past 65535), units on x; runs of 8 values leave as 16- or 32-byte stores.
 template <class Q, class T>
 __global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n_rows, T *__restrict__ out) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     const int n_units = (int)(w.ne0 / (Q::R * Q::L));
     for (int64_t i = blockIdx.y; i < n_rows; i += gridDim.y) {
         const int64_t row = ids ? ids[i] : i;
@@ -165,18 +213,75 @@ __global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n
 }
 
 template <class T> struct dq_launch {
+    cu_impl *c;
     const cu_wview *w;
     const int32_t *ids;
     int64_t n_rows;
     T *out;
-    cudaStream_t s;
-    int n_sm;
     template <class Q> void run() {
         const int64_t units = w->ne0 / (Q::R * Q::L);
         const unsigned gx = (unsigned)((units + 127) / 128), gy = (unsigned)(n_rows < 65535 ? n_rows : 65535);
         if (n_rows < 1) return;
-        k_dequant<Q, T><<<dim3(gx, gy), 128, 0, s>>>(*w, ids, n_rows, out);
-        CU_LAUNCHED();
+        cu_launch(c, k_dequant<Q, T>, dim3(gx, gy), dim3(128), 0, *w, ids, n_rows, out);
+    }
+};
+
+// Prefill: the whole of w to f16 (rows of ne0). A block decodes 128 consecutive units of a row (whole
+// super-blocks: a contiguous run of elements) into shared memory, then writes them as consecutive 16-byte
+// stores: the decoders' own store pattern (runs of 8-16 values spread over a super-block) made every store
+// instruction touch twice the L2 sectors, and ncu found the kernel L2-bound at 44% of the HBM rate.
+#define DQH_UNITS 128
+template <class Q> __global__ void __launch_bounds__(DQH_UNITS) k_dequant_h(cu_wview w, __half *__restrict__ out) {
+    constexpr int UE = Q::R * Q::L; // elements per unit
+    static_assert(Q::L % 8 == 0, "runs of whole 16-byte pieces");
+    __shared__ __align__(16) __half sm[DQH_UNITS * UE];
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    const int n_units = (int)(w.ne0 / UE), u0 = blockIdx.x * DQH_UNITS, nu = min(DQH_UNITS, n_units - u0);
+    const int64_t base = (int64_t)u0 * UE;
+    for (int64_t row = blockIdx.y; row < w.ne1; row += gridDim.y) {
+        if ((int)threadIdx.x < nu) {
+            const int u = u0 + threadIdx.x;
+            int64_t st[Q::R];
+            float v[Q::R][Q::L], a[Q::R], b[Q::R];
+            Q::starts(u, st);
+            Q::load(w, row, u, v, a, b);
+#pragma unroll
+            for (int r = 0; r < Q::R; r++)
+#pragma unroll
+                for (int c = 0; c < Q::L; c += 8) {
+                    uint32_t p[4];
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        __half2 h = __floats2half2_rn(fmaf(a[r], v[r][c + 2 * k], b[r]), fmaf(a[r], v[r][c + 2 * k + 1], b[r]));
+                        p[k] = *(uint32_t *)&h;
+                    }
+                    *(uint4 *)(sm + (st[r] - base) + c) = make_uint4(p[0], p[1], p[2], p[3]);
+                }
+        }
+        __syncthreads();
+        __half *o = out + row * w.ne0 + base;
+        for (int k = threadIdx.x; k < nu * UE / 8; k += DQH_UNITS) {
+            const uint4 q = ((const uint4 *)sm)[k];
+            cu_st16(o + 8 * k, q.x, q.y, q.z, q.w);
+        }
+        __syncthreads();
+    }
+}
+
+struct dqh_launch {
+    cu_impl *c;
+    const cu_wview *w;
+    __half *out;
+    template <class Q> void run() {
+        if constexpr (Q::L % 8 != 0) {
+            LL_ASSERT(!"k_dequant_h: a decoder without whole 16-byte runs");
+        } else {
+            const int64_t units = w->ne0 / (Q::R * Q::L);
+            const unsigned gx = (unsigned)((units + DQH_UNITS - 1) / DQH_UNITS),
+                           gy = (unsigned)(w->ne1 < 65535 ? w->ne1 : 65535);
+            cu_launch(c, k_dequant_h<Q>, dim3(gx, gy), dim3(DQH_UNITS), 0, *w, out);
+        }
     }
 };
 
@@ -194,13 +299,13 @@ bool cu_matmul_supports(uint32_t type) {
 }
 
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y) {
-    dq_launch<float> l = {w, ids, n, y, c->stream, c->n_sm};
+    dq_launch<float> l = {c, w, ids, n, y};
     LL_ASSERT(cu_dispatch(*w, l));
 }
 
 static void matvec(cu_impl *c, const cu_wview *w, const float *x, float *y, bool acc) {
     // float weights: 2 rows per block measured faster than 4 or 8 (bench/NOTES.md), unless overridden
-    mv_launch l = {w, NULL, x, y, c->mv_rows_set ? c->mv_rows : 2, acc, c->stream};
+    mv_launch l = {c, w, NULL, x, y, c->mv_rows_set ? c->mv_rows : 2, acc};
     LL_ASSERT(cu_dispatch(*w, l));
 }
 
@@ -233,7 +338,7 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_
         A = w->q;
         if (w->type != LL_TYPE_F16 && !bf) { // quantized: the whole matrix to f16 first
             LL_ASSERT((size_t)w->ne0 * (size_t)w->ne1 * 2 <= c->deq_bytes);
-            dq_launch<__half> l = {w, NULL, w->ne1, (__half *)c->deq, c->stream, c->n_sm};
+            dqh_launch l = {c, w, (__half *)c->deq};
             LL_ASSERT(cu_dispatch(*w, l));
             A = c->deq;
         }
@@ -280,13 +385,12 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
     }
     const bool quant = wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_F16 && wg->type != LL_TYPE_BF16;
     if (same && !quant && n_tok < 2) { // the float matvec, both matrices in one launch
-        mv_launch l = {wg, wu, x, g, c->mv_rows_set ? c->mv_rows : 2, false, c->stream};
+        mv_launch l = {c, wg, wu, x, g, c->mv_rows_set ? c->mv_rows : 2, false};
         LL_ASSERT(cu_dispatch(*wg, l));
         c->x8_src = c->xh_src = NULL;
         return;
     }
     cu_matmul(c, wg, x, g, n_tok, false);
     cu_matmul(c, wu, x, u, n_tok, false);
-    cu_swiglu(c, g, u, (int)wg->ne1, n_tok);
-    c->x8_src = c->xh_src = NULL;
+    cu_swiglu(c, g, u, (int)wg->ne1, n_tok); // leaves g's f16 copy in xh for the down GEMM
 }

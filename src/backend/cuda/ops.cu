@@ -13,7 +13,9 @@ static unsigned grid_1d(cu_impl *c, int64_t n, int threads) {
 // with the arithmetic of cu_x8_quantize_block.
 #define RMS_THREADS 1024
 __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *x, const float *__restrict__ g, int n,
-                                                         float eps, cu_x8 x8) {
+                                                         float eps, cu_x8 x8, __half *xh) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     __shared__ float part[RMS_THREADS / 32];
     const float *xr = x + (size_t)blockIdx.x * n;
     float *yr = y + (size_t)blockIdx.x * n;
@@ -38,8 +40,12 @@ __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *
     }
     __syncthreads();
     const float scale = (float)(1.0 / sqrt((double)part[0] / n + eps));
+    __half *hr = xh ? xh + (size_t)blockIdx.x * n : NULL;
     if (!vec) {
-        for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * g[i];
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            yr[i] = xr[i] * scale * g[i];
+            if (hr) hr[i] = __float2half_rn(yr[i]);
+        }
         return;
     }
     // x8 needs whole blocks of 32 in one pass: every lane of a warp runs every round (base is uniform)
@@ -51,6 +57,10 @@ __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *
             float4 a = ((const float4 *)xr)[i], w = ((const float4 *)g)[i];
             v = make_float4(a.x * scale * w.x, a.y * scale * w.y, a.z * scale * w.z, a.w * scale * w.w);
             ((float4 *)yr)[i] = v;
+            if (hr) {
+                __half2 a0 = __floats2half2_rn(v.x, v.y), a1 = __floats2half2_rn(v.z, v.w);
+                ((uint2 *)hr)[i] = make_uint2(*(uint32_t *)&a0, *(uint32_t *)&a1);
+            }
         }
         if (!x8.q) continue;
         float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
@@ -76,23 +86,28 @@ void cu_rmsnorm(cu_impl *c, float *y, const float *x, const float *g, int n, int
     else x8.q = NULL;
     const int n4 = n % 4 == 0 ? n / 4 : n;
     int threads = n4 < RMS_THREADS ? ((n4 + 31) / 32) * 32 : RMS_THREADS;
-    k_rmsnorm<<<n_tok, threads, 0, c->stream>>>(y, x, g, n, eps, x8);
-    CU_LAUNCHED();
+    // batches: also y in f16 for the GEMM that reads it next (matmul.cu: xh), saving it a conversion pass
+    const bool h = n_tok >= 2 && (size_t)n_tok * n * 2 <= c->xh_bytes;
+    cu_launch(c, k_rmsnorm, dim3(n_tok), dim3(threads), 0, y, x, g, n, eps, x8, h ? (__half *)c->xh : (__half *)NULL);
     // the int8 copy of y is ready for the next matmul
     c->x8_src = q8 ? y : NULL;
     c->x8_ntok = n_tok;
     c->x8_ne0 = n;
+    c->xh_src = h ? y : NULL;
+    c->xh_n = (size_t)n_tok * n;
+    c->xh_bf = false;
 }
 
 __global__ void k_add_bias(float *x, const float *__restrict__ bias, int n, int64_t total) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
         x[i] += bias[i % n];
 }
 
 void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
     int64_t total = (int64_t)n * n_tok;
-    k_add_bias<<<grid_1d(c, total, 256), 256, 0, c->stream>>>(x, bias, n, total);
-    CU_LAUNCHED();
+    cu_launch(c, k_add_bias, dim3(grid_1d(c, total, 256)), dim3(256), 0, x, bias, n, total);
 }
 
 // RoPE (Su et al. 2021, arXiv:2104.09864). One thread per (token, pair j, head): theta_j = base^(-2j/n_rot)
@@ -100,10 +115,16 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
 // reduced angle (|error| ~1e-7 at any position). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
 // (pos0 = *npast when npast is given: a recorded step).
 // sin and cos of pos * theta_j, theta_j = base^(-2j/n_rot) / ff[j]: the angle in double, reduced mod 2 pi.
-__device__ __forceinline__ void rope_sincos(int pos, int j, int n_rot, float base, const float *__restrict__ ff,
-                                            float *sn, float *cs) {
-    double theta = exp2(-2.0 * j / n_rot * log2((double)base));
-    if (ff) theta /= ff[j];
+// theta_j for j < n_rot / 2 into the block's table th (before a __syncthreads): one exp2 per pair index per
+// block instead of one per rotated pair.
+#define ROPE_MAX_HALF 128 // head_dim <= 256
+__device__ __forceinline__ void rope_thetas(double *th, int n_rot, float base, const float *__restrict__ ff) {
+    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) {
+        double t = exp2(-2.0 * j / n_rot * log2((double)base));
+        th[j] = ff ? t / ff[j] : t;
+    }
+}
+__device__ __forceinline__ void rope_sincos(int pos, double theta, float *sn, float *cs) {
     double ang = (double)pos * theta;
     const double two_pi = 6.283185307179586476925286766559;
     ang -= floor(ang / two_pi) * two_pi;
@@ -112,13 +133,18 @@ __device__ __forceinline__ void rope_sincos(int pos, int j, int n_rot, float bas
 
 __global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_tok,
                        int n_head, int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     const int half = n_rot / 2;
+    __shared__ double th[ROPE_MAX_HALF];
+    rope_thetas(th, n_rot, base, ff);
+    __syncthreads();
     if (npast) pos0 = *npast;
     const int64_t total = (int64_t)n_tok * half * n_head;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int h = (int)(i % n_head), j = (int)(i / n_head % half), t = (int)(i / ((int64_t)n_head * half));
         float sn, cs;
-        rope_sincos(pos_dev ? pos_dev[t] : pos0 + t, j, n_rot, base, ff, &sn, &cs);
+        rope_sincos(pos_dev ? pos_dev[t] : pos0 + t, th[j], &sn, &cs);
         const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
         float *v = x + ((size_t)t * n_head + h) * head_dim;
         const float a = v[i0], b = v[i1];
@@ -131,10 +157,10 @@ void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, 
              const float *freq_dev) {
     int64_t total = (int64_t)n_tok * (p->n_rot / 2) * p->n_head;
     if (total == 0) return;
+    LL_ASSERT(p->n_rot / 2 <= ROPE_MAX_HALF);
     const int32_t *npast = cu_npast_dev(c);
-    k_rope<<<grid_1d(c, total, 128), 128, 0, c->stream>>>(x, npast ? NULL : pos_dev, pos0, npast, n_tok, p->n_head,
-                                                          p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
-    CU_LAUNCHED();
+    cu_launch(c, k_rope, dim3(grid_1d(c, total, 128)), dim3(128), 0, x, npast ? NULL : pos_dev, pos0, npast, n_tok,
+              p->n_head, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
 }
 
 // rope_kv_store in one launch: index i < P: a RoPE pair (token, pair j, head of q then of k; a k pair also goes to
@@ -142,6 +168,11 @@ void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, 
 __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float *kc, float *vc, int pos0,
                           const int32_t *npast, int n_tok, int n_head, int n_head_kv, int head_dim, int n_rot,
                           float base, bool neox, const float *__restrict__ ff) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    __shared__ double th[ROPE_MAX_HALF];
+    rope_thetas(th, n_rot, base, ff);
+    __syncthreads();
     if (npast) pos0 = *npast;
     const int half = n_rot / 2, nh = n_head + n_head_kv, kvd = n_head_kv * head_dim, tail = head_dim - n_rot;
     const int64_t P = (int64_t)n_tok * half * nh, C = (int64_t)n_tok * n_head_kv * tail + (int64_t)n_tok * kvd;
@@ -150,7 +181,7 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float
         if (i < P) {
             const int h = (int)(i % nh), j = (int)(i / nh % half), t = (int)(i / ((int64_t)nh * half));
             float sn, cs;
-            rope_sincos(pos0 + t, j, n_rot, base, ff, &sn, &cs);
+            rope_sincos(pos0 + t, th[j], &sn, &cs);
             const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
             const bool is_q = h < n_head;
             float *row = is_q ? q + ((size_t)t * n_head + h) * head_dim
@@ -180,17 +211,18 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float
 void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
                       const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
     const int kvd = n_head_kv * p->head_dim;
+    LL_ASSERT(p->n_rot / 2 <= ROPE_MAX_HALF);
     const int64_t total = (int64_t)n_tok * (p->n_rot / 2) * (p->n_head + n_head_kv) +
                           (int64_t)n_tok * n_head_kv * (p->head_dim - p->n_rot) + (int64_t)n_tok * kvd;
-    k_rope_kv<<<grid_1d(c, total, 128), 128, 0, c->stream>>>(q, k, v, kc, vc, pos0, cu_npast_dev(c), n_tok, p->n_head,
-                                                             n_head_kv, p->head_dim, p->n_rot, p->base, p->neox,
-                                                             freq_dev);
-    CU_LAUNCHED();
+    cu_launch(c, k_rope_kv, dim3(grid_1d(c, total, 128)), dim3(128), 0, q, k, v, kc, vc, pos0, cu_npast_dev(c), n_tok,
+              p->n_head, n_head_kv, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
 }
 
 // Cache rows [n_past, n_past + n_tok) = k, v (n_past = *npast in a recorded step).
 __global__ void k_kv_store(float *kc, float *vc, const float *__restrict__ k, const float *__restrict__ v,
                            int64_t n, int kvd, int n_past, const int32_t *npast) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     const int64_t off = (int64_t)(npast ? *npast : n_past) * kvd;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         kc[off + i] = k[i];
@@ -200,30 +232,39 @@ __global__ void k_kv_store(float *kc, float *vc, const float *__restrict__ k, co
 
 void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past) {
     const int64_t n = (int64_t)kvd * n_tok;
-    k_kv_store<<<grid_1d(c, n, 256), 256, 0, c->stream>>>(kc, vc, k, v, n, kvd, n_past, cu_npast_dev(c));
-    CU_LAUNCHED();
+    cu_launch(c, k_kv_store, dim3(grid_1d(c, n, 256)), dim3(256), 0, kc, vc, k, v, n, kvd, n_past, cu_npast_dev(c));
 }
 
-__global__ void k_swiglu(float *g, const float *__restrict__ u, int64_t n) {
+__global__ void k_swiglu(float *g, const float *__restrict__ u, int64_t n, __half *xh) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float v = g[i];
-        g[i] = v / (1.0f + expf(-v)) * u[i];
+        v = v / (1.0f + expf(-v)) * u[i];
+        g[i] = v;
+        if (xh) xh[i] = __float2half_rn(v);
     }
 }
 
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok) {
     int64_t total = (int64_t)n * n_tok;
-    k_swiglu<<<grid_1d(c, total, 256), 256, 0, c->stream>>>(g, u, total);
-    CU_LAUNCHED();
+    const bool h = n_tok >= 2 && (size_t)total * 2 <= c->xh_bytes; // g in f16 too, for the GEMM (as rmsnorm)
+    cu_launch(c, k_swiglu, dim3(grid_1d(c, total, 256)), dim3(256), 0, g, u, total,
+              h ? (__half *)c->xh : (__half *)NULL);
+    c->x8_src = NULL;
+    c->xh_src = h ? g : NULL;
+    c->xh_n = (size_t)total;
+    c->xh_bf = false;
 }
 
 __global__ void k_add(float *y, const float *__restrict__ x, int64_t n) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         y[i] += x[i];
 }
 
 void cu_add(cu_impl *c, float *y, const float *x, size_t n) {
     if (n == 0) return;
-    k_add<<<grid_1d(c, (int64_t)n, 256), 256, 0, c->stream>>>(y, x, (int64_t)n);
-    CU_LAUNCHED();
+    cu_launch(c, k_add, dim3(grid_1d(c, (int64_t)n, 256)), dim3(256), 0, y, x, (int64_t)n);
 }
