@@ -7,9 +7,11 @@
 # Env:   OUT=dir (logs; default $OUT or /tmp/cuda_bench), WORK=dir (model files, ~31 GB; default /tmp/llmlab-7b),
 #        STAGES="peer build test synth quant bench" (a subset splits the work over several calls while the machine
 #        stays warm: the build dir and WORK survive; extra stages: "sanitize" = test_cuda under compute-sanitizer
-#        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs, "variants" = decode with the tuning knobs
-#        (graphs off, 2 or 8 rows per matvec block), "prof" = GPU time per kernel name of one pp512 and a few
-#        decode steps, through ncu), TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
+#        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs, "variants" = pp512 and tg128 with the
+#        tuning knobs (VARIANTS: env settings, by default programmatic dependent launch off, weight preload off,
+#        fused int8 quantization on; VTYPES: the files), "prof" = GPU time per kernel name of one pp512 and a few
+#        decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel through ncu (DTYPES)),
+#        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
 #        outside the repository; the "peer" stage builds its llama-bench with CUDA in the background from the
@@ -112,19 +114,19 @@ fi
 
 # Decode with the tuning knobs, on the smallest quantized file and on F16.
 if has variants; then
-    for t in Q4_0 Q4_K_M F16; do
+    for t in ${VTYPES:-Q4_0 Q4_K_M Q8_0 F16}; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
-        for v in "LLMLAB_CUDA_GRAPHS=0" "LLMLAB_CUDA_MV_ROWS=2" "LLMLAB_CUDA_MV_ROWS=8"; do
-            r=$(env $v $BUILD/bench/bench_engine -m "$f" -p 8 -n 128 -r "$REPS" --bw "$BW" 2>&1 | awk '/^tg128/ {print $2, $3, $4}')
-            printf 'variant %-6s %-22s tg128 %s\n' "$t" "$v" "$r" | tee -a "$OUT/variants.txt"
+        for v in ${VARIANTS:-LLMLAB_CUDA_PDL=0 LLMLAB_CUDA_PRELOAD=0 LLMLAB_CUDA_FUSE_X8=1}; do
+            r=$(env $v $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "$REPS" --bw "$BW" 2>&1 | awk '/^(pp512|tg128)/ {printf "%s %s  ", $1, $2}')
+            printf 'variant %-6s %-26s %s\n' "$t" "$v" "$r" | tee -a "$OUT/variants.txt"
         done
     done
 fi
 
 # GPU time per kernel name: one pp512 (after the warm-up pp512) and decode steps, from ncu's gpu__time_duration.
 if has prof; then
-    for t in F16 Q4_K_M; do
+    for t in ${PTYPES:-F16 Q4_K_M}; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
         say "ncu kernel times $t"
@@ -195,6 +197,36 @@ if has ncu; then
             --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
             $BUILD/bench/bench_engine -m "$f" -p 8 -n 8 -r 1 >"$OUT/ncu-$t.txt" 2>&1 || tail -5 "$OUT/ncu-$t.txt"
         grep -E "k_matvec|k_attn|dram__throughput|gpu__time_duration|dram__bytes_read" "$OUT/ncu-$t.txt" | head -60
+    done
+fi
+
+# Decode kernel by kernel (ncu, kernels serialized: no overlap between them): mean time and DRAM read rate per
+# (kernel, grid), over a few decode steps, to see where a token's time goes beside the weight bytes.
+if has dprof; then
+    for t in ${DTYPES:-Q4_0 F16}; do
+        f="$WORK/mistral-7b-$t.gguf"
+        [ -s "$f" ] || continue
+        say "ncu decode kernels $t"
+        timeout 200 ncu --clock-control none --cache-control none --launch-skip 400 --launch-count 900 \
+            --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv --print-units base \
+            $BUILD/bench/bench_engine -m "$f" -p 1 -n 8 -r 1 >"$OUT/dprof-$t.csv" 2>"$OUT/dprof-$t.err" || tail -3 "$OUT/dprof-$t.err"
+        python3 - "$OUT/dprof-$t.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+h = rows[0]; ki = h.index("Kernel Name"); mi = h.index("Metric Name"); vi = h.index("Metric Value"); ii = h.index("ID")
+gi = h.index("Grid Size") if "Grid Size" in h else None
+per = collections.defaultdict(dict)
+for r in rows[1:]:
+    per[int(r[ii])][r[mi]] = float(r[vi].replace(",", ""))
+    per[int(r[ii])]["key"] = (r[ki].split("(")[0][:60], r[gi] if gi is not None else "")
+agg = collections.defaultdict(lambda: [0, 0.0, 0.0])
+for k in per.values():
+    a = agg[k["key"]]; a[0] += 1; a[1] += k.get("gpu__time_duration.sum", 0); a[2] += k.get("dram__bytes_read.sum", 0)
+tot = sum(a[1] for a in agg.values())
+print(f"{len(per)} kernels, {tot/1e6:.3f} ms")
+for key, (n, t, b) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:22]:
+    print(f"  {key[0]:60s} {key[1]:>16s} x{n:4d} {t/n/1e3:8.2f} us {b/n/1e6:8.2f} MB {b/t if t else 0:7.0f} GB/s {100*t/tot:5.1f}%")
+PY
     done
 fi
 
