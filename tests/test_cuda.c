@@ -331,6 +331,16 @@ static void test_get_rows(void **state) {
     }
 }
 
+// ref (nt, rows) = float64 dots of x rows (nt, cols) with the weight rows deq (rows, cols).
+static void dot_ref(const float *xr, int nt, int cols, const float *deq, int rows, float *ref) {
+    for (int i = 0; i < nt; i++)
+        for (int r = 0; r < rows; r++) {
+            double acc = 0;
+            for (int k = 0; k < cols; k++) acc += (double)xr[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
+            ref[(size_t)i * rows + r] = (float)acc;
+        }
+}
+
 // y = x W^T against float64 dots of the dequantized weight; float types also against the CPU backend.
 static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     float *deq;
@@ -346,12 +356,7 @@ static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
     if (quant && !gemm) ll_backend_cuda_x8_roundtrip(x, xr, nt * cols);
 #endif
-    for (int i = 0; i < nt; i++)
-        for (int r = 0; r < rows; r++) {
-            double acc = 0;
-            for (int k = 0; k < cols; k++) acc += (double)xr[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
-            ref[(size_t)i * rows + r] = (float)acc;
-        }
+    dot_ref(xr, nt, cols, deq, rows, ref);
     float *dx = to_dev(d.gpu, x, (size_t)nt * cols), *dy = poisoned_dev(d.gpu, (size_t)nt * rows);
     d.gpu->ops->matmul(d.gpu, &lw, dx, dy, nt);
     float *got = from_dev(d.gpu, dy, (size_t)nt * rows);
@@ -493,12 +498,7 @@ static void chain_ref(const float *in, int nt, int cols, const float *deq, int r
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
     ll_backend_cuda_x8_roundtrip(in, xr, nt * cols);
 #endif
-    for (int i = 0; i < nt; i++)
-        for (int r = 0; r < rows; r++) {
-            double acc = 0;
-            for (int k = 0; k < cols; k++) acc += (double)xr[(size_t)i * cols + k] * deq[(size_t)r * cols + k];
-            ref[(size_t)i * rows + r] = (float)acc;
-        }
+    dot_ref(xr, nt, cols, deq, rows, ref);
     free(xr);
 }
 
