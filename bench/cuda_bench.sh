@@ -33,6 +33,25 @@ say() { printf '== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt" || true
 
+# Runs "$@" and writes to the file $PEAK the GPU memory it took at most (MiB: nvidia-smi's memory.used sampled
+# every 0.2 s, less what was in use before it started; "?" without nvidia-smi). Returns the command's status.
+gpu_used() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1 | tr -dc 0-9; }
+peak_run() {
+    base=$(gpu_used)
+    "$@" &
+    pid=$!
+    peak=0
+    while kill -0 "$pid" 2>/dev/null; do
+        m=$(gpu_used)
+        [ -n "$m" ] && [ "$m" -gt "$peak" ] && peak=$m
+        sleep 0.2
+    done
+    rc=0
+    wait "$pid" || rc=$?
+    if [ -n "$base" ] && [ "$peak" -gt 0 ]; then echo $((peak - base)) >"$PEAK"; else echo "?" >"$PEAK"; fi
+    return $rc
+}
+
 PEER_BIN="$WORK/lcpp/build/bin/llama-bench"
 if has peer && [ ! -x "$PEER_BIN" ]; then
     if [ -s "$PEER_SRC" ]; then
@@ -93,6 +112,7 @@ fi
 
 if has bench; then
     : >"$OUT/table.txt"
+    : >"$OUT/ours.tsv"
     for t in $TYPES; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || { echo "$t: no file" >>"$OUT/table.txt"; continue; }
@@ -101,14 +121,16 @@ if has bench; then
             >"$OUT/run-$t.txt" 2>&1 || tail -5 "$OUT/run-$t.txt"
         grep -E "cuda:" "$OUT/run-$t.txt" || true
         say "bench_engine $t (device auto = CUDA when a GPU answers)"
-        $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "$REPS" --bw "$BW" >"$OUT/bench-$t.txt" 2>&1 \
-            || { tail -20 "$OUT/bench-$t.txt"; continue; }
+        PEAK="$OUT/mem-$t" peak_run $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "$REPS" --bw "$BW" \
+            >"$OUT/bench-$t.txt" 2>&1 || { tail -20 "$OUT/bench-$t.txt"; continue; }
         pp=$(awk '/^pp512/ {print $2}' "$OUT/bench-$t.txt")
         tg=$(awk '/^tg128/ {print $2}' "$OUT/bench-$t.txt")
         frac=$(sed -n 's/.*, \([0-9]*%\) of.*/\1/p' "$OUT/bench-$t.txt")
         size=$(du -h "$f" | cut -f1)
-        printf '%-7s %6s  pp512 %10s t/s  tg128 %8s t/s  %s of %s GB/s\n' "$t" "$size" "$pp" "$tg" "$frac" "$BW" \
-            >>"$OUT/table.txt"
+        mem=$(cat "$OUT/mem-$t")
+        printf '%-7s %6s  pp512 %10s t/s  tg128 %8s t/s  %s of %s GB/s  GPU memory %s MiB\n' "$t" "$size" "$pp" "$tg" \
+            "$frac" "$BW" "$mem" >>"$OUT/table.txt"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(stat -c %s "$f")" "$pp" "$tg" "$frac" "$mem" >>"$OUT/ours.tsv"
     done
 fi
 
@@ -240,15 +262,19 @@ if has peer; then
     fi
     if [ -x "$PEER_BIN" ]; then
         : >"$OUT/peer.txt"
+        : >"$OUT/peer.tsv"
         for t in $TYPES; do
             f="$WORK/mistral-7b-$t.gguf"
             [ -s "$f" ] || continue
             say "llama-bench $t"
-            timeout 150 "$PEER_BIN" -m "$f" -p 512 -n 128 -ngl 99 -fa 1 -r "$REPS" -o csv >"$OUT/peer-$t.csv" 2>"$OUT/peer-$t.err" \
-                || tail -3 "$OUT/peer-$t.err"
+            PEAK="$OUT/peer-mem-$t" peak_run timeout 150 "$PEER_BIN" -m "$f" -p 512 -n 128 -ngl 99 -fa 1 -r "$REPS" \
+                -o csv >"$OUT/peer-$t.csv" 2>"$OUT/peer-$t.err" || tail -3 "$OUT/peer-$t.err"
             python3 -c 'import csv,sys
 for r in csv.DictReader(open(sys.argv[1])): print("peer", sys.argv[2], "pp%s" % r["n_prompt"] if r["n_prompt"] != "0" else "tg%s" % r["n_gen"], "%.1f +- %.1f t/s" % (float(r["avg_ts"]), float(r["stddev_ts"])))' "$OUT/peer-$t.csv" "$t" \
                 | tee -a "$OUT/peer.txt"
+            awk -v t="$t" -v m="$(cat "$OUT/peer-mem-$t")" '$1 == "peer" && $2 == t {v[$3] = $4; s[$3] = $6}
+                END {printf "%s\t%s\t%s\t%s\t%s\t%s\n", t, v["pp512"], s["pp512"], v["tg128"], s["tg128"], m}' \
+                "$OUT/peer.txt" >>"$OUT/peer.tsv"
         done
     fi
 fi
@@ -258,4 +284,29 @@ echo "(BENCHMARKS.md's llama.cpp b10587 on an H100, another run: F16 19436 / 173
 [ -f "$OUT/peer.txt" ] && { echo "llama.cpp, this run:"; cat "$OUT/peer.txt"; }
 [ -f "$OUT/variants.txt" ] && cat "$OUT/variants.txt"
 [ -f "$OUT/table.txt" ] && cat "$OUT/table.txt"
+# Both engines side by side (ours.tsv, peer.tsv of this call): t/s, ratio, % of the HBM ceiling at decode,
+# GPU memory at its peak against the file's size.
+if [ -s "$OUT/ours.tsv" ]; then
+    python3 - "$OUT/ours.tsv" "$OUT/peer.tsv" <<'PY'
+import sys, os
+peer = {}
+if os.path.exists(sys.argv[2]):
+    for l in open(sys.argv[2]):
+        f = l.rstrip("\n").split("\t")
+        if len(f) == 6: peer[f[0]] = f
+def num(x):
+    try: return float(x)
+    except ValueError: return None
+def ratio(a, b): return f"{a / b:.2f}" if a and b else "-"
+def gib(mib): return f"{mib / 1024:.1f} GiB" if mib is not None else "?"
+print("| type | file | llmlab pp512 | llama.cpp pp512 | ratio | llmlab tg128 | llama.cpp tg128 | ratio | decode % of HBM | GPU memory llmlab / llama.cpp |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for l in open(sys.argv[1]):
+    t, size, pp, tg, frac, mem = l.rstrip("\n").split("\t")
+    p = peer.get(t, [t, "", "", "", "", "?"])
+    opp, otg, ppp, ptg = num(pp), num(tg), num(p[1]), num(p[3])
+    print(f"| {t} | {int(size) / 2**30:.2f} GiB | {pp} | {p[1] or '-'} ± {p[2] or '-'} | {ratio(opp, ppp)} | {tg} | "
+          f"{p[3] or '-'} ± {p[4] or '-'} | {ratio(otg, ptg)} | {frac} | {gib(num(mem))} / {gib(num(p[5]))} |")
+PY
+fi
 grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$OUT/test_cuda.txt" 2>/dev/null || true
