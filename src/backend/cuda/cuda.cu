@@ -328,8 +328,7 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     CU_TRY(cudaGetDeviceProperties(&prop, c->dev));
     blas_open(c);
     const char *mv = getenv("LLMLAB_CUDA_MV_ROWS"); // a tuning knob for bench/cuda_bench.sh (2, 4 or 8)
-    c->mv_rows = mv && (atoi(mv) == 2 || atoi(mv) == 8) ? atoi(mv) : 4;
-    c->mv_rows_set = mv && (atoi(mv) == 2 || atoi(mv) == 4 || atoi(mv) == 8);
+    c->mv_rows = mv && (atoi(mv) == 4 || atoi(mv) == 8) ? atoi(mv) : 2;
     const char *pd = getenv("LLMLAB_CUDA_PDL"); // 0: kernels start only when the previous one ended
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
     // 1: the SwiGLU matvec and attention quantize their outputs for the next matvec in their epilogues, instead

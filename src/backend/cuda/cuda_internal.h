@@ -139,7 +139,6 @@ typedef struct cu_impl {
     bool attn_merge;    // split attention combined by its last block, not a second kernel (LLMLAB_CUDA_ATTN_MERGE=1)
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
-    bool mv_rows_set;   // LLMLAB_CUDA_MV_ROWS given
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot

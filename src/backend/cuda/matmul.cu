@@ -305,7 +305,7 @@ void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, f
 
 static void matvec(cu_impl *c, const cu_wview *w, const float *x, float *y, bool acc) {
     // float weights: 2 rows per block measured faster than 4 or 8 (bench/NOTES.md), unless overridden
-    mv_launch l = {c, w, NULL, x, y, c->mv_rows_set ? c->mv_rows : 2, acc};
+    mv_launch l = {c, w, NULL, x, y, c->mv_rows, acc};
     LL_ASSERT(cu_dispatch(*w, l));
 }
 
@@ -385,7 +385,7 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
     }
     const bool quant = wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_F16 && wg->type != LL_TYPE_BF16;
     if (same && !quant && n_tok < 2) { // the float matvec, both matrices in one launch
-        mv_launch l = {c, wg, wu, x, g, c->mv_rows_set ? c->mv_rows : 2, false};
+        mv_launch l = {c, wg, wu, x, g, c->mv_rows, false};
         LL_ASSERT(cu_dispatch(*wg, l));
         c->x8_src = c->xh_src = NULL;
         return;

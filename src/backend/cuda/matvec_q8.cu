@@ -1,6 +1,7 @@
 // matvec_q8.cu — decode (a few tokens) for quantized weights: each x row quantized once to int8 (cu_x8), then
-// per weight type a block of MQ_THREADS threads computes R rows: thread i takes units i, i + MQ_THREADS, ...
-// of every row (16-byte loads of consecutive units: coalesced), dp4a dots, one shuffle + shared-memory sum.
+// per weight type a block of MQ_THREADS threads computes R = 4 rows: thread i takes units i, i + MQ_THREADS, ...
+// of every row (16-byte loads of consecutive units: coalesced; the first ones issued before the kernel waits for
+// x), dp4a dots, one shuffle + shared-memory sum.
 #include "backend/cuda/cuda_q8.h"
 
 #define MQ_THREADS 128

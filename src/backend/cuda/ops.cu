@@ -10,7 +10,8 @@ static unsigned grid_1d(cu_impl *c, int64_t n, int threads) {
 // One block per row, float4 loads: sum of squares (warp shuffles, then across warps), then y = x * scale * g.
 // With x8.q set (rows of n % 32 == 0, at most CU_X8_ROWS of them), y is also quantized for the int8 matvec
 // (matvec_q8.cu) in the same pass: the 8 threads holding a block of 32 agree on its amax, codes and 16-sums
-// with the arithmetic of cu_x8_quantize_block.
+// with the arithmetic of cu_x8_quantize_block. With xh set (batches), y is also written as f16 there, the
+// input of the GEMM that follows (matmul.cu).
 #define RMS_THREADS 1024
 __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *x, const float *__restrict__ g, int n,
                                                          float eps, cu_x8 x8, __half *xh) {
