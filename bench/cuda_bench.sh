@@ -9,7 +9,7 @@
 #        stays warm: the build dir and WORK survive; extra stages: "sanitize" = test_cuda under compute-sanitizer
 #        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs, "variants" = pp512 and tg128 with the
 #        tuning knobs (VARIANTS: env settings, by default programmatic dependent launch off, weight preload off,
-#        fused int8 quantization on; VTYPES: the files), "prof" = GPU time per kernel name of one pp512 and a few
+#        CUDA graphs off; VTYPES: the files), "prof" = GPU time per kernel name of one pp512 and a few
 #        decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel through ncu (DTYPES)),
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
@@ -139,7 +139,7 @@ if has variants; then
     for t in ${VTYPES:-Q4_0 Q4_K_M Q8_0 F16}; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
-        for v in ${VARIANTS:-LLMLAB_CUDA_PDL=0 LLMLAB_CUDA_PRELOAD=0 LLMLAB_CUDA_FUSE_X8=1}; do
+        for v in ${VARIANTS:-LLMLAB_CUDA_PDL=0 LLMLAB_CUDA_PRELOAD=0 LLMLAB_CUDA_GRAPHS=0}; do
             r=$(env $v $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "$REPS" --bw "$BW" 2>&1 | awk '/^(pp512|tg128)/ {printf "%s %s  ", $1, $2}')
             printf 'variant %-6s %-26s %s\n' "$t" "$v" "$r" | tee -a "$OUT/variants.txt"
         done

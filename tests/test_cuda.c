@@ -490,9 +490,9 @@ static void test_matmul(void **state) {
     for (int ti = 0; ti < 3; ti++) matmul_case(k_types[ti], 172, 33, 1, &s);
 }
 
-// The int8 copy of an output made inside the kernel that writes it (matmul_swiglu's, attention's) and read by
-// the next quantized matvec: the down / output projection against float64 dots of the downloaded output through
-// the host quantization (bit-exact with the device's). Twice per case: the per-run counters must be back at 0.
+// Decode chains as the model runs them: matmul_swiglu then the down matvec on its output, attention then the
+// output projection: the second matvec against float64 dots of the downloaded first output through the host
+// quantization (bit-exact with the device's), so a stale int8 copy of an earlier input fails. Twice per case.
 static void chain_ref(const float *in, int nt, int cols, const float *deq, int rows, float *ref) {
     float *xr = malloc((size_t)nt * cols * sizeof *xr);
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
@@ -502,8 +502,9 @@ static void chain_ref(const float *in, int nt, int cols, const float *deq, int r
     free(xr);
 }
 
-static void fused_x8_run(uint64_t *sp) {
-    uint64_t s = *sp;
+static void test_x8_chains(void **state) {
+    NEED_GPU();
+    uint64_t s = 53;
     const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
     const int dim = 512, ff = 256, out_rows = 40, n_head = 8, n_kv = 2, hd = 64, n_past = 50, n_ctx = 64;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -548,19 +549,6 @@ static void fused_x8_run(uint64_t *sp) {
         duo_free(&d);
         free(wg), free(wu), free(wd), free(wo), free(dg), free(du), free(dd), free(dob);
     }
-    *sp = s;
-}
-
-static void test_fused_x8(void **state) {
-    NEED_GPU();
-    uint64_t s = 53;
-    fused_x8_run(&s); // a quantization kernel before each matvec
-    setenv("LLMLAB_CUDA_FUSE_X8", "1", 1); // quantized in the epilogues
-    fused_x8_run(&s);
-    setenv("LLMLAB_CUDA_ATTN_MERGE", "1", 1); // and attention combined by its last split, not a second kernel
-    fused_x8_run(&s);
-    unsetenv("LLMLAB_CUDA_ATTN_MERGE");
-    unsetenv("LLMLAB_CUDA_FUSE_X8");
 }
 
 // ---- whole models ---------------------------------------------------------------------------------------------
@@ -721,7 +709,7 @@ int main(void) {
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
-        cmocka_unit_test(test_fused_x8),
+        cmocka_unit_test(test_x8_chains),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),

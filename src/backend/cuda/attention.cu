@@ -1,6 +1,5 @@
 // attention.cu — causal GQA attention over the F32 KV cache (per layer (n_ctx, n_head_kv*head_dim)), split-K
-// ("flash-decoding", Dao et al. 2023): blocks over key ranges keep an online softmax; the last block of a query
-// group to finish combines the splits (or, without room for the counters, a second kernel does).
+// ("flash-decoding", Dao et al. 2023): blocks over key ranges keep an online softmax, a second kernel combines.
 #include "backend/cuda/cuda_internal.h"
 
 #define ATT_WARPS 8   // query rows per block: (token, head) pairs that share one kv head
@@ -9,14 +8,10 @@
 // Block (x: chunk of ATT_WARPS pairs of kv head y, z: key split). Pairs p = t*G + g (G = n_head/n_head_kv) ->
 // token t, head y*G + g; warp w owns pair 8x + w, lane owns dims lane + 32i. K/V tiles of kt keys in shared
 // memory serve every warp. Output per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
-// With cnt set (one counter per (x, y) block group, zero between launches), the block that completes a group's
-// gridDim.z splits combines them into out (and into x8 as attn_combine does when x8.q is set).
-__device__ __forceinline__ void attn_combine_pair(const float *part, float *out, int n_tok, int n_head, int hd,
-                                                  int n_split, int t, int h, const cu_x8 &x8);
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
                  float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int hd, int n_past,
-                 const int32_t *npast, float scale, int keys_per_split, int kt, int *cnt, float *out, cu_x8 x8) {
+                 const int32_t *npast, float scale, int keys_per_split, int kt) {
     extern __shared__ float sm[]; // ks (kt, hd), vs (kt, hd)
     float *ks = sm, *vs = sm + (size_t)kt * hd;
     CU_PDL_WAIT();
@@ -72,69 +67,22 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             m = m_new;
         }
     }
-    if (valid) {
-        float *dst = part + (((size_t)blockIdx.z * n_tok + t) * n_head + h) * (hd + 2);
-#pragma unroll
-        for (int i = 0; i < ATT_MAX_D; i++) {
-            int d = lane + 32 * i;
-            if (d < hd) dst[d] = o[i];
-        }
-        if (lane == 0) {
-            dst[hd] = m;
-            dst[hd + 1] = l;
-        }
-    }
-    if (!cnt) return;
-    __shared__ bool last;
-    __threadfence(); // this block's partials are visible device-wide before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int *ct = cnt + blockIdx.y * gridDim.x + blockIdx.x;
-        last = atomicAdd(ct, 1) == (int)gridDim.z - 1;
-        if (last) *ct = 0; // every split has counted: ready for the next launch
-    }
-    __syncthreads();
-    if (!last || !valid) return;
-    __threadfence();
-    attn_combine_pair(part, out, n_tok, n_head, hd, gridDim.z, t, h, x8);
-}
-
-// Warp: out (token t, head h) = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M) over the n_split partials (read
-// from L2: other blocks wrote them), and its int8 copy when x8.q is set (hd a multiple of 32).
-__device__ __forceinline__ void attn_combine_pair(const float *part, float *out, int n_tok, int n_head, int hd,
-                                                  int n_split, int t, int h, const cu_x8 &x8) {
-    const int lane = threadIdx.x & 31;
-    const size_t stride = (size_t)n_tok * n_head * (hd + 2), th = (size_t)t * n_head + h;
-    const float *p0 = part + th * (hd + 2);
-    float M = -INFINITY;
-    for (int z = 0; z < n_split; z++) M = fmaxf(M, __ldcg(p0 + z * stride + hd));
-    float L = 0.0f, acc[ATT_MAX_D] = {};
-    for (int z = 0; z < n_split; z++) {
-        const float mz = __ldcg(p0 + z * stride + hd);
-        if (mz == -INFINITY) continue;
-        const float e = expf(mz - M);
-        L += __ldcg(p0 + z * stride + hd + 1) * e;
-#pragma unroll
-        for (int i = 0; i < ATT_MAX_D; i++) {
-            int d = lane + 32 * i;
-            if (d < hd) acc[i] += __ldcg(p0 + z * stride + d) * e;
-        }
-    }
+    if (!valid) return;
+    float *dst = part + (((size_t)blockIdx.z * n_tok + t) * n_head + h) * (hd + 2);
 #pragma unroll
     for (int i = 0; i < ATT_MAX_D; i++) {
-        if (32 * i >= hd) break;
-        const int d = lane + 32 * i;
-        const float v = acc[i] / L;
-        if (d < hd) out[th * hd + d] = v;
-        if (x8.q) cu_x8_quant_warp(v, x8, (int64_t)th * hd + 32 * i); // hd % 32 == 0 here: whole warps
+        int d = lane + 32 * i;
+        if (d < hd) dst[d] = o[i];
+    }
+    if (lane == 0) {
+        dst[hd] = m;
+        dst[hd + 1] = l;
     }
 }
 
-// One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M). With x8.q set (hd a multiple
-// of 32, blockDim.x too), out is also quantized there for the output projection's int8 matvec: a warp holds 32
-// consecutive values of the row (n_head * hd) at a time.
+// One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M).
 __global__ void k_attn_combine(const float *__restrict__ part, float *__restrict__ out, int n_tok, int n_head, int hd,
-                               int n_split, cu_x8 x8) {
+                               int n_split) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     const int th = blockIdx.x; // t * n_head + h
@@ -154,7 +102,6 @@ __global__ void k_attn_combine(const float *__restrict__ part, float *__restrict
             if (mz != -INFINITY) acc += p0[z * stride + d] * expf(mz - M);
         }
         out[(size_t)th * hd + d] = acc / L;
-        if (x8.q) cu_x8_quant_warp(acc / L, x8, (int64_t)th * hd + (d - (d & 31))); // rows of n_head * hd
     }
 }
 
@@ -179,22 +126,9 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     const int kps = (n_keys + n_split - 1) / n_split;
     dim3 grid((unsigned)bx, (unsigned)p->n_head_kv, (unsigned)n_split);
     size_t smem = 2 * (size_t)kt * hd * sizeof(float);
-    // the output's int8 copy for the next matvec (the output projection), where it fits
-    const int64_t row = (int64_t)p->n_head * hd;
-    cu_x8 x8 = c->x8;
-    const bool q8 = c->fuse_x8 && x8.q && hd % 32 == 0 && n_tok <= CU_X8_ROWS && row <= x8.ne0;
-    if (q8) x8.ne0 = row;
-    else x8.q = NULL;
-    // the splits combined by their last block where the counters fit, else by a second kernel
-    const bool merged = c->attn_merge && (size_t)bx * p->n_head_kv <= CU_ATTN_COUNTS;
     cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
-              p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt, merged ? c->attn_count : (int *)NULL, out, x8);
-    if (!merged) {
-        const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
-        cu_launch(c, k_attn_combine, dim3(n_tok * p->n_head), dim3(comb_threads), (size_t)0, c->attn_part, out,
-                  n_tok, p->n_head, hd, n_split, x8);
-    }
-    c->x8_src = q8 ? out : NULL;
-    c->x8_ntok = n_tok;
-    c->x8_ne0 = row;
+              p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
+    const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
+    cu_launch(c, k_attn_combine, dim3(n_tok * p->n_head), dim3(comb_threads), (size_t)0, c->attn_part, out, n_tok,
+              p->n_head, hd, n_split);
 }

@@ -331,13 +331,7 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->mv_rows = mv && (atoi(mv) == 4 || atoi(mv) == 8) ? atoi(mv) : 2;
     const char *pd = getenv("LLMLAB_CUDA_PDL"); // 0: kernels start only when the previous one ended
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
-    // 1: the SwiGLU matvec and attention quantize their outputs for the next matvec in their epilogues, instead
-    // of a quantization kernel (measured 4-8% slower at decode: bench/NOTES.md)
-    const char *fx = getenv("LLMLAB_CUDA_FUSE_X8");
-    c->fuse_x8 = fx && !strcmp(fx, "1");
-    const char *am = getenv("LLMLAB_CUDA_ATTN_MERGE"); // 1: one attention launch at decode (measured slower)
-    c->attn_merge = am && !strcmp(am, "1");
-    const char *pl = getenv("LLMLAB_CUDA_PRELOAD");
+    const char *pl = getenv("LLMLAB_CUDA_PRELOAD"); // 0: int8 matvecs load their weights after waiting for x
     c->mv_preload = !(pl && !strcmp(pl, "0"));
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
@@ -368,7 +362,7 @@ extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
 }
 
 void cu_release(cu_impl *c) {
-    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8_mem};
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8.q};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CU_CHECK(cudaFree(dev[i]));
     if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
@@ -376,9 +370,7 @@ void cu_release(cu_impl *c) {
     c->wmem = c->deq = c->xh = NULL;
     c->attn_part = NULL;
     c->ids_dev = c->ids_pinned = NULL;
-    c->x8 = c->x8b = cu_x8{NULL, NULL, NULL, 0};
-    c->x8_mem = NULL;
-    c->x8_count = c->attn_count = NULL;
+    c->x8 = cu_x8{NULL, NULL, NULL, 0};
     c->w = NULL;
     c->n_w = 0;
 }

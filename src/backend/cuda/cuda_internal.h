@@ -42,43 +42,17 @@ void cu_die(const char *file, int line, const char *call, const char *msg);
 
 // Programmatic dependent launch (Hopper, sm_90): a kernel launched with cu_launch may start while the kernel
 // before it in the stream drains; it must execute CU_PDL_WAIT (wait for the previous grid to complete and its
-// writes to be visible) in every block before it reads what earlier kernels wrote or writes anything.
-// (Prefetching the block's weight rows to L2 before the wait made decode 10-25% slower: bench/NOTES.md.) CU_PDL_LAUNCH then lets the next kernel start early in turn.
-// Placed after the wait, a kernel runs at most one grid ahead of the one it depends on. Both are no-ops when
-// the kernel was launched without the attribute, and below sm_90.
+// writes to be visible) in every block before it reads what earlier kernels wrote or writes anything. Before
+// the wait it may only read constants (the weights; an L2 prefetch of them there measured 10-20% slower,
+// registers did better: bench/NOTES.md). CU_PDL_LAUNCH then lets the next kernel start early in turn: placed
+// after the wait, a kernel runs at most one grid ahead of the one it depends on. Both are no-ops when the
+// kernel was launched without the attribute, and below sm_90.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define CU_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
 #define CU_PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
 #else
 #define CU_PDL_WAIT() ((void)0)
 #define CU_PDL_LAUNCH() ((void)0)
-#endif
-// x rows quantized for the int8 matvec (matvec_q8.cu), n rows of ne0 (a multiple of 32): codes q (n, ne0);
-// d (n, ne0/32) with x ~ d * q per block of 32; s (n, ne0/16) = d * (sum of 16 codes), the min term of Q4_K/Q5_K.
-typedef struct cu_x8 {
-    int8_t *q;
-    float *d, *s;
-    int64_t ne0;
-} cu_x8;
-
-#ifdef __CUDACC__
-// The calling warp's 32 values v (lane i: element e0 + i of o, e0 a multiple of 32) quantized into o with the
-// arithmetic of the host reference cu_x8_quantize_block (cuda_q8.h): bit for bit the same codes.
-__device__ __forceinline__ void cu_x8_quant_warp(float v, const cu_x8 &o, int64_t e0) {
-    const int lane = threadIdx.x & 31;
-    float amax = fabsf(v);
-#pragma unroll
-    for (int s = 16; s > 0; s >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int c = (int)rintf(v * id);
-    o.q[e0 + lane] = (int8_t)c;
-    int sum = c;
-#pragma unroll
-    for (int s = 8; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s); // within each half-warp
-    const float d = amax / 127.0f;
-    if (lane == 0) o.d[e0 / 32] = d;
-    if ((lane & 15) == 0) o.s[e0 / 16 + (lane >> 4)] = d * (float)sum;
-}
 #endif
 
 // A weight on the device. Q8_0, Q4_0 and Q6_K are repacked at upload into two arrays (every block without
@@ -109,7 +83,13 @@ typedef struct cu_blas {
     cublasHandle_t h;
 } cu_blas;
 
-#define CU_ATTN_COUNTS 4096 // query groups (8 (token, head) pairs of one kv head) of one split attention launch
+// x rows quantized for the int8 matvec (matvec_q8.cu), n rows of ne0 (a multiple of 32): codes q (n, ne0);
+// d (n, ne0/32) with x ~ d * q per block of 32; s (n, ne0/16) = d * (sum of 16 codes), the min term of Q4_K/Q5_K.
+typedef struct cu_x8 {
+    int8_t *q;
+    float *d, *s;
+    int64_t ne0;
+} cu_x8;
 #define CU_X8_ROWS 8 // tokens quantized per pass (batches from CU_GEMM_MIN_TOK_QUANT tokens take the GEMM)
 
 #define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
@@ -130,13 +110,6 @@ typedef struct cu_impl {
     float *attn_part;   // flash-decoding partials: (n_split, n_tok, n_head, head_dim + 2)
     size_t attn_part_floats;
     cu_x8 x8;           // (CU_X8_ROWS, largest ne0): ne0 here is the capacity
-    cu_x8 x8b;          // the same again: a matvec that reads x8 writes its own output's int8 copy here (swapped after)
-    void *x8_mem;       // the allocation holding x8, x8b, x8_count and attn_count
-    int *x8_count;      // (CU_X8_ROWS, largest ne1 / 32), zero between launches: blocks done per 32 outputs
-    int64_t x8_count_groups; // 32-row groups per token in x8_count
-    int *attn_count;    // (CU_ATTN_COUNTS), zero between launches: attention splits done per query group
-    bool fuse_x8;       // the SwiGLU matvec and attention quantize their outputs (LLMLAB_CUDA_FUSE_X8=1)
-    bool attn_merge;    // split attention combined by its last block, not a second kernel (LLMLAB_CUDA_ATTN_MERGE=1)
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)

@@ -149,7 +149,6 @@ struct mv_launch {
 };
 
 template <class T> __device__ __forceinline__ T cu_from_float(float f);
-template <> __device__ __forceinline__ float cu_from_float<float>(float f) { return f; }
 template <> __device__ __forceinline__ __half cu_from_float<__half>(float f) { return __float2half_rn(f); }
 template <> __device__ __forceinline__ __nv_bfloat16 cu_from_float<__nv_bfloat16>(float f) {
     return __float2bfloat16_rn(f);
@@ -161,33 +160,21 @@ template <> __device__ __forceinline__ __nv_bfloat16 cu_from_float<__nv_bfloat16
 __device__ __forceinline__ void cu_st16(void *dst, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
     asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
 }
-__device__ __forceinline__ uint32_t cu_pack2(__half, float a, float b) {
-    __half2 h = __floats2half2_rn(a, b);
-    return *(uint32_t *)&h;
-}
-__device__ __forceinline__ uint32_t cu_pack2(__nv_bfloat16, float a, float b) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    return *(uint32_t *)&h;
-}
-template <class T> __device__ __forceinline__ void cu_store8(T *dst, const float f[8]) {
-    cu_st16(dst, cu_pack2(T(), f[0], f[1]), cu_pack2(T(), f[2], f[3]), cu_pack2(T(), f[4], f[5]),
-            cu_pack2(T(), f[6], f[7]));
-}
-template <> __device__ __forceinline__ void cu_store8<float>(float *dst, const float f[8]) {
+__device__ __forceinline__ void cu_store8(float *dst, const float f[8]) {
     cu_st16(dst, __float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]), __float_as_uint(f[3]));
     cu_st16(dst + 4, __float_as_uint(f[4]), __float_as_uint(f[5]), __float_as_uint(f[6]), __float_as_uint(f[7]));
 }
 
-// out[i] (ne0 values) = row ids[i] (or row i) decoded, as float, __half or __nv_bfloat16. Rows on y (looping
-// past 65535), units on x; runs of 8 values leave as 16- or 32-byte stores.
-template <class Q, class T>
-__global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n_rows, T *__restrict__ out) {
+// out[i] (ne0 floats) = row ids[i] decoded (get_rows). Rows on y (looping past 65535), units on x; runs of 8
+// values leave as two 16-byte stores.
+template <class Q>
+__global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n_rows, float *__restrict__ out) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     const int n_units = (int)(w.ne0 / (Q::R * Q::L));
     for (int64_t i = blockIdx.y; i < n_rows; i += gridDim.y) {
-        const int64_t row = ids ? ids[i] : i;
-        T *o = out + i * w.ne0;
+        const int64_t row = ids[i];
+        float *o = out + i * w.ne0;
         for (int u = blockIdx.x * blockDim.x + threadIdx.x; u < n_units; u += gridDim.x * blockDim.x) {
             int64_t st[Q::R];
             float v[Q::R][Q::L], a[Q::R], b[Q::R];
@@ -205,24 +192,24 @@ __global__ void k_dequant(cu_wview w, const int32_t *__restrict__ ids, int64_t n
                     }
                 } else {
 #pragma unroll
-                    for (int k = 0; k < Q::L; k++) o[st[r] + k] = cu_from_float<T>(fmaf(a[r], v[r][k], b[r]));
+                    for (int k = 0; k < Q::L; k++) o[st[r] + k] = fmaf(a[r], v[r][k], b[r]);
                 }
             }
         }
     }
 }
 
-template <class T> struct dq_launch {
+struct dq_launch {
     cu_impl *c;
     const cu_wview *w;
     const int32_t *ids;
     int64_t n_rows;
-    T *out;
+    float *out;
     template <class Q> void run() {
         const int64_t units = w->ne0 / (Q::R * Q::L);
         const unsigned gx = (unsigned)((units + 127) / 128), gy = (unsigned)(n_rows < 65535 ? n_rows : 65535);
         if (n_rows < 1) return;
-        cu_launch(c, k_dequant<Q, T>, dim3(gx, gy), dim3(128), 0, *w, ids, n_rows, out);
+        cu_launch(c, k_dequant<Q>, dim3(gx, gy), dim3(128), 0, *w, ids, n_rows, out);
     }
 };
 
@@ -299,7 +286,7 @@ bool cu_matmul_supports(uint32_t type) {
 }
 
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y) {
-    dq_launch<float> l = {c, w, ids, n, y};
+    dq_launch l = {c, w, ids, n, y};
     LL_ASSERT(cu_dispatch(*w, l));
 }
 

@@ -12,8 +12,21 @@ __global__ void k_quant_x8(const float *__restrict__ x, cu_x8 o, int64_t n_block
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
     if (b >= n_blocks) return; // warp-uniform
-    cu_x8_quant_warp(x[b * 32 + (threadIdx.x & 31)], o, b * 32);
+    const float v = x[b * 32 + lane];
+    float amax = fabsf(v);
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int c = (int)rintf(v * id);
+    o.q[b * 32 + lane] = (int8_t)c;
+    int sum = c;
+#pragma unroll
+    for (int s = 8; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s); // within each half-warp
+    const float d = amax / 127.0f;
+    if (lane == 0) o.d[b] = d;
+    if ((lane & 15) == 0) o.s[2 * b + (lane >> 4)] = d * (float)sum;
 }
 
 void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
@@ -27,14 +40,11 @@ void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
 }
 
 // y (n_tok = gridDim.y, ne1) = rows [R*blockIdx.x, +R) of w against the quantized rows of x. SW: the same rows
-// of w2 too (same shape and type), and y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU, one launch); with
-// xo.q set (ne1 a multiple of 32), y is also quantized into xo for the next matvec: the block that completes a
-// run of 32 outputs (counted in cnt, n_groups per token; the last one sets its count back to 0) quantizes it.
+// of w2 too (same shape and type), and y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU, one launch).
 // The body: block `blk` of the row blocks of w (and w2).
 template <class Q, int R, bool SW, bool PRE>
 __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2, const cu_x8 &x,
-                                           float *__restrict__ y, bool accumulate, int64_t blk, const cu_x8 &xo,
-                                           int *cnt, int64_t n_groups) {
+                                           float *__restrict__ y, bool accumulate, int64_t blk) {
     constexpr int NA = SW ? 2 * R : R;
     __shared__ float red[MQ_THREADS / 32][NA];
     const int tok = blockIdx.y;
@@ -90,29 +100,13 @@ __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2
         float *o = y + (int64_t)tok * w.ne1 + row0 + threadIdx.x;
         if (SW) *o = s / (1.0f + expf(-s)) * s2; // as k_swiglu
         else *o = accumulate ? *o + s : s;
-        if (SW && xo.q) __threadfence(); // the value is visible device-wide before the block is counted
-    }
-    if (!SW || !xo.q) return;
-    __shared__ bool last;
-    __syncthreads();
-    const int64_t g = row0 / 32;
-    if (threadIdx.x == 0) {
-        int *ct = cnt + tok * n_groups + g;
-        last = atomicAdd(ct, 1) == 32 / R - 1;
-        if (last) *ct = 0; // every block of the run has counted: ready for the next launch
-    }
-    __syncthreads();
-    if (last && threadIdx.x < 32) {
-        __threadfence();
-        const float v = __ldcg(y + (int64_t)tok * w.ne1 + 32 * g + threadIdx.x); // from L2: other blocks wrote it
-        cu_x8_quant_warp(v, xo, (int64_t)tok * w.ne1 + 32 * g);
     }
 }
 
 template <class Q, int R, bool SW, bool PRE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu_x8 x, float *__restrict__ y,
-                                                     bool accumulate, cu_x8 xo, int *cnt, int64_t n_groups) {
-    mmvq_block<Q, R, SW, PRE>(w, w2, x, y, accumulate, blockIdx.x, xo, cnt, n_groups);
+                                                     bool accumulate) {
+    mmvq_block<Q, R, SW, PRE>(w, w2, x, y, accumulate, blockIdx.x);
 }
 
 // Three matrices on the same x (q, k, v) in one launch: the first nb0 blocks are w0's, the next nb1 w1's, the
@@ -122,10 +116,9 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, 
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
                                                       float *__restrict__ y2) {
     const int b = blockIdx.x;
-    const cu_x8 none = {NULL, NULL, NULL, 0};
-    if (b < nb0) mmvq_block<Q, R, false, PRE>(w0, w0, x, y0, false, b, none, NULL, 0);
-    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE>(w1, w1, x, y1, false, b - nb0, none, NULL, 0);
-    else mmvq_block<Q, R, false, PRE>(w2, w2, x, y2, false, b - nb0 - nb1, none, NULL, 0);
+    if (b < nb0) mmvq_block<Q, R, false, PRE>(w0, w0, x, y0, false, b);
+    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE>(w1, w1, x, y1, false, b - nb0);
+    else mmvq_block<Q, R, false, PRE>(w2, w2, x, y2, false, b - nb0 - nb1);
 }
 
 struct mq3_launch {
@@ -151,19 +144,15 @@ struct mq3_launch {
 struct mq_launch {
     cu_impl *c;
     const cu_wview *w, *w2; // w2: the up matrix of a fused gate/up/SwiGLU, else NULL
-    cu_x8 x, xo;            // xo.q: quantize the SwiGLU output there
+    cu_x8 x;
     float *y;
     int n_tok;
     bool acc;
     template <class Q, bool PRE> void go() {
         constexpr int R = 4; // 2 and 8 measured slower (bench/NOTES.md, second round)
         dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
-        if (w2)
-            cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false, xo, c->x8_count,
-                      c->x8_count_groups);
-        else
-            cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc,
-                      cu_x8{NULL, NULL, NULL, 0}, (int *)NULL, (int64_t)0);
+        if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false);
+        else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc);
     }
     template <class Q> void run() {
         if (c->mv_preload) go<Q, true>();
@@ -176,27 +165,16 @@ bool cu_mmvq_supports(uint32_t type) {
            type == LL_TYPE_Q6_K;
 }
 
-// y = x W^T (+= with acc), or with w2 set: y = silu(x W^T) * (x W2^T), then quantized for the next matvec
-// when it fits in one pass (x8b, swapped into x8 after).
+// y = x W^T (+= with acc), or with w2 set: y = silu(x W^T) * (x W2^T).
 static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float *x, float *y, int n_tok, bool acc) {
     const bool reuse = n_tok <= CU_X8_ROWS && c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0;
-    const bool fuse_q = w2 && n_tok <= CU_X8_ROWS && w->ne1 % 32 == 0 && w->ne1 <= c->x8b.ne0 &&
-                        w->ne1 / 32 <= c->x8_count_groups && c->fuse_x8;
     for (int t0 = 0; t0 < n_tok; t0 += CU_X8_ROWS) {
         int nt = n_tok - t0 < CU_X8_ROWS ? n_tok - t0 : CU_X8_ROWS;
         if (!reuse) cu_quant_x8(c, x + (size_t)t0 * w->ne0, nt, w->ne0);
-        cu_x8 xv = c->x8, xo = c->x8b;
+        cu_x8 xv = c->x8;
         xv.ne0 = w->ne0;
-        xo.ne0 = w->ne1;
-        if (!fuse_q) xo.q = NULL;
-        mq_launch l = {c, w, w2, xv, xo, y + (size_t)t0 * w->ne1, nt, acc};
+        mq_launch l = {c, w, w2, xv, y + (size_t)t0 * w->ne1, nt, acc};
         LL_ASSERT(cu_dispatch_q8(*w, l));
-    }
-    if (fuse_q) { // y's int8 copy is in x8b: it becomes x8
-        cu_x8 t = c->x8;
-        c->x8 = c->x8b, c->x8b = t;
-        c->x8_src = y, c->x8_ntok = n_tok, c->x8_ne0 = w->ne1;
-        return;
     }
     // x8 now holds x when it fit in one pass (and y, written above, does not overlap x: checked by the caller)
     c->x8_src = n_tok <= CU_X8_ROWS ? x : NULL;

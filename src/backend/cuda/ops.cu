@@ -115,9 +115,8 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
 // (/ ff[j]) and the angle pos * theta_j in double as on the CPU, reduced mod 2 pi in double, then sincosf of the
 // reduced angle (|error| ~1e-7 at any position). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
 // (pos0 = *npast when npast is given: a recorded step).
-// sin and cos of pos * theta_j, theta_j = base^(-2j/n_rot) / ff[j]: the angle in double, reduced mod 2 pi.
-// theta_j for j < n_rot / 2 into the block's table th (before a __syncthreads): one exp2 per pair index per
-// block instead of one per rotated pair.
+// theta_j = base^(-2j/n_rot) / ff[j] for j < n_rot / 2 into the block's table th (before a __syncthreads): one
+// exp2 per pair index per block instead of one per rotated pair.
 #define ROPE_MAX_HALF 128 // head_dim <= 256
 __device__ __forceinline__ void rope_thetas(double *th, int n_rot, float base, const float *__restrict__ ff) {
     for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) {
@@ -125,6 +124,7 @@ __device__ __forceinline__ void rope_thetas(double *th, int n_rot, float base, c
         th[j] = ff ? t / ff[j] : t;
     }
 }
+// sin and cos of pos * theta: the angle in double, reduced mod 2 pi.
 __device__ __forceinline__ void rope_sincos(int pos, double theta, float *sn, float *cs) {
     double ang = (double)pos * theta;
     const double two_pi = 6.283185307179586476925286766559;

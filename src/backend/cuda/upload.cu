@@ -164,12 +164,11 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     LL_ASSERT(max_tok >= 1 && max_ctx >= 1);
     ll_status st = build_table(c, ws, n_ws, err);
     if (st != LL_OK) return st;
-    size_t wbytes = 0, max_ne0 = 4096, max_ne1 = 32, deq = 256;
+    size_t wbytes = 0, max_ne0 = 4096, deq = 256;
     for (int i = 0; i < c->n_w; i++) {
         const cu_wview *v = &c->w[i].v;
         wbytes += c->w[i].bytes;
         if (v->ne1 > 1 && (size_t)v->ne0 > max_ne0) max_ne0 = (size_t)v->ne0;
-        if (v->ne1 > 1 && (size_t)v->ne1 > max_ne1) max_ne1 = (size_t)v->ne1;
         bool quant = v->type != LL_TYPE_F32 && v->type != LL_TYPE_F16 && v->type != LL_TYPE_BF16;
         if (quant && v->ne1 > 1 && (size_t)v->ne0 * (size_t)v->ne1 * 2 > deq) deq = (size_t)v->ne0 * (size_t)v->ne1 * 2;
     }
@@ -180,13 +179,9 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     c->attn_part_floats = (size_t)(max_tok > 32 ? max_tok : 32) * max_ne0 * 2;
     size_t ids_bytes = (size_t)CU_ID_SLOTS * max_tok * sizeof(int32_t);
     // x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
-    // twice (x8, x8b), then the per-32-row counters of the fused quantization (matvec_q8.cu)
     const size_t x8_n = (size_t)CU_X8_ROWS * max_ne0, x8_bytes = ll_align_up(x8_n, CU_ALIGN) +
                         ll_align_up(x8_n / 32 * 4, CU_ALIGN) + ll_align_up(x8_n / 16 * 4, CU_ALIGN);
-    const size_t n_groups = (max_ne1 + 31) / 32,
-                 cnt_bytes = ll_align_up((CU_X8_ROWS * n_groups + CU_ATTN_COUNTS) * sizeof(int), CU_ALIGN);
-    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 2 * x8_bytes + cnt_bytes +
-                     5 * CU_ALIGN;
+    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + x8_bytes + 5 * CU_ALIGN;
     size_t fr = 0, tot = 0;
     CU_TRY(cudaMemGetInfo(&fr, &tot));
     if (wbytes + scratch > fr)
@@ -199,18 +194,10 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     CU_TRY(cudaMalloc(&c->xh, c->xh_bytes));
     CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
-    CU_TRY(cudaMalloc(&c->x8_mem, 2 * x8_bytes + cnt_bytes));
-    cu_x8 *x8s[2] = {&c->x8, &c->x8b};
-    for (int i = 0; i < 2; i++) {
-        x8s[i]->q = (int8_t *)c->x8_mem + i * x8_bytes;
-        x8s[i]->d = (float *)((uint8_t *)x8s[i]->q + ll_align_up(x8_n, CU_ALIGN));
-        x8s[i]->s = (float *)((uint8_t *)x8s[i]->d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
-        x8s[i]->ne0 = (int64_t)max_ne0;
-    }
-    c->x8_count = (int *)((uint8_t *)c->x8_mem + 2 * x8_bytes);
-    c->x8_count_groups = (int64_t)n_groups;
-    c->attn_count = c->x8_count + CU_X8_ROWS * n_groups;
-    CU_TRY(cudaMemset(c->x8_count, 0, cnt_bytes));
+    CU_TRY(cudaMalloc((void **)&c->x8.q, x8_bytes));
+    c->x8.d = (float *)((uint8_t *)c->x8.q + ll_align_up(x8_n, CU_ALIGN));
+    c->x8.s = (float *)((uint8_t *)c->x8.d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
+    c->x8.ne0 = (int64_t)max_ne0;
     CU_TRY(cudaMallocHost((void **)&c->ids_pinned, ids_bytes));
     size_t off = 0;
     for (int i = 0; i < c->n_w; i++) {
