@@ -10,7 +10,8 @@
 #        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs, "variants" = pp512 and tg128 with the
 #        tuning knobs (VARIANTS: env settings, by default programmatic dependent launch off, weight preload off,
 #        CUDA graphs off; VTYPES: the files), "prof" = GPU time per kernel name of one pp512 and a few
-#        decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel through ncu (DTYPES)),
+#        decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel through ncu (DTYPES), "mv" = the
+#        decode matmuls alone per knob setting (MV_VARIANTS: settings, comma-joined within one, space between)),
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
@@ -131,6 +132,17 @@ if has bench; then
         printf '%-7s %6s  pp512 %10s t/s  tg128 %8s t/s  %s of %s GB/s  GPU memory %s MiB\n' "$t" "$size" "$pp" "$tg" \
             "$frac" "$BW" "$mem" >>"$OUT/table.txt"
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(stat -c %s "$f")" "$pp" "$tg" "$frac" "$mem" >>"$OUT/ours.tsv"
+    done
+fi
+
+# The decode matmuls alone at Mistral-7B shapes (bench/bench_cuda_mv.c: no model file needed), per setting of
+# the int8 matvec's knobs (MV_VARIANTS; "-" = the defaults), MVTYPES the weight types.
+if has mv; then
+    for v in ${MV_VARIANTS:--}; do
+        say "bench_cuda_mv $v"
+        [ "$v" = - ] && v=LLMLAB_CUDA_NONE=0
+        timeout 120 env $(echo "$v" | tr , ' ') $BUILD/bench/bench_cuda_mv --bw "$BW" --types "${MVTYPES:-Q4_0,Q4_K,Q6_K,Q8_0}" \
+            2>&1 | tee -a "$OUT/mv.txt" | grep -v "^settings" || true
     done
 fi
 

@@ -426,45 +426,80 @@ static void swiglu_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
 }
 
 // matmul3 (q, k, v on one x: one launch for quantized decode) against three single matmuls on the GPU.
+static void matmul3_case(uint32_t type, int cols, const int rows[3], int nt, uint64_t *s) {
+    float *deq[3];
+    void *w[3];
+    ll_weight lw[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = make_weight(type, cols, rows[i], s, &deq[i]);
+        lw[i] = (ll_weight){w[i], type, cols, rows[i], "w"};
+    }
+    const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2]};
+    duo d = duo_init(ws, 3, 16, 16);
+    float *x = rand_floats((size_t)nt * cols, s, 1.0f), *dx = to_dev(d.gpu, x, (size_t)nt * cols);
+    float *y3[3], *y1[3];
+    for (int i = 0; i < 3; i++) {
+        y3[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
+        y1[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
+        d.gpu->ops->matmul(d.gpu, &lw[i], dx, y1[i], nt);
+    }
+    d.gpu->ops->matmul3(d.gpu, ws, dx, y3, nt);
+    for (int i = 0; i < 3; i++) {
+        float *a = from_dev(d.gpu, y3[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, y1[i], (size_t)nt * rows[i]);
+        char what[96];
+        snprintf(what, sizeof what, "matmul3 %s, matrix %d, %d tokens", ll_type_name(type), i, nt);
+        check_close(what, a, b, (size_t)nt * rows[i], TOL_F32);
+        free(a), free(b);
+        d.gpu->ops->free(d.gpu, y3[i]);
+        d.gpu->ops->free(d.gpu, y1[i]);
+        free(w[i]), free(deq[i]);
+    }
+    d.gpu->ops->free(d.gpu, dx);
+    duo_free(&d);
+    free(x);
+}
+
 static void test_matmul3(void **state) {
     NEED_GPU();
     uint64_t s = 47;
     const uint32_t types[] = {LL_TYPE_F16, LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
-    const int rows[3] = {64, 16, 16}, cols = 512, toks[] = {1, 3, 12};
+    const int rows[3] = {64, 16, 16}, toks[] = {1, 3, 12};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
-        for (int k = 0; k < 3; k++) {
-            const int nt = toks[k];
-            float *deq[3];
-            void *w[3];
-            ll_weight lw[3];
-            for (int i = 0; i < 3; i++) {
-                w[i] = make_weight(types[ti], cols, rows[i], &s, &deq[i]);
-                lw[i] = (ll_weight){w[i], types[ti], cols, rows[i], "w"};
-            }
-            const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2]};
-            duo d = duo_init(ws, 3, 16, 16);
-            float *x = rand_floats((size_t)nt * cols, &s, 1.0f), *dx = to_dev(d.gpu, x, (size_t)nt * cols);
-            float *y3[3], *y1[3];
-            for (int i = 0; i < 3; i++) {
-                y3[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
-                y1[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
-                d.gpu->ops->matmul(d.gpu, &lw[i], dx, y1[i], nt);
-            }
-            d.gpu->ops->matmul3(d.gpu, ws, dx, y3, nt);
-            for (int i = 0; i < 3; i++) {
-                float *a = from_dev(d.gpu, y3[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, y1[i], (size_t)nt * rows[i]);
-                char what[96];
-                snprintf(what, sizeof what, "matmul3 %s, matrix %d, %d tokens", ll_type_name(types[ti]), i, nt);
-                check_close(what, a, b, (size_t)nt * rows[i], TOL_F32);
-                free(a), free(b);
-                d.gpu->ops->free(d.gpu, y3[i]);
-                d.gpu->ops->free(d.gpu, y1[i]);
-                free(w[i]), free(deq[i]);
-            }
-            d.gpu->ops->free(d.gpu, dx);
-            duo_free(&d);
-            free(x);
+        for (int k = 0; k < 3; k++) matmul3_case(types[ti], 512, rows, toks[k], &s);
+}
+
+// Every form of the int8 matvec against the CPU, single, q/k/v and gate/up+SwiGLU: LLMLAB_CUDA_MVB = KB of
+// shared memory for the bulk-copy form (0 = off; LLMLAB_CUDA_MVB_WARPS its warps per block; 40 leaves Q4_0 two stages, so they wrap every other group, and
+// sends the types whose stage does not fit to the other forms), LLMLAB_CUDA_MVQ = 0 (a block per 4 rows) or
+// 1/2/4 (streaming, rows per warp). With 4 warps per SM and thousands of rows a streaming warp walks several
+// row groups; odd row counts end on a partial group; rows of 14336 are several chunks (bulk) and 14 iterations
+// per lane (streaming); rows of 512 are a partial chunk.
+static void test_mvq_forms(void **state) {
+    NEED_GPU();
+    const char *forms[][4] = {{"128", "2", "16", "32"}, {"128", "2", "16", "16"}, {"40", "2", "16", "8"},
+                              {"0", "0", "16", "32"},   {"0", "1", "4", "32"},    {"0", "2", "4", "32"},
+                              {"0", "4", "4", "32"}};
+    const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
+    const int rows3[3] = {4099, 515, 515};
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        setenv("LLMLAB_CUDA_MVB", forms[f][0], 1);
+        setenv("LLMLAB_CUDA_MVQ", forms[f][1], 1);
+        setenv("LLMLAB_CUDA_MVQ_WPS", forms[f][2], 1);
+        setenv("LLMLAB_CUDA_MVB_WARPS", forms[f][3], 1);
+        uint64_t s = 53 + f;
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            matmul_case(types[ti], 512, 4099, 1, &s);
+            matmul_case(types[ti], 14336, 67, 2, &s);
+            matmul_case(types[ti], 4096, 300, 8, &s);
+            swiglu_case(types[ti], 256, 2051, 1, &s);
+            swiglu_case(types[ti], 4096, 600, 3, &s);
+            matmul3_case(types[ti], 256, rows3, 1, &s);
         }
+    }
+    unsetenv("LLMLAB_CUDA_MVB");
+    unsetenv("LLMLAB_CUDA_MVQ");
+    unsetenv("LLMLAB_CUDA_MVQ_WPS");
+    unsetenv("LLMLAB_CUDA_MVB_WARPS");
 }
 
 static void test_matmul_swiglu(void **state) {
@@ -709,6 +744,7 @@ int main(void) {
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
+        cmocka_unit_test(test_mvq_forms),
         cmocka_unit_test(test_x8_chains),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
