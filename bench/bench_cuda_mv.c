@@ -1,6 +1,6 @@
 // bench_cuda_mv.c — the decode matmuls of a 7B model (Mistral shapes) one by one on the GPU: time per call and
 // the HBM read rate it implies (weight bytes / time) against a ceiling, per weight type. The kernels' tuning
-// knobs are environment settings read when the backend starts (LLMLAB_CUDA_MVQ, LLMLAB_CUDA_MVQ_WPS, ...), so
+// knobs are environment settings read when the backend starts (LLMLAB_CUDA_PDL, LLMLAB_CUDA_PRELOAD, ...), so
 // one process measures one setting; bench/cuda_bench.sh runs it per setting ("mv" stage).
 // Each output is checked against the CPU backend on the same weights before it is timed. Every timed call reads
 // a different copy of the weights (copies enough to exceed the 50 MB L2), as decode does.
@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
         ll_backend_free(cpu);
         return 0;
     }
-    const char *knobs[] = {"LLMLAB_CUDA_MVB", "LLMLAB_CUDA_MVB_WARPS", "LLMLAB_CUDA_MVB_DRY", "LLMLAB_CUDA_MVQ", "LLMLAB_CUDA_MVQ_WPS", "LLMLAB_CUDA_PDL", "LLMLAB_CUDA_PRELOAD"};
+    const char *knobs[] = {"LLMLAB_CUDA_PDL", "LLMLAB_CUDA_PRELOAD", "LLMLAB_CUDA_MV_ROWS"};
     printf("settings:");
     for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) printf(" %s=%s", knobs[i], getenv(knobs[i]) ? getenv(knobs[i]) : "(default)");
     printf("\n");

@@ -468,38 +468,22 @@ static void test_matmul3(void **state) {
         for (int k = 0; k < 3; k++) matmul3_case(types[ti], 512, rows, toks[k], &s);
 }
 
-// Every form of the int8 matvec against the CPU, single, q/k/v and gate/up+SwiGLU: LLMLAB_CUDA_MVB = KB of
-// shared memory for the bulk-copy form (0 = off; LLMLAB_CUDA_MVB_WARPS its warps per block; 40 leaves Q4_0 two stages, so they wrap every other group, and
-// sends the types whose stage does not fit to the other forms), LLMLAB_CUDA_MVQ = 0 (a block per 4 rows) or
-// 1/2/4 (streaming, rows per warp). With 4 warps per SM and thousands of rows a streaming warp walks several
-// row groups; odd row counts end on a partial group; rows of 14336 are several chunks (bulk) and 14 iterations
-// per lane (streaming); rows of 512 are a partial chunk.
-static void test_mvq_forms(void **state) {
+// The int8 matvec on decode shapes beside test_matmul's: thousands of rows (many blocks, odd counts: the last
+// block partial), rows of 14336 (several units per thread), batches of 2, 3 and 8 tokens, q/k/v with uneven
+// matrices, against float64 dots (x through the int8 round trip) and three single matmuls.
+static void test_mvq_shapes(void **state) {
     NEED_GPU();
-    const char *forms[][4] = {{"128", "2", "16", "32"}, {"128", "2", "16", "16"}, {"40", "2", "16", "8"},
-                              {"0", "0", "16", "32"},   {"0", "1", "4", "32"},    {"0", "2", "4", "32"},
-                              {"0", "4", "4", "32"}};
     const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
     const int rows3[3] = {4099, 515, 515};
-    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
-        setenv("LLMLAB_CUDA_MVB", forms[f][0], 1);
-        setenv("LLMLAB_CUDA_MVQ", forms[f][1], 1);
-        setenv("LLMLAB_CUDA_MVQ_WPS", forms[f][2], 1);
-        setenv("LLMLAB_CUDA_MVB_WARPS", forms[f][3], 1);
-        uint64_t s = 53 + f;
-        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-            matmul_case(types[ti], 512, 4099, 1, &s);
-            matmul_case(types[ti], 14336, 67, 2, &s);
-            matmul_case(types[ti], 4096, 300, 8, &s);
-            swiglu_case(types[ti], 256, 2051, 1, &s);
-            swiglu_case(types[ti], 4096, 600, 3, &s);
-            matmul3_case(types[ti], 256, rows3, 1, &s);
-        }
+    uint64_t s = 53;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        matmul_case(types[ti], 512, 4099, 1, &s);
+        matmul_case(types[ti], 14336, 67, 2, &s);
+        matmul_case(types[ti], 4096, 300, 8, &s);
+        swiglu_case(types[ti], 256, 2051, 1, &s);
+        swiglu_case(types[ti], 4096, 600, 3, &s);
+        matmul3_case(types[ti], 256, rows3, 1, &s);
     }
-    unsetenv("LLMLAB_CUDA_MVB");
-    unsetenv("LLMLAB_CUDA_MVQ");
-    unsetenv("LLMLAB_CUDA_MVQ_WPS");
-    unsetenv("LLMLAB_CUDA_MVB_WARPS");
 }
 
 static void test_matmul_swiglu(void **state) {
@@ -744,7 +728,7 @@ int main(void) {
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
-        cmocka_unit_test(test_mvq_forms),
+        cmocka_unit_test(test_mvq_shapes),
         cmocka_unit_test(test_x8_chains),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),

@@ -80,9 +80,11 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
 }
 
-// One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M).
+// One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M). With x8.q set (head_dim a
+// multiple of 32, so each warp holds whole blocks of 32 outputs): also the int8 copy of out for the output
+// projection's matvec, with k_quant_x8's arithmetic, so that matvec skips its own quantization launch.
 __global__ void k_attn_combine(const float *__restrict__ part, float *__restrict__ out, int n_tok, int n_head, int hd,
-                               int n_split) {
+                               int n_split, cu_x8 x8) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     const int th = blockIdx.x; // t * n_head + h
@@ -101,7 +103,9 @@ __global__ void k_attn_combine(const float *__restrict__ part, float *__restrict
             float mz = p0[z * stride + hd];
             if (mz != -INFINITY) acc += p0[z * stride + d] * expf(mz - M);
         }
-        out[(size_t)th * hd + d] = acc / L;
+        const float v = acc / L;
+        out[(size_t)th * hd + d] = v;
+        if (x8.q) cu_x8_store_warp(v, x8, ((int64_t)th * hd + d) >> 5, threadIdx.x & 31); // warp-uniform
     }
 }
 
@@ -129,6 +133,15 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
               p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
     const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
+    // out's rows are n_head * hd long, the output projection's row length
+    const int64_t ne0 = (int64_t)p->n_head * hd;
+    cu_x8 x8 = c->x8;
+    const bool q8 = x8.q && hd % 32 == 0 && ne0 <= x8.ne0 && n_tok <= CU_X8_ROWS;
+    if (q8) x8.ne0 = ne0;
+    else x8.q = NULL;
     cu_launch(c, k_attn_combine, dim3(n_tok * p->n_head), dim3(comb_threads), (size_t)0, c->attn_part, out, n_tok,
-              p->n_head, hd, n_split);
+              p->n_head, hd, n_split, x8);
+    c->x8_src = q8 ? out : NULL; // the int8 copy of out is ready for the next matmul
+    c->x8_ntok = n_tok;
+    c->x8_ne0 = ne0;
 }

@@ -333,16 +333,6 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
     const char *pl = getenv("LLMLAB_CUDA_PRELOAD"); // 0: int8 matvecs load their weights after waiting for x
     c->mv_preload = !(pl && !strcmp(pl, "0"));
-    const char *mq = getenv("LLMLAB_CUDA_MVQ"); // int8 matvec: 0 = block form, 1/2/4 = streaming, rows per warp
-    c->mvq_rows = mq && (!strcmp(mq, "0") || !strcmp(mq, "1") || !strcmp(mq, "4")) ? atoi(mq) : 2;
-    const char *mw = getenv("LLMLAB_CUDA_MVQ_WPS"); // streaming form: warps per SM (4..64)
-    c->mvq_wps = mw && atoi(mw) >= 4 && atoi(mw) <= 64 ? atoi(mw) : 16;
-    const char *mb = getenv("LLMLAB_CUDA_MVB"); // bulk-copy matvec: shared memory per block in KB, 0 = off
-    c->mvb_smem_kb = prop.major < 9 ? 0 : mb && atoi(mb) >= 0 && atoi(mb) <= 200 ? atoi(mb) : 128;
-    const char *dry = getenv("LLMLAB_CUDA_MVB_DRY");
-    c->mvb_dry = dry && !strcmp(dry, "1");
-    const char *mbw = getenv("LLMLAB_CUDA_MVB_WARPS");
-    c->mvb_warps = mbw && (atoi(mbw) == 8 || atoi(mbw) == 16) ? atoi(mbw) : 32;
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));

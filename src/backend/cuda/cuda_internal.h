@@ -92,6 +92,25 @@ typedef struct cu_x8 {
 } cu_x8;
 #define CU_X8_ROWS 8 // tokens quantized per pass (batches from CU_GEMM_MIN_TOK_QUANT tokens take the GEMM)
 
+// A warp quantizes block b of 32 values (lane i holds value i) into o: amax over the warp, codes round-to-nearest-
+// even of v * 127/amax, the scale and the two 16-sums. The host reference is cu_x8_quantize_block (cuda_q8.h).
+#ifdef __CUDACC__
+__device__ __forceinline__ void cu_x8_store_warp(float v, const cu_x8 &o, int64_t b, int lane) {
+    float amax = fabsf(v);
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int c = (int)rintf(v * id);
+    o.q[b * 32 + lane] = (int8_t)c;
+    int sum = c;
+#pragma unroll
+    for (int s = 8; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s); // within each half-warp
+    const float d = amax / 127.0f;
+    if (lane == 0) o.d[b] = d;
+    if ((lane & 15) == 0) o.s[2 * b + (lane >> 4)] = d * (float)sum;
+}
+#endif
+
 #define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
 
 typedef struct cu_impl {
@@ -113,11 +132,6 @@ typedef struct cu_impl {
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
-    int mvq_rows;       // int8 matvec form: 0 = a block per 4 rows; 1, 2, 4 = streaming, rows per warp (LLMLAB_CUDA_MVQ)
-    int mvq_wps;        // streaming form: warps per SM in the grid (LLMLAB_CUDA_MVQ_WPS)
-    int mvb_smem_kb;    // bulk-copy form: shared memory per block for its stages (KB; 0 = off, below sm_90 too)
-    bool mvb_dry;       // LLMLAB_CUDA_MVB_DRY=1: the bulk-copy form copies without computing (a measurement only)
-    int mvb_warps;      // bulk-copy form, one token: warps per block (8, 16, 32; LLMLAB_CUDA_MVB_WARPS)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
     int32_t *ids_pinned, *ids_dev;
@@ -201,10 +215,6 @@ bool cu_mmvq3_ok(const cu_wview *const w[3], int n_tok);
 void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok);
 // g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)
 void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok);
-// matvec_bulk.cu: the same through shared memory filled by the copy engine (sm_90); false: not taken (alignment,
-// older GPU, switched off), the caller runs another form. sw: y[0] = silu(x W[0]^T) * (x W[1]^T).
-bool cu_mmvb(cu_impl *c, const cu_wview *const *w, int nm, bool sw, const cu_x8 &x, float *const *y, int n_tok,
-             bool acc);
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
 

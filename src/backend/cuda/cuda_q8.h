@@ -24,10 +24,6 @@ CU_HD void cu_x8_load16(const int8_t *xq, int64_t e, int v[4]) {
     v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
 }
 
-// Weight loads: from global memory through the read-only path, or (SM) from a shared-memory copy of the rows
-// (the bulk-copy matvec), where the read-only path does not apply.
-#define CU_LDW(p) (SM ? *(p) : CU_LDG(p))
-
 // A unit is UNIT elements of a row (not always contiguous); units per row = ne0 / UNIT. load() fetches the
 // unit's weight bytes (W: registers), dotw() returns the unit's share of w_row . x given the row's x codes (xq),
 // block scales (xd) and 16-sums (xs); dot() is both. The matvec issues the loads of its first units before it
@@ -37,14 +33,13 @@ CU_HD void cu_x8_load16(const int8_t *xq, int64_t e, int v[4]) {
 // The codes' offset of 8 comes off as 8 * (x's sum over the block) = 8 * (xs[2b] + xs[2b + 1]), not per byte.
 struct cu_q8_q4_0 {
     static constexpr int UNIT = 32;
-    static constexpr int BE = 32, QBB = 16, DBB = 2; // elements per block; q and d bytes of a block on the device
     struct W {
         uint4 q;
         uint16_t d;
     };
-    template <bool SM = false> CU_HD static W load(const cu_wview &w, int64_t row, int64_t b) {
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t b) {
         const int64_t blk = row * (w.ne0 / 32) + b;
-        return W{CU_LDW((const uint4 *)(w.q + blk * 16)), CU_LDW(w.d + blk)};
+        return W{CU_LDG((const uint4 *)(w.q + blk * 16)), CU_LDG(w.d + blk)};
     }
     CU_HD static float dotw(const W &u, int64_t b, const int8_t *xq, const float *xd, const float *xs) {
         int x[8];
@@ -68,15 +63,14 @@ struct cu_q8_q4_0 {
 // Q8_0, repacked (cu_q_q8_0): unit = block b, 32 codes in two 16-byte loads.
 struct cu_q8_q8_0 {
     static constexpr int UNIT = 32;
-    static constexpr int BE = 32, QBB = 32, DBB = 2;
     struct W {
         int4 q0, q1;
         uint16_t d;
     };
-    template <bool SM = false> CU_HD static W load(const cu_wview &w, int64_t row, int64_t b) {
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t b) {
         const int64_t blk = row * (w.ne0 / 32) + b;
         const int4 *p = (const int4 *)(w.q + blk * 32);
-        return W{CU_LDW(p), CU_LDW(p + 1), CU_LDW(w.d + blk)};
+        return W{CU_LDG(p), CU_LDG(p + 1), CU_LDG(w.d + blk)};
     }
     CU_HD static float dotw(const W &u, int64_t b, const int8_t *xq, const float *xd, const float *xs) {
         int x[8];
@@ -100,21 +94,21 @@ struct cu_q8_q8_0 {
 template <bool HIGH> struct cu_q8_k45 {
     static constexpr int UNIT = 32;
     static constexpr int BLK = HIGH ? 176 : 144, QS_OFF = HIGH ? 48 : 16;
-    static constexpr int BE = 256, QBB = BLK, DBB = 0; // GGUF layout: the scales are in the block
     struct W {
         uint4 q, h;      // h: Q5_K's high bits
         uint32_t dm;     // d, dmin (fp16 each)
         uint32_t sc[3];  // the 12 bytes of scales and mins
     };
-    template <bool SM = false> CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
         const uint8_t *blk = w.q + row * (int64_t)w.row_bytes + (u >> 3) * BLK;
         const int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
         W r;
-        r.q = CU_LDW((const uint4 *)(blk + QS_OFF + 32 * g + l0));
-        r.h = HIGH ? CU_LDW((const uint4 *)(blk + 16 + l0)) : uint4{0, 0, 0, 0};
-        const uint32_t *hw = (const uint32_t *)blk;
-        r.dm = CU_LDW(hw);
-        r.sc[0] = CU_LDW(hw + 1), r.sc[1] = CU_LDW(hw + 2), r.sc[2] = CU_LDW(hw + 3);
+        r.q = CU_LDG((const uint4 *)(blk + QS_OFF + 32 * g + l0));
+        r.h = HIGH ? CU_LDG((const uint4 *)(blk + 16 + l0)) : uint4{0, 0, 0, 0};
+        // d, dmin and the 12 scale bytes are the block's first 16 bytes (blocks of 144 / 176 bytes and rows of a
+        // whole number of them keep them 16-byte aligned): one load, not four
+        const uint4 hd = CU_LDG((const uint4 *)blk);
+        r.dm = hd.x, r.sc[0] = hd.y, r.sc[1] = hd.z, r.sc[2] = hd.w;
         return r;
     }
     CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
@@ -156,18 +150,17 @@ template <bool HIGH> struct cu_q8_k45 {
 // 16-sum of x (xs), which takes the offset 32 off.
 struct cu_q8_q6_K {
     static constexpr int UNIT = 64;
-    static constexpr int BE = 256, QBB = 208, DBB = 2;
     struct W {
         uint4 a, b, h, sc;
         uint16_t d;
     };
-    template <bool SM = false> CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
+    CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
         const int64_t k = row * (w.ne0 / 256) + (u >> 2);
         const uint8_t *blk = w.q + k * 208;
         const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
-        return W{CU_LDW((const uint4 *)(blk + 64 * h + l0)), CU_LDW((const uint4 *)(blk + 64 * h + 32 + l0)),
-                 CU_LDW((const uint4 *)(blk + 128 + 32 * h + l0)), CU_LDW((const uint4 *)(blk + 192)),
-                 CU_LDW(w.d + k)};
+        return W{CU_LDG((const uint4 *)(blk + 64 * h + l0)), CU_LDG((const uint4 *)(blk + 64 * h + 32 + l0)),
+                 CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0)), CU_LDG((const uint4 *)(blk + 192)),
+                 CU_LDG(w.d + k)};
     }
     CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
         const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
