@@ -3,7 +3,9 @@
 //
 // Build (from the repository root, after `make BUILD=build-mm`), one line:
 //   cc -O2 -march=native -std=c11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -o build-mm/bench_matmul bench/bench_matmul.c build-mm/libllmlab.a -lm -lpthread
-// Run: build-mm/bench_matmul [--quick] [--sweep] [--quant] [--one TYPE N_OUT N_IN TOKENS THREADS]
+// Run: build-mm/bench_matmul [--quick] [--sweep] [--quant] [--repack] [--one TYPE N_OUT N_IN TOKENS THREADS]
+//   --repack: the weights in the layout ll_matmul_repack_type gives their type (Q4_0: 16-row groups), as the
+//   CPU backend runs them;
 //   --sweep: F16 4096x4096 at 1..16 tokens (where the dot form should hand over to the panels);
 //   --quant: the quantized kernels at llama-1B and SmolLM-135M shapes;
 //   --one: a single configuration (for perf).
@@ -243,6 +245,9 @@ typedef struct bench_cfg {
     ll_pool *pool[3];
 } bench_cfg;
 
+// --repack: time the layout ll_matmul_repack_type gives the type (validated against the original's values).
+static bool g_repack;
+
 // Decode rotates over enough copies of W (>= 256 MB) that none is still in the 32 MB L3 when reused.
 static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, int nth) {
     uint64_t rb = (uint64_t)n_in * esize(ty);
@@ -259,27 +264,38 @@ static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, 
     if (is_quant(ty)) fill_wq(ty, W, n_in, n_out, &s);
     else fill_w(ty, W, (size_t)n_out * n_in, &s);
     for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * wbytes, W, wbytes);
+    const uint32_t rt = g_repack ? ll_matmul_repack_type(ty, n_in, n_out) : 0, tr = rt ? rt : ty;
+    uint8_t *Wt = W; // what is timed: W, or its repacked copies
+    if (rt) {
+        Wt = ll_aligned_alloc(wbytes * (size_t)copies, 64, NULL);
+        if (!Wt) { printf("out of memory\n"); exit(1); }
+        for (int c = 0; c < copies; c++) ll_matmul_repack(rt, W + (size_t)c * wbytes, Wt + (size_t)c * wbytes, n_in, n_out);
+        ll_aligned_free(wsp);
+        ws = ll_matmul_wsize(tr, n_in, nt, nth);
+        wsp = ws ? ll_aligned_alloc(ws, 64, NULL) : NULL;
+    }
     for (size_t i = 0; i < (size_t)n_in * nt; i++) x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
     ll_pool *pool = cfg->pool[nth];
     for (int c = 0; c < copies; c++) { // validate every copy's result (also warms up, faults pages in)
         memset(y, 0xff, (size_t)n_out * nt * sizeof(float));
-        ll_matmul(pool, ty, W + (size_t)c * wbytes, x, y, n_in, n_out, nt, wsp);
+        ll_matmul(pool, tr, Wt + (size_t)c * wbytes, x, y, n_in, n_out, nt, wsp);
         if (!(is_quant(ty) ? validate_q : validate)(ty, W, x, y, n_in, n_out, nt)) exit(1);
     }
     int reps = nt <= 4 ? cfg->reps_decode : cfg->reps_prefill;
     double t[256];
     for (int r = 0; r < reps; r++) {
-        const uint8_t *Wr = W + (size_t)(r % copies) * wbytes;
+        const uint8_t *Wr = Wt + (size_t)(r % copies) * wbytes;
         double t0 = ll_time_s();
-        ll_matmul(pool, ty, Wr, x, y, n_in, n_out, nt, wsp);
+        ll_matmul(pool, tr, Wr, x, y, n_in, n_out, nt, wsp);
         t[r] = ll_time_s() - t0;
     }
     stats st = stats_of(t, reps);
     double gbs = (double)wbytes / st.med / 1e9, gflops = 2.0 * n_out * n_in * nt / st.med / 1e9;
-    printf("%-5s %5dx%-5d tok %3d thr %d | %8.3f ms (min %.3f max %.3f) | %6.1f GB/s %5.1f%% of bw | %7.1f GFLOPS %5.1f%% of peak\n",
-           ll_type_name(ty), n_out, n_in, nt, nth, st.med * 1e3, st.min * 1e3, st.max * 1e3, gbs,
+    printf("%-5s%s %5dx%-5d tok %3d thr %d | %8.3f ms (min %.3f max %.3f) | %6.1f GB/s %5.1f%% of bw | %7.1f GFLOPS %5.1f%% of peak\n",
+           ll_type_name(ty), rt ? "x16" : "", n_out, n_in, nt, nth, st.med * 1e3, st.min * 1e3, st.max * 1e3, gbs,
            100 * gbs / cfg->bw[nth], gflops, 100 * gflops / cfg->peak[nth]);
     fflush(stdout);
+    if (Wt != W) ll_aligned_free(Wt);
     ll_aligned_free(W);
     ll_aligned_free(x);
     ll_aligned_free(y);
@@ -294,12 +310,13 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--sweep")) sweep = true;
         else if (!strcmp(argv[i], "--quant")) quant = true;
+        else if (!strcmp(argv[i], "--repack")) g_repack = true;
         else if (!strcmp(argv[i], "--one") && i + 5 < argc && ll_type_from_name(argv[i + 1], &one_type)) {
             for (int q = 1; q < 5; q++) one[q] = atoi(argv[i + 1 + q]);
             one[0] = 1;
             i += 5;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--sweep] [--quant] [--one TYPE N_OUT N_IN TOKENS THREADS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--sweep] [--quant] [--repack] [--one TYPE N_OUT N_IN TOKENS THREADS]\n", argv[0]);
             return 2;
         }
     }

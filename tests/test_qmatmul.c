@@ -110,22 +110,30 @@ static void check_shape(uint32_t ty, int n_in, int n_out, int nt, uint64_t seed,
     ref_vecdot(ty, W, rb, x, r1, n_in, n_out, nt);
     ll_matmul_ref(ty, W, x, r2, n_in, n_out, nt);
     bounds(ty, W, rb, x, n_in, n_out, nt, abssum, qb);
-    for (int nth = 1; nth <= 3; nth++) {
-        run_fast(ty, nth, W, x, y, n_in, n_out, nt);
+    // Where this build repacks the type (ll_matmul_repack_type: Q4_0 in 8-row groups on AVX-512 VNNI), the
+    // repacked copy goes through the same checks.
+    const uint32_t rt = ll_matmul_repack_type(ty, n_in, n_out);
+    uint8_t *Wr = rt ? malloc(rb * (size_t)n_out) : NULL;
+    if (rt) ll_matmul_repack(rt, W, Wr, n_in, n_out);
+    for (int run = 0; run < (rt ? 6 : 3); run++) {
+        const int nth = 1 + run % 3;
+        const uint32_t ft = run < 3 ? ty : rt;
+        run_fast(ft, nth, run < 3 ? (const void *)W : Wr, x, y, n_in, n_out, nt);
         int bad = 0;
         for (size_t i = 0; i < ny; i++) {
             double e1 = fabs((double)y[i] - r1[i]), e2 = fabs((double)y[i] - r2[i]);
             if (qb[i] > 0 && e2 / qb[i] > *worst_q) *worst_q = e2 / qb[i];
             if (!isfinite(y[i]) || !(e1 <= SAME_Q_TOL * abssum[i] + 1e-30) || !(e2 <= qb[i] + 1e-30)) {
                 if (bad++ < 3)
-                    printf("# %s [%s] n_in=%d n_out=%d tokens=%d threads=%d: out %zu got %.9g vecdot %.9g ref %.9g "
-                           "(tol %.3g, %.3g)\n", ll_type_name(ty), ll_matmul_isa(ty), n_in, n_out, nt, nth, i, y[i],
-                           r1[i], r2[i], SAME_Q_TOL * abssum[i], qb[i]);
+                    printf("# %s%s [%s] n_in=%d n_out=%d tokens=%d threads=%d: out %zu got %.9g vecdot %.9g ref %.9g "
+                           "(tol %.3g, %.3g)\n", ll_type_name(ty), ft != ty ? " (repacked)" : "", ll_matmul_isa(ft),
+                           n_in, n_out, nt, nth, i, y[i], r1[i], r2[i], SAME_Q_TOL * abssum[i], qb[i]);
             }
         }
         assert_int_equal(bad, 0);
     }
     free(W);
+    free(Wr);
     ll_aligned_free(x);
     free(y);
     free(r1);
@@ -271,6 +279,30 @@ static void test_decode_shapes(void **state) {
     printf("# note: decode shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
 }
 
+// Q4_0 repacked in 16-row groups (LL_MM_Q4_0_X16) where this build has it: row counts of one to many groups
+// (uneven over 1..3 threads), odd block counts, decode and prefill token counts. check_shape runs the repacked
+// copy beside the plain one.
+static void test_q4_0_x16(void **state) {
+    (void)state;
+    if (!ll_matmul_repack_type(LL_TYPE_Q4_0, 64, 16)) {
+        printf("# skip: no repacked Q4_0 layout in this build (%s)\n", ll_matmul_isa(LL_TYPE_Q4_0));
+        skip();
+    }
+    static const int outs[] = {16, 48, 80, 208}, ins[] = {32, 96, 2080, 8192}, toks[] = {1, 2, 3, 5, 17, 33};
+    double worst_q = 0;
+    int n = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 6; c++) {
+                if (ins[a] == 8192 && toks[c] > 3) continue;
+                if ((a + b + c) % 2) continue;
+                check_shape(LL_TYPE_Q4_0, ins[a], outs[b], toks[c], 555 + (uint64_t)n, &worst_q);
+                n++;
+            }
+    printf("# note: Q4_0 repacked: %d shapes x 3 thread counts; worst |y - float64 ref| / act-quant bound = %.3f\n", n,
+           worst_q);
+}
+
 // ll_matmul_multi (q/k/v and gate/up on one x) gives what separate ll_matmul calls give, bit for bit: the same
 // kernels on the same converted activations, rows handed out from one pool run. Decode and a few tokens (the
 // dot form), 1..3 threads, matrices of different row counts; F16 too (plain type, no conversion).
@@ -339,7 +371,7 @@ int main(void) {
         cmocka_unit_test(test_q4_0),        cmocka_unit_test(test_q4_1),       cmocka_unit_test(test_q5_0),
         cmocka_unit_test(test_q5_1),        cmocka_unit_test(test_q4_K),       cmocka_unit_test(test_q5_K),
         cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_act_simd),   cmocka_unit_test(test_prefill_shapes),
-        cmocka_unit_test(test_decode_shapes),
+        cmocka_unit_test(test_decode_shapes), cmocka_unit_test(test_q4_0_x16),
         cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
     };

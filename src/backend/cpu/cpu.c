@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "backend/cpu/matmul.h"
@@ -11,9 +13,19 @@
 #endif
 #include "core/pool.h"
 
+// A weight repacked at prepare into a layout the kernels read faster (ll_matmul_repack_type), found by the
+// host pointer of the original (ll_weight.data).
+typedef struct cpu_rw {
+    const void *host;
+    void *data;
+    uint32_t type;
+} cpu_rw;
+
 typedef struct cpu_impl {
     ll_pool *pool;
     int n_threads;
+    cpu_rw *rw; // sorted by host
+    int n_rw;
     void *wsp; // matmul workspace
     size_t wsp_size;
     float *scores; // (n_threads, max_ctx) attention scores
@@ -37,28 +49,47 @@ static void cpu_free(ll_backend *b, void *p) { ll_aligned_free(p); }
 static void cpu_copy(ll_backend *b, void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 static void cpu_sync(ll_backend *b) {}
 
+static int rw_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const cpu_rw *)a)->host, y = (uintptr_t)((const cpu_rw *)b)->host;
+    return x < y ? -1 : x > y;
+}
+
+// The data and layout ll_matmul gets for w: its repacked copy where prepare made one, else w itself.
+static const void *cpu_wdata(const cpu_impl *c, const ll_weight *w, uint32_t *type) {
+    *type = w->type;
+    if (!c->n_rw) return w->data;
+    cpu_rw key = {w->data, NULL, 0};
+    const cpu_rw *r = bsearch(&key, c->rw, (size_t)c->n_rw, sizeof key, rw_cmp);
+    if (!r) return w->data;
+    *type = r->type;
+    return r->data;
+}
+
 static void cpu_matmul(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
     cpu_impl *c = impl_of(b);
-    ll_matmul(c->pool, w->type, w->data, x, y, (int)w->ne0, (int)w->ne1, n_tok, c->wsp);
+    uint32_t t;
+    const void *W = cpu_wdata(c, w, &t);
+    ll_matmul(c->pool, t, W, x, y, (int)w->ne0, (int)w->ne1, n_tok, c->wsp);
 }
 
 // q, k, v (or gate, up) on one x: ll_matmul_multi when the types and row lengths agree (activations converted
 // once, one dispatch at decode), else one matmul each.
 static void cpu_matmul_n(ll_backend *b, int n, const ll_weight *const *w, const float *x, float *const *y, int n_tok) {
     cpu_impl *c = impl_of(b);
+    const void *W[LL_MM_MULTI];
+    uint32_t t[LL_MM_MULTI];
+    int n_out[LL_MM_MULTI];
     bool same = true;
-    for (int i = 1; i < n; i++) same &= w[i]->type == w[0]->type && w[i]->ne0 == w[0]->ne0;
+    for (int i = 0; i < n; i++) {
+        W[i] = cpu_wdata(c, w[i], &t[i]);
+        n_out[i] = (int)w[i]->ne1;
+        same &= t[i] == t[0] && w[i]->ne0 == w[0]->ne0;
+    }
     if (!same) {
         for (int i = 0; i < n; i++) cpu_matmul(b, w[i], x, y[i], n_tok);
         return;
     }
-    const void *W[LL_MM_MULTI];
-    int n_out[LL_MM_MULTI];
-    for (int i = 0; i < n; i++) {
-        W[i] = w[i]->data;
-        n_out[i] = (int)w[i]->ne1;
-    }
-    ll_matmul_multi(c->pool, w[0]->type, n, W, x, y, (int)w[0]->ne0, n_out, n_tok, c->wsp);
+    ll_matmul_multi(c->pool, t[0], n, W, x, y, (int)w[0]->ne0, n_out, n_tok, c->wsp);
 }
 
 static void cpu_matmul3(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok) {
@@ -284,8 +315,16 @@ ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err) {
     return b;
 }
 
+static void rw_free(cpu_impl *c) {
+    for (int i = 0; i < c->n_rw; i++) ll_aligned_free(c->rw[i].data);
+    free(c->rw);
+    c->rw = NULL;
+    c->n_rw = 0;
+}
+
 static void cpu_destroy(ll_backend *b) {
     cpu_impl *c = b->impl;
+    rw_free(c);
     ll_pool_free(c->pool);
     ll_aligned_free(c->wsp);
     ll_aligned_free(c->scores);
@@ -297,18 +336,89 @@ size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok,
     size_t wsp = 0;
     for (int i = 0; i < n_ws; i++) {
         size_t s = ll_matmul_wsize(ws[i]->type, (int)ws[i]->ne0, max_tok, n_threads);
+        uint32_t rt = ws[i]->ne1 > 1 ? ll_matmul_repack_type(ws[i]->type, (int)ws[i]->ne0, (int)ws[i]->ne1) : 0;
+        size_t sr = rt ? ll_matmul_wsize(rt, (int)ws[i]->ne0, max_tok, n_threads) : 0;
         if (s > wsp) wsp = s;
+        if (sr > wsp) wsp = sr;
     }
     return wsp + (size_t)n_threads * (size_t)max_ctx * sizeof(float);
+}
+
+// Repack of one weight, its groups of rows split over the pool's threads.
+typedef struct rw_job {
+    const ll_weight *w;
+    cpu_rw *r;
+} rw_job;
+
+static void rw_thread(void *vctx, int ith, int nth) {
+    const rw_job *j = vctx;
+    int64_t lo, hi, G = LL_MM_X16_ROWS; // in groups of rows
+    ll_split_range(j->w->ne1 / G, ith, nth, 1, &lo, &hi);
+    if (hi <= lo) return;
+    uint64_t rb;
+    LL_ASSERT(ll_type_row_size(j->w->type, (uint64_t)j->w->ne0, &rb));
+    ll_matmul_repack(j->r->type, (const uint8_t *)j->w->data + (size_t)(G * lo) * rb,
+                     (uint8_t *)j->r->data + (size_t)(G * lo) * rb, (int)j->w->ne0, (int)(G * (hi - lo)));
+}
+
+// The weights this build multiplies faster in another layout (Q4_0 on AVX-512 VNNI: 16-row groups) are copied
+// into it once; the originals' pages are then handed back to the kernel (MADV_PAGEOUT: file-backed ones are
+// dropped from memory and re-read if touched, e.g. a tied embedding's get_rows; others keep their data), so the
+// resident size stays about the file's.
+static ll_status rw_prepare(cpu_impl *c, const ll_weight *const *ws, int n_ws, ll_error *err) {
+    rw_free(c);
+    int n = 0;
+    for (int i = 0; i < n_ws; i++)
+        if (ws[i]->ne1 > 1 && ll_matmul_repack_type(ws[i]->type, (int)ws[i]->ne0, (int)ws[i]->ne1)) n++;
+    if (!n) return LL_OK;
+    c->rw = calloc((size_t)n, sizeof *c->rw);
+    if (!c->rw) return ll_err_set(err, LL_ERR_NOMEM, "out of memory for the repacked weights' table");
+    size_t total = 0;
+    for (int i = 0; i < n_ws; i++) {
+        const ll_weight *w = ws[i];
+        uint32_t to = w->ne1 > 1 ? ll_matmul_repack_type(w->type, (int)w->ne0, (int)w->ne1) : 0;
+        if (!to) continue;
+        bool dup = false; // the same tensor listed twice (tied embeddings)
+        for (int k = 0; k < c->n_rw; k++) dup |= c->rw[k].host == w->data;
+        if (dup) continue;
+        uint64_t rb;
+        LL_ASSERT(ll_type_row_size(w->type, (uint64_t)w->ne0, &rb));
+        size_t bytes = (size_t)rb * (size_t)w->ne1;
+        cpu_rw *r = &c->rw[c->n_rw];
+        r->data = ll_aligned_alloc(bytes, 64, err);
+        if (!r->data) {
+            rw_free(c);
+            return ll_err_set(err, LL_ERR_NOMEM, "out of memory repacking %s (%zu bytes; %zu done)",
+                              w->name ? w->name : "a weight", bytes, total);
+        }
+        r->host = w->data;
+        r->type = to;
+        c->n_rw++;
+        rw_job j = {w, r};
+        ll_pool_run(c->pool, rw_thread, &j);
+        total += bytes;
+#if defined(MADV_PAGEOUT)
+        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)w->data + pg - 1) / pg * pg,
+                  e = ((uintptr_t)w->data + bytes) / pg * pg;
+        if (e > a) (void)madvise((void *)a, e - a, MADV_PAGEOUT);
+#endif
+    }
+    qsort(c->rw, (size_t)c->n_rw, sizeof *c->rw, rw_cmp);
+    ll_log(LL_LOG_INFO, "cpu: %d weights repacked for the SIMD kernels (%.2f GB)", c->n_rw, total / 1e9);
+    return LL_OK;
 }
 
 static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
                              ll_error *err) {
     cpu_impl *c = impl_of(b);
+    ll_status st = rw_prepare(c, ws, n_ws, err);
+    if (st != LL_OK) return st;
     size_t wsp = 0;
     for (int i = 0; i < n_ws; i++) {
         if (ws[i]->ne1 <= 1 || !ll_matmul_supports(ws[i]->type)) continue; // vectors: norms, biases
-        size_t s = ll_matmul_wsize(ws[i]->type, (int)ws[i]->ne0, max_tok, c->n_threads);
+        uint32_t t;
+        (void)cpu_wdata(c, ws[i], &t);
+        size_t s = ll_matmul_wsize(t, (int)ws[i]->ne0, max_tok, c->n_threads);
         if (s > wsp) wsp = s;
     }
     ll_aligned_free(c->wsp);

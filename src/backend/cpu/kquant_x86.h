@@ -9,6 +9,15 @@
 
 #include "quant/quant.h"
 
+#if defined(__AVX512VNNI__)
+// acc + w . (the 4 signed bytes at p, in every lane): vpdpbusd with an embedded {1to16} broadcast, which
+// compilers do not form from _mm512_set1_epi32 (a separate vpbroadcastd measured slower).
+static inline __attribute__((always_inline)) __m512i ll_dpbusd_bcast(__m512i acc, __m512i w, const void *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
+    return acc;
+}
+#endif
+
 // 256 unsigned codes of one super-block at u, element order: Q6_K 0..63 (q + 32), Q4_K 0..15, Q5_K 0..31.
 static inline void ll_kq_codes_x86(uint32_t ty, const uint8_t *blk, uint8_t *u) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);

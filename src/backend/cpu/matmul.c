@@ -251,7 +251,7 @@ static void mm_gemm_thread(void *vctx, int ith, int nth) {
 // then the rows of the n matrices handed out in chunks from one pool run.
 static void mm_dot_run(ll_pool *pool, const ll_mm_ops *o, int n, const void *const *W, const float *x, float *const *y,
                        int n_in, const int *n_out, int n_tokens, size_t row_bytes, void *wsp) {
-    const ll_type_traits *tt = ll_type_get(o->wtype);
+    const ll_type_traits *tt = ll_type_get(ll_mm_base_type(o->wtype));
     int nth = ll_pool_size(pool);
     mm_layout l = mm_layout_of(o, n_in, n_tokens, false);
     LL_ASSERT(wsp != NULL || mm_layout_bytes(l, nth) == 0);
@@ -293,10 +293,11 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
         memset(y, 0, (size_t)n_out * (size_t)n_tokens * sizeof(float));
         return;
     }
-    const ll_type_traits *tt = ll_type_get(wtype);
-    uint64_t row_bytes;
-    LL_ASSERT(ll_type_row_size(wtype, (uint64_t)n_in, &row_bytes));
+    const ll_type_traits *tt = ll_type_get(ll_mm_base_type(wtype));
+    uint64_t row_bytes; // a repacked layout: its GGUF type's, per row of its groups
+    LL_ASSERT(ll_type_row_size(ll_mm_base_type(wtype), (uint64_t)n_in, &row_bytes));
     LL_ASSERT(tt->blck > 1 || (uintptr_t)W % tt->size == 0); // plain types: element-aligned rows
+    LL_ASSERT(wtype != LL_MM_Q4_0_X16 || n_out % LL_MM_X16_ROWS == 0);
     if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
     if (n_tokens <= o->dot_max_tokens) {
         mm_dot_run(pool, o, 1, &W, x, &y, n_in, &n_out, n_tokens, (size_t)row_bytes, wsp);
@@ -333,9 +334,33 @@ void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W,
         return;
     }
     uint64_t row_bytes;
-    LL_ASSERT(ll_type_row_size(wtype, (uint64_t)n_in, &row_bytes));
+    LL_ASSERT(ll_type_row_size(ll_mm_base_type(wtype), (uint64_t)n_in, &row_bytes));
+    for (int m = 0; m < n; m++) LL_ASSERT(wtype != LL_MM_Q4_0_X16 || n_out[m] % LL_MM_X16_ROWS == 0);
     if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
     mm_dot_run(pool, o, n, W, x, y, n_in, n_out, n_tokens, (size_t)row_bytes, wsp);
+}
+
+uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out) {
+    if (wtype == LL_TYPE_Q4_0 && n_in > 0 && n_in % 32 == 0 && n_out > 0 && n_out % LL_MM_X16_ROWS == 0 &&
+        mm_ops(LL_MM_Q4_0_X16))
+        return LL_MM_Q4_0_X16;
+    return 0;
+}
+
+void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out) {
+    LL_ASSERT(to == LL_MM_Q4_0_X16 && n_in % 32 == 0 && n_out % LL_MM_X16_ROWS == 0);
+    const size_t nb = (size_t)n_in / 32;
+    const uint8_t *src = W;
+    uint8_t *d = dst;
+    for (size_t g = 0; g < (size_t)n_out / 16; g++)
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = d + (g * nb + b) * 288;
+            for (size_t r = 0; r < 16; r++) {
+                const uint8_t *blk = src + ((16 * g + r) * nb + b) * 18; // ll_block_q4_0: fp16 d, 16 code bytes
+                memcpy(o + 2 * r, blk, 2);
+                for (size_t j = 0; j < 4; j++) memcpy(o + 32 + 64 * j + 4 * r, blk + 2 + 4 * j, 4);
+            }
+        }
 }
 
 bool ll_matmul_supports(uint32_t wtype) { return mm_ops(wtype) != NULL; }

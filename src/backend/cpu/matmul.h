@@ -9,6 +9,22 @@
 #include "core/pool.h"
 #include "quant/types.h"
 
+// A layout of our own, not a GGUF type: Q4_0 rows repacked in groups of 16 (ll_matmul_repack). Per group and per
+// block b of 32 elements, 288 bytes: the 16 rows' fp16 scales (32 B), then 4 runs of 64 B, run j holding code
+// bytes 4j..4j+3 of rows 0..15 in turn. A zmm load is then one 4-element step of 16 rows (both nibbles), one
+// vpdpbusd per nibble against a broadcast of x: the int32 lanes are the rows, scaled once per block by one
+// vector of 16 scales; the prefill panel (qgemm_x86.c) has this very arrangement. ll_matmul takes it as a wtype
+// where ll_matmul_supports says so (AVX-512 VNNI builds); n_out a multiple of 16.
+#define LL_MM_Q4_0_X16 0x10002u
+#define LL_MM_X16_ROWS 16
+// The GGUF type a layout holds (LL_MM_Q4_0_X16 -> Q4_0; others: themselves).
+static inline uint32_t ll_mm_base_type(uint32_t wtype) { return wtype == LL_MM_Q4_0_X16 ? 2u /* Q4_0 */ : wtype; }
+// The repacked layout this build multiplies faster for (n_in, n_out) weights of type wtype, or 0 for none.
+uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out);
+// W (n_out rows of wtype) into dst in layout `to` (from ll_matmul_repack_type; same byte count as W); rows in
+// groups of LL_MM_X16_ROWS, so a part of a matrix can be repacked on its own (n_out a multiple of 16).
+void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out);
+
 // true when ll_matmul computes with this weight type.
 bool ll_matmul_supports(uint32_t wtype);
 // Scratch bytes ll_matmul needs for these sizes (converted activations etc.); allocate once, up front.

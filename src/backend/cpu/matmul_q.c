@@ -7,7 +7,7 @@
 #include "core/half.h"
 
 uint32_t ll_mmq_act_type(uint32_t wtype) {
-    switch (wtype) {
+    switch (ll_mm_base_type(wtype)) {
     case LL_TYPE_Q4_0: case LL_TYPE_Q5_0: case LL_TYPE_Q8_0: return LL_TYPE_Q8_0;
     case LL_TYPE_Q4_1: case LL_TYPE_Q5_1: return LL_TYPE_Q8_1;
     case LL_TYPE_Q4_K: case LL_TYPE_Q5_K: case LL_TYPE_Q6_K: return LL_TYPE_Q8_K;
@@ -20,7 +20,7 @@ static size_t al64(size_t n) { return ll_align_up(n, 64); }
 int ll_mmq_sub(uint32_t wtype) { return wtype == LL_TYPE_Q6_K ? 16 : 32; }
 
 int ll_mmq_code_offset(uint32_t wtype) {
-    switch (wtype) {
+    switch (ll_mm_base_type(wtype)) {
     case LL_TYPE_Q8_0: return 128;
     case LL_TYPE_Q4_0: return 8;
     case LL_TYPE_Q5_0: return 16;

@@ -251,8 +251,31 @@ static void gm_pack_leg(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel
     }
 }
 
+// Q4_0 in 16-row groups (LL_MM_Q4_0_X16): the group is the panel already, but for the nibble split: run j of a
+// block (code bytes 4j..4j+3 of the 16 rows) gives the panel's low-nibble zmm j and high-nibble zmm 4 + j, and its
+// 16 scales convert in one go. o is a multiple of 16 and nr 16 (n_out is).
+static void gm_pack_x16(const ll_mm_job *j, int o, int nr, gm_panel *g) {
+    LL_ASSERT(o % 16 == 0 && nr == 16);
+    const int nb = j->n_in / 32;
+    const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 288;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int b = 0; b < nb; b++, p += 288) {
+        _mm512_store_ps(g->S + (size_t)b * GM_R, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)));
+        __m512i *dst = g->codes + (size_t)b * 8;
+        for (int k = 0; k < 4; k++) {
+            const __m512i q = _mm512_loadu_si512((const void *)(p + 32 + 64 * k));
+            _mm512_store_si512(dst + k, _mm512_and_si512(q, m4));
+            _mm512_store_si512(dst + 4 + k, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+        }
+    }
+}
+
 // Rows [o, o + nr) of W into the panel.
 static void gm_pack(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel *g) {
+    if (ty == LL_MM_Q4_0_X16) {
+        gm_pack_x16(j, o, nr, g);
+        return;
+    }
     if (ty == LL_TYPE_Q8_0 || ty == LL_TYPE_Q4_0 || ty == LL_TYPE_Q5_0) {
         gm_pack_leg(ty, j, o, nr, g);
         return;
@@ -296,12 +319,6 @@ INLINE int32_t ld32(const uint8_t *p) {
     return v;
 }
 
-// acc + w . (the 4 signed bytes at p, in every lane): vpdpbusd with an embedded {1to16} broadcast, which
-// compilers do not form from _mm512_set1_epi32 (a separate vpbroadcastd measured slower).
-INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t *p) {
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
-    return acc;
-}
 
 INLINE void gm_tile(uint32_t ty, const ll_mm_job *j, const gm_panel *g, const gm_act *a, int o, int nr, int t0,
                     const int T) {
@@ -328,7 +345,7 @@ INLINE void gm_tile(uint32_t ty, const ll_mm_job *j, const gm_panel *g, const gm
             for (int i = 0; i < SUB / 4; i++) {
                 __m512i w = _mm512_load_si512(W + i);
 #pragma GCC unroll 8
-                for (int t = 0; t < T; t++) ia[t] = dpbusd_bcast(ia[t], w, xo[t] + 4 * i);
+                for (int t = 0; t < T; t++) ia[t] = ll_dpbusd_bcast(ia[t], w, xo[t] + 4 * i);
             }
             W += SUB / 4;
             __m512 sv = _mm512_load_ps(S);
@@ -372,7 +389,7 @@ GM_TYPE(gq6_K, LL_TYPE_Q6_K)
 static const gm_tile_fn *gm_tiles(uint32_t ty) {
     switch (ty) {
     case LL_TYPE_Q8_0: return gq8_0_tiles;
-    case LL_TYPE_Q4_0: return gq4_0_tiles;
+    case LL_TYPE_Q4_0: case LL_MM_Q4_0_X16: return gq4_0_tiles;
     case LL_TYPE_Q5_0: return gq5_0_tiles;
     case LL_TYPE_Q4_K: return gq4_K_tiles;
     case LL_TYPE_Q5_K: return gq5_K_tiles;

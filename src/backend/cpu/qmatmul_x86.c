@@ -789,6 +789,52 @@ KQ_TYPE(q6_K, LL_TYPE_Q6_K)
         size_t a = tspfn(n_in), b = ll_qgemm_x86_tsp(n_in);                                                    \
         return a > b ? a : b;                                                                                  \
     }
+// Q4_0 in 16-row groups (LL_MM_Q4_0_X16, matmul.h), one token. Per block of a group (288 bytes): the 16 rows'
+// scales in one load and one convert, times d_x; the codes in four zmm, each 4 elements of all 16 rows, low and
+// high nibbles against 4 of x's codes broadcast from memory: 8 vpdpbusd leave each row's integer sum in its own
+// int32 lane, scaled by one FMA. The -8 offset: d_w (16 rows) times -8 d_x (sum of the block's x codes), one FMA.
+// A thread's rows are one sequential stream, 16 rows wide; the result is a store of 16 floats.
+static void x16_rows(const ll_mm_job *j, int r0, int r1, void *tsp) {
+    const int nb = j->n_in / 32;
+    int8_t *lx = tsp;
+    float *xc = (float *)(lx + al64((size_t)j->n_in)); // -8 * d_x * (sum of the block's codes)
+    ll_mmq_row v = ll_mmq_act_view(LL_TYPE_Q4_0, j->xa, j->n_in);
+    const float *xd = v.d;
+    const int32_t *xs = v.aux;
+    for (int b = 0; b < nb; b++) {
+        _mm256_storeu_si256((__m256i *)(lx + 32 * b), _mm256_loadu_si256((const __m256i *)(v.blocks + (size_t)b * 34 + 2)));
+        xc[b] = -8.0f * xd[b] * (float)xs[b]; // |8 sum x| <= 2^15: exact
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int o = r0; o < r1; o += 16) {
+        const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 288;
+        __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++, p += 288) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+            const int8_t *x = lx + 32 * b;
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++) {
+                const __m512i q = _mm512_loadu_si512((const void *)(p + 32 + 64 * k));
+                lo = ll_dpbusd_bcast(lo, _mm512_and_si512(q, m4), x + 4 * k);
+                hi = ll_dpbusd_bcast(hi, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), x + 16 + 4 * k);
+            }
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc);
+            off = _mm512_fmadd_ps(dw, _mm512_set1_ps(xc[b]), off);
+        }
+        _mm512_storeu_ps(j->y + o, _mm512_add_ps(acc, off));
+    }
+}
+
+// One token: x16_rows; more: the panel GEMM (qgemm_x86.c: a group is a panel).
+static void q4x16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
+    if (j->n_tokens == 1) x16_rows(j, r0, r1, tsp);
+    else ll_qgemm_x86(j, r0, r1, tsp);
+}
+static size_t q4x16_tsp(int n_in) {
+    size_t a = al64((size_t)n_in) + al64((size_t)(n_in / 32) * 4), b = ll_qgemm_x86_tsp(n_in);
+    return a > b ? a : b;
+}
+
 GM_WRAP(q8_0, q8_0_zdot, zp_tsp)
 GM_WRAP(q4_0, q4_0_zdot, zp_tsp)
 GM_WRAP(q5_0, q5_0_zdot, zp_tsp)
@@ -805,6 +851,7 @@ static const ll_mm_ops k_qx_ops[] = {
     GM_ROW(q8_0, LL_TYPE_Q8_0),
     GM_ROW(q4_0, LL_TYPE_Q4_0),
     GM_ROW(q5_0, LL_TYPE_Q5_0),
+    {LL_MM_Q4_0_X16, QX_ISA, INT32_MAX, q4x16_dot, q4x16_tsp, q4_0_xrow, q4_0_xconv, NULL, NULL, 0, 0},
 #else
     QX_ROW(q8_0, LL_TYPE_Q8_0),
     QX_ROW(q4_0, LL_TYPE_Q4_0),
