@@ -28,7 +28,8 @@ typedef struct cpu_impl {
     int n_rw;
     void *wsp; // matmul workspace
     size_t wsp_size;
-    float *scores; // (n_threads, max_ctx) attention scores
+    float *scores; // (n_threads, scr_floats): attention scores (decode) or attn_tile's scratch (batches)
+    size_t scr_floats;
     int max_ctx;
 } cpu_impl;
 
@@ -186,6 +187,24 @@ static inline float exp_le0(float x) {
     return x < -87.3f ? 0.0f : p * two_n;
 }
 
+// exp_le0 on 16 values in place, as loops of fixed width over arrays (the vectorizer takes those; the scalar
+// function's bit cast and branches kept it scalar): the same arithmetic, so the same results.
+static inline void exp16_le0(float *x) {
+    float xc[16], p[16], two[16];
+    int32_t n[16], bits[16];
+    for (int i = 0; i < 16; i++) xc[i] = x[i] < -87.3f ? -87.3f : x[i];
+    for (int i = 0; i < 16; i++) n[i] = -(int32_t)(0.5f - xc[i] * 1.44269504f);
+    for (int i = 0; i < 16; i++) {
+        float fn = (float)n[i], r = xc[i] - fn * 0.693359375f + fn * 2.12194440e-4f;
+        float q = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
+                   1.6666665459e-1f) * r + 5.0000001201e-1f;
+        p[i] = q * r * r + r + 1.0f;
+        bits[i] = (n[i] + 127) << 23;
+    }
+    memcpy(two, bits, sizeof two);
+    for (int i = 0; i < 16; i++) x[i] = x[i] < -87.3f ? 0.0f : p[i] * two[i];
+}
+
 // One (token, head) pair: softmax(q k^T * scale) v over the positions the token may see.
 static void attn_one(const attn_job *j, float *sc, int t, int h) {
     const ll_attn_params *p = j->p;
@@ -219,9 +238,113 @@ static void attn_one(const attn_job *j, float *sc, int t, int h) {
     memcpy(j->out + ((size_t)t * p->n_head + h) * hd, acc, (size_t)hd * sizeof(float));
 }
 
+// Batches (prefill): a work unit is one kv head and a block of up to ATT_TQ tokens, i.e. the tq x G query rows
+// that read that head's keys (G = n_head / n_head_kv). Keys go by in tiles of ATT_KT, each transposed once into
+// kT (hd x ATT_KT) for every row: a row's ATT_KT scores are hd multiply-adds of 16 lanes (no horizontal sum per
+// key), then an online softmax (running max m, sum l, accumulator rescaled when the max grows; Milakov &
+// Gimelshein 2018, as in FlashAttention) and P.V as 16-wide steps. A row skips the tiles past its causal limit.
+// Scratch per thread: ATT_SCRATCH floats (kT, m, l, the rows' accumulators).
+#define ATT_KT 16 // exp16_le0's width
+#define ATT_TQ 16
+#define ATT_SCRATCH 32768
+
+static int attn_tq(const ll_attn_params *p) {
+    const int G = p->n_head / p->n_head_kv, hd = p->head_dim;
+    int tq = (ATT_SCRATCH - hd * ATT_KT) / (G * (hd + 2));
+    return tq > ATT_TQ ? ATT_TQ : tq;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("tree-vectorize"))) // GCC's -O2 leaves the 16-lane e^x loop scalar (clang vectorizes at -O2)
+#endif
+static void attn_tile(const attn_job *j, float *scr, int kh, int t0, int tn) {
+    const ll_attn_params *p = j->p;
+    const int G = p->n_head / p->n_head_kv, hd = p->head_dim, rows = tn * G, kv_stride = p->n_head_kv * hd;
+    const int hd16 = hd / 16 * 16;
+    float *kT = scr, *m = kT + (size_t)hd * ATT_KT, *l = m + rows, *acc = l + rows;
+    for (int r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0.0f;
+    memset(acc, 0, (size_t)rows * hd * sizeof *acc);
+    const int n_keys = p->n_past + t0 + tn; // the last token's
+    for (int k0 = 0; k0 < n_keys; k0 += ATT_KT) {
+        const int nk = n_keys - k0 < ATT_KT ? n_keys - k0 : ATT_KT;
+        for (int i = 0; i < ATT_KT; i++) {
+            if (i >= nk) {
+                for (int d = 0; d < hd; d++) kT[d * ATT_KT + i] = 0.0f;
+                continue;
+            }
+            const float *k = j->kc + (size_t)(k0 + i) * kv_stride + (size_t)kh * hd;
+            for (int d = 0; d < hd; d++) kT[d * ATT_KT + i] = k[d];
+        }
+        for (int r = 0; r < rows; r++) {
+            const int t = t0 + r / G, h = kh * G + r % G, vis = p->n_past + t + 1 - k0; // visible keys of the tile
+            if (vis <= 0) continue;
+            const int nv = vis < nk ? vis : nk;
+            const float *q = j->q + ((size_t)t * p->n_head + h) * hd;
+            // four independent chains of multiply-adds (one chain of hd was the tile's critical path)
+            float s[ATT_KT], s4[4][ATT_KT] = {{0}};
+            int e = 0;
+            for (; e + 4 <= hd; e += 4)
+                for (int c = 0; c < 4; c++)
+                    for (int i = 0; i < ATT_KT; i++) s4[c][i] += q[e + c] * kT[(e + c) * ATT_KT + i];
+            for (; e < hd; e++)
+                for (int i = 0; i < ATT_KT; i++) s4[0][i] += q[e] * kT[e * ATT_KT + i];
+            for (int i = 0; i < ATT_KT; i++) s[i] = (s4[0][i] + s4[1][i]) + (s4[2][i] + s4[3][i]);
+            // fixed 16-lane loops (masked keys at -inf, e^-inf = 0): the -O2 vectorizer takes those
+            float mt = -INFINITY;
+            for (int i = 0; i < ATT_KT; i++) {
+                s[i] = i < nv ? s[i] * p->scale : -INFINITY;
+                mt = s[i] > mt ? s[i] : mt;
+            }
+            const float mn = mt > m[r] ? mt : m[r], corr = m[r] == -INFINITY ? 0.0f : exp_le0(m[r] - mn);
+            float sum = 0.0f;
+            for (int i = 0; i < ATT_KT; i++) s[i] -= mn;
+            exp16_le0(s);
+            for (int i = 0; i < ATT_KT; i++) sum += s[i];
+            l[r] = l[r] * corr + sum;
+            m[r] = mn;
+            // a local copy of the row's accumulator: the compiler knows it aliases neither V nor the scratch, so
+            // the 16-wide steps vectorize and stay in registers (through the scratch pointer they did not: 2x slower)
+            enum { MAX_HD = 512 };
+            LL_ASSERT(hd <= MAX_HD);
+            float a[MAX_HD];
+            float *ar = acc + (size_t)r * hd;
+            for (int d = 0; d < hd; d++) a[d] = ar[d] * corr;
+            const float *v0 = j->vc + (size_t)k0 * kv_stride + (size_t)kh * hd;
+            for (int d = 0; d < hd16; d += 16) { // 16 dims in one register across the tile's keys: one store each
+                float t16[16];
+                for (int u = 0; u < 16; u++) t16[u] = a[d + u];
+                for (int i = 0; i < nv; i++) {
+                    const float *v = v0 + (size_t)i * kv_stride + d, w = s[i];
+                    for (int u = 0; u < 16; u++) t16[u] += w * v[u];
+                }
+                for (int u = 0; u < 16; u++) a[d + u] = t16[u];
+            }
+            for (int i = 0; i < nv; i++)
+                for (int d = hd16; d < hd; d++) a[d] += s[i] * v0[(size_t)i * kv_stride + d];
+            memcpy(ar, a, (size_t)hd * sizeof *a);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        const int t = t0 + r / G, h = kh * G + r % G;
+        const float inv = 1.0f / l[r];
+        float *o = j->out + ((size_t)t * p->n_head + h) * hd;
+        for (int d = 0; d < hd; d++) o[d] = acc[(size_t)r * hd + d] * inv;
+    }
+}
+
 static void attn_worker(void *vctx, int ith, int nth) {
     attn_job *j = vctx;
-    float *sc = j->c->scores + (size_t)ith * j->c->max_ctx;
+    float *sc = j->c->scores + (size_t)ith * j->c->scr_floats;
+    const int tq = j->n_tok > 1 ? attn_tq(j->p) : 0;
+    if (tq >= 1) {
+        // units (kv head, token block), the costliest (last) token blocks first, dealt out in turn
+        const int nblk = (j->n_tok + tq - 1) / tq, total = nblk * j->p->n_head_kv;
+        for (int u = ith; u < total; u += nth) {
+            const int b = nblk - 1 - u / j->p->n_head_kv, kh = u % j->p->n_head_kv, t0 = b * tq;
+            attn_tile(j, sc, kh, t0, j->n_tok - t0 < tq ? j->n_tok - t0 : tq);
+        }
+        return;
+    }
     // (token, head) pairs dealt out in turn: under the causal mask token t costs n_past + t + 1 keys, so
     // contiguous ranges gave the last thread about three times the first one's work in a prefill
     int64_t total = (int64_t)j->n_tok * j->p->n_head;
@@ -341,7 +464,7 @@ size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok,
         if (s > wsp) wsp = s;
         if (sr > wsp) wsp = sr;
     }
-    return wsp + (size_t)n_threads * (size_t)max_ctx * sizeof(float);
+    return wsp + (size_t)n_threads * (size_t)(max_ctx > ATT_SCRATCH ? max_ctx : ATT_SCRATCH) * sizeof(float);
 }
 
 // Repack of one weight, its groups of rows split over the pool's threads.
@@ -424,7 +547,8 @@ static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws
     ll_aligned_free(c->wsp);
     ll_aligned_free(c->scores);
     c->wsp = ll_aligned_alloc(wsp ? wsp : 64, 64, err);
-    c->scores = ll_aligned_alloc((size_t)c->n_threads * (size_t)max_ctx * sizeof(float), 64, err);
+    c->scr_floats = (size_t)(max_ctx > ATT_SCRATCH ? max_ctx : ATT_SCRATCH);
+    c->scores = ll_aligned_alloc((size_t)c->n_threads * c->scr_floats * sizeof(float), 64, err);
     c->max_ctx = max_ctx;
     c->wsp_size = wsp;
     if (!c->wsp || !c->scores) return err ? err->status : LL_ERR_NOMEM;
