@@ -266,10 +266,12 @@ static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, 
     for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * wbytes, W, wbytes);
     const uint32_t rt = g_repack ? ll_matmul_repack_type(ty, n_in, n_out) : 0, tr = rt ? rt : ty;
     uint8_t *Wt = W; // what is timed: W, or its repacked copies
+    size_t rbytes = wbytes;
     if (rt) {
-        Wt = ll_aligned_alloc(wbytes * (size_t)copies, 64, NULL);
+        rbytes = ll_matmul_repack_bytes(rt, n_in, n_out);
+        Wt = ll_aligned_alloc(rbytes * (size_t)copies, 64, NULL);
         if (!Wt) { printf("out of memory\n"); exit(1); }
-        for (int c = 0; c < copies; c++) ll_matmul_repack(rt, W + (size_t)c * wbytes, Wt + (size_t)c * wbytes, n_in, n_out);
+        for (int c = 0; c < copies; c++) ll_matmul_repack(rt, W + (size_t)c * wbytes, Wt + (size_t)c * rbytes, n_in, n_out);
         ll_aligned_free(wsp);
         ws = ll_matmul_wsize(tr, n_in, nt, nth);
         wsp = ws ? ll_aligned_alloc(ws, 64, NULL) : NULL;
@@ -278,13 +280,13 @@ static void bench_one(bench_cfg *cfg, uint32_t ty, int n_out, int n_in, int nt, 
     ll_pool *pool = cfg->pool[nth];
     for (int c = 0; c < copies; c++) { // validate every copy's result (also warms up, faults pages in)
         memset(y, 0xff, (size_t)n_out * nt * sizeof(float));
-        ll_matmul(pool, tr, Wt + (size_t)c * wbytes, x, y, n_in, n_out, nt, wsp);
+        ll_matmul(pool, tr, Wt + (size_t)c * rbytes, x, y, n_in, n_out, nt, wsp);
         if (!(is_quant(ty) ? validate_q : validate)(ty, W, x, y, n_in, n_out, nt)) exit(1);
     }
     int reps = nt <= 4 ? cfg->reps_decode : cfg->reps_prefill;
     double t[256];
     for (int r = 0; r < reps; r++) {
-        const uint8_t *Wr = Wt + (size_t)(r % copies) * wbytes;
+        const uint8_t *Wr = Wt + (size_t)(r % copies) * rbytes;
         double t0 = ll_time_s();
         ll_matmul(pool, tr, Wr, x, y, n_in, n_out, nt, wsp);
         t[r] = ll_time_s() - t0;

@@ -113,7 +113,7 @@ static void check_shape(uint32_t ty, int n_in, int n_out, int nt, uint64_t seed,
     // Where this build repacks the type (ll_matmul_repack_type: Q4_0 in 8-row groups on AVX-512 VNNI), the
     // repacked copy goes through the same checks.
     const uint32_t rt = ll_matmul_repack_type(ty, n_in, n_out);
-    uint8_t *Wr = rt ? malloc(rb * (size_t)n_out) : NULL;
+    uint8_t *Wr = rt ? malloc(ll_matmul_repack_bytes(rt, n_in, n_out)) : NULL;
     if (rt) ll_matmul_repack(rt, W, Wr, n_in, n_out);
     for (int run = 0; run < (rt ? 6 : 3); run++) {
         const int nth = 1 + run % 3;
@@ -279,16 +279,15 @@ static void test_decode_shapes(void **state) {
     printf("# note: decode shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
 }
 
-// Q4_0 repacked in 16-row groups (LL_MM_Q4_0_X16) where this build has it: row counts of one to many groups
-// (uneven over 1..3 threads), odd block counts, decode and prefill token counts. check_shape runs the repacked
-// copy beside the plain one.
-static void test_q4_0_x16(void **state) {
-    (void)state;
-    if (!ll_matmul_repack_type(LL_TYPE_Q4_0, 64, 16)) {
-        printf("# skip: no repacked Q4_0 layout in this build (%s)\n", ll_matmul_isa(LL_TYPE_Q4_0));
+// Q4_0 and Q4_K repacked in 16-row groups (LL_MM_Q4_0_X16, LL_MM_Q4_K_X16) where this build has them: row counts
+// of one to many groups (uneven over 1..3 threads), odd block counts, decode and prefill token counts.
+// check_shape runs the repacked copy beside the plain one.
+static void x16_sweep(uint32_t ty, const int ins[4]) {
+    if (!ll_matmul_repack_type(ty, ins[0], 16)) {
+        printf("# skip: no repacked %s layout in this build (%s)\n", ll_type_name(ty), ll_matmul_isa(ty));
         skip();
     }
-    static const int outs[] = {16, 48, 80, 208}, ins[] = {32, 96, 2080, 8192}, toks[] = {1, 2, 3, 5, 17, 33};
+    static const int outs[] = {16, 48, 80, 208}, toks[] = {1, 2, 3, 5, 17, 33};
     double worst_q = 0;
     int n = 0;
     for (int a = 0; a < 4; a++)
@@ -296,11 +295,21 @@ static void test_q4_0_x16(void **state) {
             for (int c = 0; c < 6; c++) {
                 if (ins[a] == 8192 && toks[c] > 3) continue;
                 if ((a + b + c) % 2) continue;
-                check_shape(LL_TYPE_Q4_0, ins[a], outs[b], toks[c], 555 + (uint64_t)n, &worst_q);
+                check_shape(ty, ins[a], outs[b], toks[c], 555 + (uint64_t)n, &worst_q);
                 n++;
             }
-    printf("# note: Q4_0 repacked: %d shapes x 3 thread counts; worst |y - float64 ref| / act-quant bound = %.3f\n", n,
-           worst_q);
+    printf("# note: %s repacked: %d shapes x 3 thread counts; worst |y - float64 ref| / act-quant bound = %.3f\n",
+           ll_type_name(ty), n, worst_q);
+}
+static void test_q4_0_x16(void **state) {
+    (void)state;
+    static const int ins[4] = {32, 96, 2080, 8192};
+    x16_sweep(LL_TYPE_Q4_0, ins);
+}
+static void test_q4_K_x16(void **state) {
+    (void)state;
+    static const int ins[4] = {256, 768, 1536, 8192};
+    x16_sweep(LL_TYPE_Q4_K, ins);
 }
 
 // ll_matmul_multi (q/k/v and gate/up on one x) gives what separate ll_matmul calls give, bit for bit: the same
@@ -371,7 +380,7 @@ int main(void) {
         cmocka_unit_test(test_q4_0),        cmocka_unit_test(test_q4_1),       cmocka_unit_test(test_q5_0),
         cmocka_unit_test(test_q5_1),        cmocka_unit_test(test_q4_K),       cmocka_unit_test(test_q5_K),
         cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_act_simd),   cmocka_unit_test(test_prefill_shapes),
-        cmocka_unit_test(test_decode_shapes), cmocka_unit_test(test_q4_0_x16),
+        cmocka_unit_test(test_decode_shapes), cmocka_unit_test(test_q4_0_x16), cmocka_unit_test(test_q4_K_x16),
         cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
     };

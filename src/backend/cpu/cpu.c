@@ -481,11 +481,12 @@ static void rw_thread(void *vctx, int ith, int nth) {
     uint64_t rb;
     LL_ASSERT(ll_type_row_size(j->w->type, (uint64_t)j->w->ne0, &rb));
     ll_matmul_repack(j->r->type, (const uint8_t *)j->w->data + (size_t)(G * lo) * rb,
-                     (uint8_t *)j->r->data + (size_t)(G * lo) * rb, (int)j->w->ne0, (int)(G * (hi - lo)));
+                     (uint8_t *)j->r->data + ll_matmul_repack_bytes(j->r->type, (int)j->w->ne0, (int)(G * lo)),
+                     (int)j->w->ne0, (int)(G * (hi - lo)));
 }
 
-// The weights this build multiplies faster in another layout (Q4_0 on AVX-512 VNNI: 16-row groups) are copied
-// into it once; the originals' pages are then handed back to the kernel (MADV_PAGEOUT: file-backed ones are
+// The weights this build multiplies faster in another layout (Q4_0 and Q4_K on AVX-512 VNNI: 16-row groups; Q4_K
+// takes 2.8% more bytes, its scales unpacked) are copied into it once; the originals' pages are then handed back to the kernel (MADV_PAGEOUT: file-backed ones are
 // dropped from memory and re-read if touched, e.g. a tied embedding's get_rows; others keep their data), so the
 // resident size stays about the file's.
 static ll_status rw_prepare(cpu_impl *c, const ll_weight *const *ws, int n_ws, ll_error *err) {
@@ -506,7 +507,7 @@ static ll_status rw_prepare(cpu_impl *c, const ll_weight *const *ws, int n_ws, l
         if (dup) continue;
         uint64_t rb;
         LL_ASSERT(ll_type_row_size(w->type, (uint64_t)w->ne0, &rb));
-        size_t bytes = (size_t)rb * (size_t)w->ne1;
+        size_t bytes = ll_matmul_repack_bytes(to, (int)w->ne0, (int)w->ne1), orig = (size_t)rb * (size_t)w->ne1;
         cpu_rw *r = &c->rw[c->n_rw];
         r->data = ll_aligned_alloc(bytes, 64, err);
         if (!r->data) {
@@ -522,7 +523,7 @@ static ll_status rw_prepare(cpu_impl *c, const ll_weight *const *ws, int n_ws, l
         total += bytes;
 #if defined(MADV_PAGEOUT)
         uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)w->data + pg - 1) / pg * pg,
-                  e = ((uintptr_t)w->data + bytes) / pg * pg;
+                  e = ((uintptr_t)w->data + orig) / pg * pg;
         if (e > a) (void)madvise((void *)a, e - a, MADV_PAGEOUT);
 #endif
     }

@@ -297,7 +297,7 @@ void ll_matmul(ll_pool *pool, uint32_t wtype, const void *W, const float *x, flo
     uint64_t row_bytes; // a repacked layout: its GGUF type's, per row of its groups
     LL_ASSERT(ll_type_row_size(ll_mm_base_type(wtype), (uint64_t)n_in, &row_bytes));
     LL_ASSERT(tt->blck > 1 || (uintptr_t)W % tt->size == 0); // plain types: element-aligned rows
-    LL_ASSERT(wtype != LL_MM_Q4_0_X16 || n_out % LL_MM_X16_ROWS == 0);
+    LL_ASSERT(ll_mm_base_type(wtype) == wtype || n_out % LL_MM_X16_ROWS == 0);
     if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
     if (n_tokens <= o->dot_max_tokens) {
         mm_dot_run(pool, o, 1, &W, x, &y, n_in, &n_out, n_tokens, (size_t)row_bytes, wsp);
@@ -335,30 +335,64 @@ void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W,
     }
     uint64_t row_bytes;
     LL_ASSERT(ll_type_row_size(ll_mm_base_type(wtype), (uint64_t)n_in, &row_bytes));
-    for (int m = 0; m < n; m++) LL_ASSERT(wtype != LL_MM_Q4_0_X16 || n_out[m] % LL_MM_X16_ROWS == 0);
+    for (int m = 0; m < n; m++) LL_ASSERT(ll_mm_base_type(wtype) == wtype || n_out[m] % LL_MM_X16_ROWS == 0);
     if (o->dot == sc_dot && wtype == LL_TYPE_F16) pthread_once(&sc_f16_once, sc_f16_fill);
     mm_dot_run(pool, o, n, W, x, y, n_in, n_out, n_tokens, (size_t)row_bytes, wsp);
 }
 
 uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out) {
-    if (wtype == LL_TYPE_Q4_0 && n_in > 0 && n_in % 32 == 0 && n_out > 0 && n_out % LL_MM_X16_ROWS == 0 &&
-        mm_ops(LL_MM_Q4_0_X16))
-        return LL_MM_Q4_0_X16;
+    if (n_in <= 0 || n_out <= 0 || n_out % LL_MM_X16_ROWS) return 0;
+    if (wtype == LL_TYPE_Q4_0 && n_in % 32 == 0 && mm_ops(LL_MM_Q4_0_X16)) return LL_MM_Q4_0_X16;
+    if (wtype == LL_TYPE_Q4_K && n_in % 256 == 0 && mm_ops(LL_MM_Q4_K_X16)) return LL_MM_Q4_K_X16;
     return 0;
 }
 
+size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out) {
+    LL_ASSERT((to == LL_MM_Q4_0_X16 || to == LL_MM_Q4_K_X16) && n_out % LL_MM_X16_ROWS == 0);
+    return to == LL_MM_Q4_0_X16 ? (size_t)n_out / 16 * (size_t)(n_in / 32) * 288
+                                : (size_t)n_out / 16 * (size_t)(n_in / 256) * 2368;
+}
+
+// Q4_K's 6-bit scale and min of sub-block j from its 12 packed bytes (GGUF get_scale_min_k4).
+static void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
 void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out) {
-    LL_ASSERT(to == LL_MM_Q4_0_X16 && n_in % 32 == 0 && n_out % LL_MM_X16_ROWS == 0);
-    const size_t nb = (size_t)n_in / 32;
+    LL_ASSERT(ll_matmul_repack_bytes(to, n_in, n_out) > 0 || n_out == 0);
     const uint8_t *src = W;
     uint8_t *d = dst;
+    if (to == LL_MM_Q4_0_X16) {
+        LL_ASSERT(n_in % 32 == 0);
+        const size_t nb = (size_t)n_in / 32;
+        for (size_t g = 0; g < (size_t)n_out / 16; g++)
+            for (size_t b = 0; b < nb; b++) {
+                uint8_t *o = d + (g * nb + b) * 288;
+                for (size_t r = 0; r < 16; r++) {
+                    const uint8_t *blk = src + ((16 * g + r) * nb + b) * 18; // ll_block_q4_0: fp16 d, 16 code bytes
+                    memcpy(o + 2 * r, blk, 2);
+                    for (size_t j = 0; j < 4; j++) memcpy(o + 32 + 64 * j + 4 * r, blk + 2 + 4 * j, 4);
+                }
+            }
+        return;
+    }
+    LL_ASSERT(to == LL_MM_Q4_K_X16 && n_in % 256 == 0);
+    const size_t nb = (size_t)n_in / 256;
     for (size_t g = 0; g < (size_t)n_out / 16; g++)
         for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = d + (g * nb + b) * 288;
+            uint8_t *o = d + (g * nb + b) * 2368;
             for (size_t r = 0; r < 16; r++) {
-                const uint8_t *blk = src + ((16 * g + r) * nb + b) * 18; // ll_block_q4_0: fp16 d, 16 code bytes
-                memcpy(o + 2 * r, blk, 2);
-                for (size_t j = 0; j < 4; j++) memcpy(o + 32 + 64 * j + 4 * r, blk + 2 + 4 * j, 4);
+                const ll_block_q4_K *blk = (const ll_block_q4_K *)(src + ((16 * g + r) * nb + b) * 144);
+                memcpy(o + 2 * r, &blk->d, 2);
+                memcpy(o + 32 + 2 * r, &blk->dmin, 2);
+                for (int j = 0; j < 8; j++) k4_scale_min(j, blk->scales, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
+                for (size_t run = 0; run < 32; run++) memcpy(o + 320 + 64 * run + 4 * r, blk->qs + 4 * run, 4);
             }
         }
 }

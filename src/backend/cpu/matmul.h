@@ -16,13 +16,21 @@
 // vector of 16 scales; the prefill panel (qgemm_x86.c) has this very arrangement. ll_matmul takes it as a wtype
 // where ll_matmul_supports says so (AVX-512 VNNI builds); n_out a multiple of 16.
 #define LL_MM_Q4_0_X16 0x10002u
+// Q4_K the same way, per super-block of 256 and 16 rows (2368 bytes, 64 more than the rows' 16 x 144): d x 16,
+// dmin x 16 (fp16), the 8 sub-block scales as bytes (8 runs of 16 rows), the 8 mins likewise, then 32 runs of
+// 64 bytes: run 8g + k holds qs bytes 32g + 4k..+3 of rows 0..15 (low nibbles: sub-block 2g, high: 2g + 1).
+#define LL_MM_Q4_K_X16 0x1000Cu
 #define LL_MM_X16_ROWS 16
-// The GGUF type a layout holds (LL_MM_Q4_0_X16 -> Q4_0; others: themselves).
-static inline uint32_t ll_mm_base_type(uint32_t wtype) { return wtype == LL_MM_Q4_0_X16 ? 2u /* Q4_0 */ : wtype; }
+// The GGUF type a layout holds (LL_MM_Q4_0_X16 -> Q4_0, LL_MM_Q4_K_X16 -> Q4_K; others: themselves).
+static inline uint32_t ll_mm_base_type(uint32_t wtype) {
+    return wtype == LL_MM_Q4_0_X16 ? 2u /* Q4_0 */ : wtype == LL_MM_Q4_K_X16 ? 12u /* Q4_K */ : wtype;
+}
+// Bytes of n_out rows (a multiple of 16) of n_in in layout `to`.
+size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out);
 // The repacked layout this build multiplies faster for (n_in, n_out) weights of type wtype, or 0 for none.
 uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out);
-// W (n_out rows of wtype) into dst in layout `to` (from ll_matmul_repack_type; same byte count as W); rows in
-// groups of LL_MM_X16_ROWS, so a part of a matrix can be repacked on its own (n_out a multiple of 16).
+// W (n_out rows of wtype) into dst in layout `to` (from ll_matmul_repack_type; ll_matmul_repack_bytes bytes);
+// rows in groups of LL_MM_X16_ROWS, so a part of a matrix can be repacked on its own (n_out a multiple of 16).
 void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out);
 
 // true when ll_matmul computes with this weight type.

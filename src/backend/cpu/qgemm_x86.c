@@ -270,8 +270,39 @@ static void gm_pack_x16(const ll_mm_job *j, int o, int nr, gm_panel *g) {
     }
 }
 
+// Q4_K in 16-row groups (LL_MM_Q4_K_X16): run 8c + k of a super-block is the panel's low-nibble zmm 16c + k and
+// high-nibble zmm 16c + 8 + k (elements 64c + 4k and 64c + 32 + 4k of the 16 rows); S = d sc, M = -dmin m, each
+// one vector of 16 rows per sub-block.
+static void gm_pack_x16k(const ll_mm_job *j, int o, int nr, gm_panel *g) {
+    LL_ASSERT(o % 16 == 0 && nr == 16);
+    const int nb = j->n_in / LL_QK_K;
+    const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 2368;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int b = 0; b < nb; b++, p += 2368) {
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+        for (int s = 0; s < 8; s++) {
+            __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 64 + 16 * s))));
+            __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 192 + 16 * s))));
+            _mm512_store_ps(g->S + ((size_t)b * 8 + s) * GM_R, _mm512_mul_ps(d, sc));
+            _mm512_store_ps(g->M + ((size_t)b * 8 + s) * GM_R, _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), dm), mn));
+        }
+        __m512i *dst = g->codes + (size_t)b * 64;
+        for (int c = 0; c < 4; c++)
+            for (int k = 0; k < 8; k++) {
+                const __m512i q = _mm512_loadu_si512((const void *)(p + 320 + 64 * (8 * c + k)));
+                _mm512_store_si512(dst + 16 * c + k, _mm512_and_si512(q, m4));
+                _mm512_store_si512(dst + 16 * c + 8 + k, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+            }
+    }
+}
+
 // Rows [o, o + nr) of W into the panel.
 static void gm_pack(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel *g) {
+    if (ty == LL_MM_Q4_K_X16) {
+        gm_pack_x16k(j, o, nr, g);
+        return;
+    }
     if (ty == LL_MM_Q4_0_X16) {
         gm_pack_x16(j, o, nr, g);
         return;
@@ -391,7 +422,7 @@ static const gm_tile_fn *gm_tiles(uint32_t ty) {
     case LL_TYPE_Q8_0: return gq8_0_tiles;
     case LL_TYPE_Q4_0: case LL_MM_Q4_0_X16: return gq4_0_tiles;
     case LL_TYPE_Q5_0: return gq5_0_tiles;
-    case LL_TYPE_Q4_K: return gq4_K_tiles;
+    case LL_TYPE_Q4_K: case LL_MM_Q4_K_X16: return gq4_K_tiles;
     case LL_TYPE_Q5_K: return gq5_K_tiles;
     case LL_TYPE_Q6_K: return gq6_K_tiles;
     default: return NULL;

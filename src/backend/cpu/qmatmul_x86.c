@@ -825,6 +825,54 @@ static void x16_rows(const ll_mm_job *j, int r0, int r1, void *tsp) {
     }
 }
 
+// Q4_K in 16-row groups (LL_MM_Q4_K_X16), one token, per super-block: each of the 32 code runs is 4 elements
+// of 16 rows, one vpdpbusd per nibble against 4 of x's Q8_K codes broadcast: per sub-block an int32 sum per row
+// lane, times the rows' scales (bytes widened to int32, vpmulld), summed over the 8 sub-blocks in int32
+// (|sum| < 2^25); the mins: sum_j m_j (x's 32-sum of sub-block j), as floats. Then d_x d_w and d_x dmin_w.
+static void x16k_rows(const ll_mm_job *j, int r0, int r1, void *tsp) {
+    (void)tsp;
+    const int nb = j->n_in / LL_QK_K;
+    ll_mmq_row v = ll_mmq_act_view(LL_TYPE_Q4_K, j->xa, j->n_in);
+    const ll_block_q8_K *xb = (const ll_block_q8_K *)v.blocks;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int o = r0; o < r1; o += 16) {
+        const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 2368;
+        __m512 acc = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++, p += 2368) {
+            const int8_t *xq = xb[b].qs;
+            const float *xs = v.s + 8 * b; // x's 32-sums, as floats
+            __m512i isum = _mm512_setzero_si512();
+            for (int g = 0; g < 4; g++) {
+                __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+                for (int k = 0; k < 8; k++) {
+                    const __m512i q = _mm512_loadu_si512((const void *)(p + 320 + 64 * (8 * g + k)));
+                    lo = ll_dpbusd_bcast(lo, _mm512_and_si512(q, m4), xq + 64 * g + 4 * k);
+                    hi = ll_dpbusd_bcast(hi, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), xq + 64 * g + 32 + 4 * k);
+                }
+                const __m512i s0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 64 + 16 * (2 * g))));
+                const __m512i s1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 64 + 16 * (2 * g + 1))));
+                isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(lo, s0), _mm512_mullo_epi32(hi, s1)));
+            }
+            __m512 msum = _mm512_setzero_ps();
+            for (int s = 0; s < 8; s++)
+                msum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 192 + 16 * s)))),
+                                       _mm512_set1_ps(xs[s]), msum);
+            const __m512 xd = _mm512_set1_ps(v.d[b]);
+            const __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)), xd);
+            const __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))), xd);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
+            acc = _mm512_fnmadd_ps(msum, dm, acc);
+        }
+        _mm512_storeu_ps(j->y + o, acc);
+    }
+}
+
+static void q4kx16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
+    if (j->n_tokens == 1) x16k_rows(j, r0, r1, tsp);
+    else ll_qgemm_x86(j, r0, r1, tsp);
+}
+static size_t q4kx16_tsp(int n_in) { return ll_qgemm_x86_tsp(n_in); }
+
 // One token: x16_rows; more: the panel GEMM (qgemm_x86.c: a group is a panel).
 static void q4x16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
     if (j->n_tokens == 1) x16_rows(j, r0, r1, tsp);
@@ -852,6 +900,7 @@ static const ll_mm_ops k_qx_ops[] = {
     GM_ROW(q4_0, LL_TYPE_Q4_0),
     GM_ROW(q5_0, LL_TYPE_Q5_0),
     {LL_MM_Q4_0_X16, QX_ISA, INT32_MAX, q4x16_dot, q4x16_tsp, q4_0_xrow, q4_0_xconv, NULL, NULL, 0, 0},
+    {LL_MM_Q4_K_X16, QX_ISA, INT32_MAX, q4kx16_dot, q4kx16_tsp, q4_K_xrow, q4_K_xconv, NULL, NULL, 0, 0},
 #else
     QX_ROW(q8_0, LL_TYPE_Q8_0),
     QX_ROW(q4_0, LL_TYPE_Q4_0),
