@@ -1,6 +1,7 @@
 // plan.c — the memory plan: weights (mapped), KV cache and activations, computed from the hyperparameters
 // before anything is allocated, and checked against what the machine can give.
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "model/model.h"
 
@@ -19,6 +20,11 @@ void ll_plan_compute(const ll_model *m, int n_ctx, int n_batch, int n_logits, in
     const ll_weight *ws[LL_MODEL_MATMUL_KINDS];
     int nw = ll_model_matmul_weights(m, ws);
     p->activations += ll_backend_cpu_scratch(ws, nw, n_batch, n_ctx, n_threads);
+    // the CPU backend's repacked weights beyond their mapped bytes (anonymous memory, counted here with the rest)
+    int na;
+    const ll_weight **all = ll_model_all_weights(m, &na);
+    p->activations += ll_backend_cpu_repack_extra(all, na);
+    free(all);
     p->weights = m->gguf->map ? m->gguf->map->size : m->weight_bytes;
     p->available = ll_sys_mem_available();
     p->total = ll_sys_mem_total();

@@ -467,6 +467,20 @@ size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok,
     return wsp + (size_t)n_threads * (size_t)(max_ctx > ATT_SCRATCH ? max_ctx : ATT_SCRATCH) * sizeof(float);
 }
 
+size_t ll_backend_cpu_repack_extra(const ll_weight *const *ws, int n_ws) {
+    size_t grow = 0;
+    for (int i = 0; i < n_ws; i++) {
+        uint32_t rt = ws[i]->ne1 > 1 ? ll_matmul_repack_type(ws[i]->type, (int)ws[i]->ne0, (int)ws[i]->ne1) : 0;
+        uint64_t rb;
+        bool dup = false; // tied embeddings: listed twice, repacked once
+        for (int k = 0; k < i && rt; k++) dup |= ws[k]->data == ws[i]->data;
+        if (!rt || dup || !ll_type_row_size(ws[i]->type, (uint64_t)ws[i]->ne0, &rb)) continue;
+        size_t a = ll_matmul_repack_bytes(rt, (int)ws[i]->ne0, (int)ws[i]->ne1), b = (size_t)rb * (size_t)ws[i]->ne1;
+        if (a > b) grow += a - b;
+    }
+    return grow;
+}
+
 // Repack of one weight, its groups of rows split over the pool's threads.
 typedef struct rw_job {
     const ll_weight *w;
