@@ -342,15 +342,26 @@ void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W,
 
 uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out) {
     if (n_in <= 0 || n_out <= 0 || n_out % LL_MM_X16_ROWS) return 0;
-    if (wtype == LL_TYPE_Q4_0 && n_in % 32 == 0 && mm_ops(LL_MM_Q4_0_X16)) return LL_MM_Q4_0_X16;
-    if (wtype == LL_TYPE_Q4_K && n_in % 256 == 0 && mm_ops(LL_MM_Q4_K_X16)) return LL_MM_Q4_K_X16;
-    return 0;
+    const uint32_t to = wtype == LL_TYPE_Q4_0 ? LL_MM_Q4_0_X16 : wtype == LL_TYPE_Q5_0 ? LL_MM_Q5_0_X16
+                      : wtype == LL_TYPE_Q8_0 ? LL_MM_Q8_0_X16 : wtype == LL_TYPE_Q4_K ? LL_MM_Q4_K_X16 : 0;
+    if (!to || n_in % (wtype == LL_TYPE_Q4_K ? 256 : 32) || !mm_ops(to)) return 0;
+    return to;
+}
+
+// Bytes of one block (32 elements; Q4_K: 256) of 16 rows in layout `to`.
+static size_t x16_block_bytes(uint32_t to) {
+    switch (to) {
+    case LL_MM_Q4_0_X16: return 288;
+    case LL_MM_Q5_0_X16: return 352;
+    case LL_MM_Q8_0_X16: return 544;
+    case LL_MM_Q4_K_X16: return 2368;
+    default: LL_ASSERT(!"not a repacked layout"); return 0;
+    }
 }
 
 size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out) {
-    LL_ASSERT((to == LL_MM_Q4_0_X16 || to == LL_MM_Q4_K_X16) && n_out % LL_MM_X16_ROWS == 0);
-    return to == LL_MM_Q4_0_X16 ? (size_t)n_out / 16 * (size_t)(n_in / 32) * 288
-                                : (size_t)n_out / 16 * (size_t)(n_in / 256) * 2368;
+    LL_ASSERT(n_out % LL_MM_X16_ROWS == 0);
+    return (size_t)n_out / 16 * (size_t)(n_in / (to == LL_MM_Q4_K_X16 ? 256 : 32)) * x16_block_bytes(to);
 }
 
 // Q4_K's 6-bit scale and min of sub-block j from its 12 packed bytes (GGUF get_scale_min_k4).
@@ -365,19 +376,38 @@ static void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
 }
 
 void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out) {
-    LL_ASSERT(ll_matmul_repack_bytes(to, n_in, n_out) > 0 || n_out == 0);
+    LL_ASSERT(n_out % LL_MM_X16_ROWS == 0);
     const uint8_t *src = W;
     uint8_t *d = dst;
-    if (to == LL_MM_Q4_0_X16) {
+    if (to != LL_MM_Q4_K_X16) { // the legacy types: blocks of 32, fp16 d first
         LL_ASSERT(n_in % 32 == 0);
-        const size_t nb = (size_t)n_in / 32;
+        const size_t nb = (size_t)n_in / 32, bs = x16_block_bytes(to);
+        const size_t gbs = to == LL_MM_Q4_0_X16 ? 18 : to == LL_MM_Q5_0_X16 ? 22 : 34; // GGUF block bytes
         for (size_t g = 0; g < (size_t)n_out / 16; g++)
             for (size_t b = 0; b < nb; b++) {
-                uint8_t *o = d + (g * nb + b) * 288;
+                uint8_t *o = d + (g * nb + b) * bs;
+                if (to == LL_MM_Q5_0_X16) memset(o + 32, 0, 64);
                 for (size_t r = 0; r < 16; r++) {
-                    const uint8_t *blk = src + ((16 * g + r) * nb + b) * 18; // ll_block_q4_0: fp16 d, 16 code bytes
+                    const uint8_t *blk = src + ((16 * g + r) * nb + b) * gbs;
                     memcpy(o + 2 * r, blk, 2);
-                    for (size_t j = 0; j < 4; j++) memcpy(o + 32 + 64 * j + 4 * r, blk + 2 + 4 * j, 4);
+                    if (to == LL_MM_Q8_0_X16) { // codes + 128: unsigned bytes for vpdpbusd
+                        for (size_t k = 0; k < 8; k++)
+                            for (size_t i = 0; i < 4; i++) o[32 + 64 * k + 4 * r + i] = (uint8_t)(blk[2 + 4 * k + i] ^ 0x80);
+                        continue;
+                    }
+                    const size_t qo = to == LL_MM_Q5_0_X16 ? 6 : 2, co = to == LL_MM_Q5_0_X16 ? 96 : 32;
+                    for (size_t k = 0; k < 4; k++) memcpy(o + co + 64 * k + 4 * r, blk + qo + 4 * k, 4);
+                    if (to == LL_MM_Q5_0_X16) { // mask 2k + h, bit 4r + i = qh bit 16h + 4k + i
+                        uint32_t qh;
+                        memcpy(&qh, blk + 2, 4);
+                        for (size_t k = 0; k < 4; k++)
+                            for (size_t h = 0; h < 2; h++)
+                                for (size_t i = 0; i < 4; i++)
+                                    if (qh >> (16 * h + 4 * k + i) & 1) {
+                                        const size_t bit = 4 * r + i;
+                                        o[32 + 8 * (2 * k + h) + bit / 8] |= (uint8_t)(1u << (bit % 8));
+                                    }
+                    }
                 }
             }
         return;

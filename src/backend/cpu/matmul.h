@@ -20,11 +20,14 @@
 // dmin x 16 (fp16), the 8 sub-block scales as bytes (8 runs of 16 rows), the 8 mins likewise, then 32 runs of
 // 64 bytes: run 8g + k holds qs bytes 32g + 4k..+3 of rows 0..15 (low nibbles: sub-block 2g, high: 2g + 1).
 #define LL_MM_Q4_K_X16 0x1000Cu
+// Q5_0 (352 bytes per block and 16 rows): the 16 scales, then the qh bits as 8 byte masks (mask 2k + h, bit 4r + i:
+// the high bit of element 16h + 4k + i of row r, so it joins run k's codes in one masked op), then 4 code runs as
+// Q4_0's. Q8_0 (544 bytes): the 16 scales, then 8 runs of (4 code bytes x 16 rows), each code + 128 (unsigned).
+#define LL_MM_Q5_0_X16 0x10006u
+#define LL_MM_Q8_0_X16 0x10008u
 #define LL_MM_X16_ROWS 16
-// The GGUF type a layout holds (LL_MM_Q4_0_X16 -> Q4_0, LL_MM_Q4_K_X16 -> Q4_K; others: themselves).
-static inline uint32_t ll_mm_base_type(uint32_t wtype) {
-    return wtype == LL_MM_Q4_0_X16 ? 2u /* Q4_0 */ : wtype == LL_MM_Q4_K_X16 ? 12u /* Q4_K */ : wtype;
-}
+// The GGUF type a layout holds (LL_MM_*_X16 -> its type; others: themselves).
+static inline uint32_t ll_mm_base_type(uint32_t wtype) { return wtype & 0x10000u ? wtype & 0xFFFFu : wtype; }
 // Bytes of n_out rows (a multiple of 16) of n_in in layout `to`.
 size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out);
 // The repacked layout this build multiplies faster for (n_in, n_out) weights of type wtype, or 0 for none.

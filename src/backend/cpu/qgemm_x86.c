@@ -251,21 +251,36 @@ static void gm_pack_leg(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel
     }
 }
 
-// Q4_0 in 16-row groups (LL_MM_Q4_0_X16): the group is the panel already, but for the nibble split: run j of a
-// block (code bytes 4j..4j+3 of the 16 rows) gives the panel's low-nibble zmm j and high-nibble zmm 4 + j, and its
-// 16 scales convert in one go. o is a multiple of 16 and nr 16 (n_out is).
-static void gm_pack_x16(const ll_mm_job *j, int o, int nr, gm_panel *g) {
+// Q4_0 / Q5_0 / Q8_0 in 16-row groups (LL_MM_*_X16): the group is the panel already, but for the nibble split
+// (Q5_0: and its fifth bit from the run's byte masks): run k of a block (elements 4k..4k+3 of the 16 rows) gives
+// the panel's zmm k (low nibbles) and 4 + k (high); Q8_0's 8 runs are its 8 zmm as they are (codes + 128, as the
+// panel keeps them). The 16 scales convert in one go. o is a multiple of 16 and nr 16 (n_out is).
+static void gm_pack_x16(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel *g) {
     LL_ASSERT(o % 16 == 0 && nr == 16);
+    const uint32_t base = ll_mm_base_type(ty);
     const int nb = j->n_in / 32;
-    const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 288;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int b = 0; b < nb; b++, p += 288) {
+    const size_t bs = base == LL_TYPE_Q4_0 ? 288 : base == LL_TYPE_Q5_0 ? 352 : 544, co = base == LL_TYPE_Q5_0 ? 96 : 32;
+    const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * bs;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    for (int b = 0; b < nb; b++, p += bs) {
         _mm512_store_ps(g->S + (size_t)b * GM_R, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)));
         __m512i *dst = g->codes + (size_t)b * 8;
+        if (base == LL_TYPE_Q8_0) {
+            for (int k = 0; k < 8; k++) _mm512_store_si512(dst + k, _mm512_loadu_si512((const void *)(p + 32 + 64 * k)));
+            continue;
+        }
         for (int k = 0; k < 4; k++) {
-            const __m512i q = _mm512_loadu_si512((const void *)(p + 32 + 64 * k));
-            _mm512_store_si512(dst + k, _mm512_and_si512(q, m4));
-            _mm512_store_si512(dst + 4 + k, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+            const __m512i q = _mm512_loadu_si512((const void *)(p + co + 64 * k));
+            __m512i l = _mm512_and_si512(q, m4), h = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            if (base == LL_TYPE_Q5_0) {
+                uint64_t ml, mh;
+                memcpy(&ml, p + 32 + 16 * k, 8);
+                memcpy(&mh, p + 40 + 16 * k, 8);
+                l = _mm512_mask_add_epi8(l, (__mmask64)ml, l, b4); // bit 4 is clear: + is |
+                h = _mm512_mask_add_epi8(h, (__mmask64)mh, h, b4);
+            }
+            _mm512_store_si512(dst + k, l);
+            _mm512_store_si512(dst + 4 + k, h);
         }
     }
 }
@@ -303,8 +318,8 @@ static void gm_pack(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel *g)
         gm_pack_x16k(j, o, nr, g);
         return;
     }
-    if (ty == LL_MM_Q4_0_X16) {
-        gm_pack_x16(j, o, nr, g);
+    if (ty == LL_MM_Q4_0_X16 || ty == LL_MM_Q5_0_X16 || ty == LL_MM_Q8_0_X16) {
+        gm_pack_x16(ty, j, o, nr, g);
         return;
     }
     if (ty == LL_TYPE_Q8_0 || ty == LL_TYPE_Q4_0 || ty == LL_TYPE_Q5_0) {
@@ -419,9 +434,9 @@ GM_TYPE(gq6_K, LL_TYPE_Q6_K)
 
 static const gm_tile_fn *gm_tiles(uint32_t ty) {
     switch (ty) {
-    case LL_TYPE_Q8_0: return gq8_0_tiles;
+    case LL_TYPE_Q8_0: case LL_MM_Q8_0_X16: return gq8_0_tiles;
     case LL_TYPE_Q4_0: case LL_MM_Q4_0_X16: return gq4_0_tiles;
-    case LL_TYPE_Q5_0: return gq5_0_tiles;
+    case LL_TYPE_Q5_0: case LL_MM_Q5_0_X16: return gq5_0_tiles;
     case LL_TYPE_Q4_K: case LL_MM_Q4_K_X16: return gq4_K_tiles;
     case LL_TYPE_Q5_K: return gq5_K_tiles;
     case LL_TYPE_Q6_K: return gq6_K_tiles;

@@ -789,39 +789,58 @@ KQ_TYPE(q6_K, LL_TYPE_Q6_K)
         size_t a = tspfn(n_in), b = ll_qgemm_x86_tsp(n_in);                                                    \
         return a > b ? a : b;                                                                                  \
     }
-// Q4_0 in 16-row groups (LL_MM_Q4_0_X16, matmul.h), one token. Per block of a group (288 bytes): the 16 rows'
-// scales in one load and one convert, times d_x; the codes in four zmm, each 4 elements of all 16 rows, low and
-// high nibbles against 4 of x's codes broadcast from memory: 8 vpdpbusd leave each row's integer sum in its own
-// int32 lane, scaled by one FMA. The -8 offset: d_w (16 rows) times -8 d_x (sum of the block's x codes), one FMA.
-// A thread's rows are one sequential stream, 16 rows wide; the result is a store of 16 floats.
-static void x16_rows(const ll_mm_job *j, int r0, int r1, void *tsp) {
+// Q4_0 / Q5_0 / Q8_0 in 16-row groups (LL_MM_*_X16, matmul.h), one token. Per block of a group: the 16 rows'
+// scales in one load and one convert, times d_x; the codes in zmm runs, each 4 elements of all 16 rows: per nibble
+// (Q8_0: per run) one vpdpbusd against 4 of x's codes broadcast from memory leaves each row's integer sum in its
+// own int32 lane, scaled by one FMA per block. Q5_0's fifth bit joins the nibbles in one masked op from its
+// per-run byte mask. The code offset (Q4_0 8, Q5_0 16, Q8_0 128 after the + 128): d_w (16 rows) times
+// -off d_x (sum of the block's x codes), one FMA. A thread's rows are one sequential stream, 16 rows wide; the
+// result is a store of 16 floats.
+INLINE void x16_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
     const int nb = j->n_in / 32;
+    const size_t bs = ty == LL_TYPE_Q4_0 ? 288 : ty == LL_TYPE_Q5_0 ? 352 : 544, co = ty == LL_TYPE_Q5_0 ? 96 : 32;
+    const float off = ty == LL_TYPE_Q4_0 ? 8.0f : ty == LL_TYPE_Q5_0 ? 16.0f : 128.0f;
     int8_t *lx = tsp;
-    float *xc = (float *)(lx + al64((size_t)j->n_in)); // -8 * d_x * (sum of the block's codes)
-    ll_mmq_row v = ll_mmq_act_view(LL_TYPE_Q4_0, j->xa, j->n_in);
+    float *xc = (float *)(lx + al64((size_t)j->n_in)); // -off * d_x * (sum of the block's codes)
+    ll_mmq_row v = ll_mmq_act_view(ty, j->xa, j->n_in);
     const float *xd = v.d;
     const int32_t *xs = v.aux;
     for (int b = 0; b < nb; b++) {
         _mm256_storeu_si256((__m256i *)(lx + 32 * b), _mm256_loadu_si256((const __m256i *)(v.blocks + (size_t)b * 34 + 2)));
-        xc[b] = -8.0f * xd[b] * (float)xs[b]; // |8 sum x| <= 2^15: exact
+        xc[b] = -off * xd[b] * (float)xs[b]; // |128 sum x| <= 2^19: exact
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
     for (int o = r0; o < r1; o += 16) {
-        const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 288;
-        __m512 acc = _mm512_setzero_ps(), off = _mm512_setzero_ps();
-        for (int b = 0; b < nb; b++, p += 288) {
+        const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * bs;
+        __m512 acc = _mm512_setzero_ps(), offs = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++, p += bs) {
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
             const int8_t *x = lx + 32 * b;
             __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-            for (int k = 0; k < 4; k++) {
-                const __m512i q = _mm512_loadu_si512((const void *)(p + 32 + 64 * k));
-                lo = ll_dpbusd_bcast(lo, _mm512_and_si512(q, m4), x + 4 * k);
-                hi = ll_dpbusd_bcast(hi, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), x + 16 + 4 * k);
+            if (ty == LL_TYPE_Q8_0) {
+                for (int k = 0; k < 4; k++) {
+                    lo = ll_dpbusd_bcast(lo, _mm512_loadu_si512((const void *)(p + 32 + 64 * k)), x + 4 * k);
+                    hi = ll_dpbusd_bcast(hi, _mm512_loadu_si512((const void *)(p + 32 + 64 * (k + 4))), x + 16 + 4 * k);
+                }
+            } else {
+                for (int k = 0; k < 4; k++) {
+                    const __m512i q = _mm512_loadu_si512((const void *)(p + co + 64 * k));
+                    __m512i l = _mm512_and_si512(q, m4), h = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                    if (ty == LL_TYPE_Q5_0) {
+                        uint64_t ml, mh;
+                        memcpy(&ml, p + 32 + 16 * k, 8);
+                        memcpy(&mh, p + 40 + 16 * k, 8);
+                        l = _mm512_mask_add_epi8(l, (__mmask64)ml, l, b4); // bit 4 is clear: + is |
+                        h = _mm512_mask_add_epi8(h, (__mmask64)mh, h, b4);
+                    }
+                    lo = ll_dpbusd_bcast(lo, l, x + 4 * k);
+                    hi = ll_dpbusd_bcast(hi, h, x + 16 + 4 * k);
+                }
             }
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc);
-            off = _mm512_fmadd_ps(dw, _mm512_set1_ps(xc[b]), off);
+            offs = _mm512_fmadd_ps(dw, _mm512_set1_ps(xc[b]), offs);
         }
-        _mm512_storeu_ps(j->y + o, _mm512_add_ps(acc, off));
+        _mm512_storeu_ps(j->y + o, _mm512_add_ps(acc, offs));
     }
 }
 
@@ -874,11 +893,15 @@ static void q4kx16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
 static size_t q4kx16_tsp(int n_in) { return ll_qgemm_x86_tsp(n_in); }
 
 // One token: x16_rows; more: the panel GEMM (qgemm_x86.c: a group is a panel).
-static void q4x16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
-    if (j->n_tokens == 1) x16_rows(j, r0, r1, tsp);
-    else ll_qgemm_x86(j, r0, r1, tsp);
-}
-static size_t q4x16_tsp(int n_in) {
+#define X16_TYPE(name, ty)                                                                                     \
+    static void name##x16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                 \
+        if (j->n_tokens == 1) x16_rows(ty, j, r0, r1, tsp);                                                    \
+        else ll_qgemm_x86(j, r0, r1, tsp);                                                                     \
+    }
+X16_TYPE(q4_0, LL_TYPE_Q4_0)
+X16_TYPE(q5_0, LL_TYPE_Q5_0)
+X16_TYPE(q8_0, LL_TYPE_Q8_0)
+static size_t x16_tsp(int n_in) {
     size_t a = al64((size_t)n_in) + al64((size_t)(n_in / 32) * 4), b = ll_qgemm_x86_tsp(n_in);
     return a > b ? a : b;
 }
@@ -899,7 +922,9 @@ static const ll_mm_ops k_qx_ops[] = {
     GM_ROW(q8_0, LL_TYPE_Q8_0),
     GM_ROW(q4_0, LL_TYPE_Q4_0),
     GM_ROW(q5_0, LL_TYPE_Q5_0),
-    {LL_MM_Q4_0_X16, QX_ISA, INT32_MAX, q4x16_dot, q4x16_tsp, q4_0_xrow, q4_0_xconv, NULL, NULL, 0, 0},
+    {LL_MM_Q4_0_X16, QX_ISA, INT32_MAX, q4_0x16_dot, x16_tsp, q4_0_xrow, q4_0_xconv, NULL, NULL, 0, 0},
+    {LL_MM_Q5_0_X16, QX_ISA, INT32_MAX, q5_0x16_dot, x16_tsp, q5_0_xrow, q5_0_xconv, NULL, NULL, 0, 0},
+    {LL_MM_Q8_0_X16, QX_ISA, INT32_MAX, q8_0x16_dot, x16_tsp, q8_0_xrow, q8_0_xconv, NULL, NULL, 0, 0},
     {LL_MM_Q4_K_X16, QX_ISA, INT32_MAX, q4kx16_dot, q4kx16_tsp, q4_K_xrow, q4_K_xconv, NULL, NULL, 0, 0},
 #else
     QX_ROW(q8_0, LL_TYPE_Q8_0),
