@@ -279,7 +279,7 @@ static void test_decode_shapes(void **state) {
     printf("# note: decode shapes: worst |y - float64 ref| / act-quant bound = %.3f\n", worst_q);
 }
 
-// Q4_0, Q5_0, Q8_0, Q4_K and Q6_K repacked in 16-row groups (LL_MM_*_X16) where this build has them: row counts
+// Q4_0, Q5_0, Q8_0 and Q4_K repacked in 16-row groups (LL_MM_*_X16) where this build has them: row counts
 // of one to many groups (uneven over 1..3 threads), odd block counts, decode and prefill token counts.
 // check_shape runs the repacked copy beside the plain one.
 static void x16_sweep(uint32_t ty, const int ins[4]) {
@@ -315,11 +315,6 @@ static void test_q8_0_x16(void **state) {
     (void)state;
     static const int ins[4] = {32, 96, 576, 8192};
     x16_sweep(LL_TYPE_Q8_0, ins);
-}
-static void test_q6_K_x16(void **state) {
-    (void)state;
-    static const int ins[4] = {256, 768, 1536, 8192};
-    x16_sweep(LL_TYPE_Q6_K, ins);
 }
 static void test_q4_K_x16(void **state) {
     (void)state;
@@ -397,7 +392,6 @@ int main(void) {
         cmocka_unit_test(test_q6_K),        cmocka_unit_test(test_act_simd),   cmocka_unit_test(test_prefill_shapes),
         cmocka_unit_test(test_decode_shapes), cmocka_unit_test(test_q4_0_x16), cmocka_unit_test(test_q5_0_x16),
         cmocka_unit_test(test_q8_0_x16), cmocka_unit_test(test_q4_K_x16),
-        cmocka_unit_test(test_q6_K_x16),
         cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_golden_q8_0), cmocka_unit_test(test_golden_q4_0),
     };

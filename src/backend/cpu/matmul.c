@@ -343,10 +343,8 @@ void ll_matmul_multi(ll_pool *pool, uint32_t wtype, int n, const void *const *W,
 uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out) {
     if (n_in <= 0 || n_out <= 0 || n_out % LL_MM_X16_ROWS) return 0;
     const uint32_t to = wtype == LL_TYPE_Q4_0 ? LL_MM_Q4_0_X16 : wtype == LL_TYPE_Q5_0 ? LL_MM_Q5_0_X16
-                      : wtype == LL_TYPE_Q8_0 ? LL_MM_Q8_0_X16 : wtype == LL_TYPE_Q4_K ? LL_MM_Q4_K_X16
-                      : wtype == LL_TYPE_Q6_K ? LL_MM_Q6_K_X16 : 0;
-    const bool k = wtype == LL_TYPE_Q4_K || wtype == LL_TYPE_Q6_K;
-    if (!to || n_in % (k ? 256 : 32) || !mm_ops(to)) return 0;
+                      : wtype == LL_TYPE_Q8_0 ? LL_MM_Q8_0_X16 : wtype == LL_TYPE_Q4_K ? LL_MM_Q4_K_X16 : 0;
+    if (!to || n_in % (wtype == LL_TYPE_Q4_K ? 256 : 32) || !mm_ops(to)) return 0;
     return to;
 }
 
@@ -357,15 +355,13 @@ static size_t x16_block_bytes(uint32_t to) {
     case LL_MM_Q5_0_X16: return 352;
     case LL_MM_Q8_0_X16: return 544;
     case LL_MM_Q4_K_X16: return 2368;
-    case LL_MM_Q6_K_X16: return 3360;
     default: LL_ASSERT(!"not a repacked layout"); return 0;
     }
 }
 
 size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out) {
     LL_ASSERT(n_out % LL_MM_X16_ROWS == 0);
-    const bool k = to == LL_MM_Q4_K_X16 || to == LL_MM_Q6_K_X16;
-    return (size_t)n_out / 16 * (size_t)(n_in / (k ? 256 : 32)) * x16_block_bytes(to);
+    return (size_t)n_out / 16 * (size_t)(n_in / (to == LL_MM_Q4_K_X16 ? 256 : 32)) * x16_block_bytes(to);
 }
 
 // Q4_K's 6-bit scale and min of sub-block j from its 12 packed bytes (GGUF get_scale_min_k4).
@@ -383,22 +379,6 @@ void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out
     LL_ASSERT(n_out % LL_MM_X16_ROWS == 0);
     const uint8_t *src = W;
     uint8_t *d = dst;
-    if (to == LL_MM_Q6_K_X16) {
-        LL_ASSERT(n_in % 256 == 0);
-        const size_t nb = (size_t)n_in / 256;
-        for (size_t g = 0; g < (size_t)n_out / 16; g++)
-            for (size_t b = 0; b < nb; b++) {
-                uint8_t *o = d + (g * nb + b) * 3360;
-                for (size_t r = 0; r < 16; r++) {
-                    const ll_block_q6_K *blk = (const ll_block_q6_K *)(src + ((16 * g + r) * nb + b) * 210);
-                    memcpy(o + 2 * r, &blk->d, 2);
-                    for (size_t j = 0; j < 16; j++) o[32 + 16 * j + r] = (uint8_t)blk->scales[j];
-                    for (size_t k = 0; k < 32; k++) memcpy(o + 288 + 64 * k + 4 * r, blk->ql + 4 * k, 4);
-                    for (size_t k = 0; k < 16; k++) memcpy(o + 2336 + 64 * k + 4 * r, blk->qh + 4 * k, 4);
-                }
-            }
-        return;
-    }
     if (to != LL_MM_Q4_K_X16) { // the legacy types: blocks of 32, fp16 d first
         LL_ASSERT(n_in % 32 == 0);
         const size_t nb = (size_t)n_in / 32, bs = x16_block_bytes(to);

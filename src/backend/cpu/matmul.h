@@ -23,9 +23,6 @@
 // Q5_0 (352 bytes per block and 16 rows): the 16 scales, then the qh bits as 8 byte masks (mask 2k + h, bit 4r + i:
 // the high bit of element 16h + 4k + i of row r, so it joins run k's codes in one masked op), then 4 code runs as
 // Q4_0's. Q8_0 (544 bytes): the 16 scales, then 8 runs of (4 code bytes x 16 rows), each code + 128 (unsigned).
-// Q6_K (3360 bytes per super-block and 16 rows, as 16 x 210): d x 16, the 16 sub-block scales (16 runs of 16
-// rows), 32 runs of (4 ql bytes x 16 rows), 16 runs of (4 qh bytes x 16 rows).
-#define LL_MM_Q6_K_X16 0x1000Eu
 #define LL_MM_Q5_0_X16 0x10006u
 #define LL_MM_Q8_0_X16 0x10008u
 #define LL_MM_X16_ROWS 16

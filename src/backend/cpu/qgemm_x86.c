@@ -312,44 +312,8 @@ static void gm_pack_x16k(const ll_mm_job *j, int o, int nr, gm_panel *g) {
     }
 }
 
-// Q6_K in 16-row groups (LL_MM_Q6_K_X16): per half h, quarter q and run i, the 6-bit codes of elements
-// 128h + 16q + 4i (low nibbles of the ql run) and 128h + 64 + 16q + 4i (high nibbles), 16 rows each, are the
-// panel's zmm for those elements; S = d sc per sub-block of 16 (one vector of 16 rows each).
-static void gm_pack_x16q6(const ll_mm_job *j, int o, int nr, gm_panel *g) {
-    LL_ASSERT(o % 16 == 0 && nr == 16);
-    const int nb = j->n_in / LL_QK_K;
-    const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 3360;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    for (int b = 0; b < nb; b++, p += 3360) {
-        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-        for (int s = 0; s < 16; s++) {
-            __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * s))));
-            _mm512_store_ps(g->S + ((size_t)b * 16 + s) * GM_R, _mm512_mul_ps(d, sc));
-        }
-        __m512i *dst = g->codes + (size_t)b * 64;
-        for (int h = 0; h < 2; h++)
-            for (int q = 0; q < 4; q++) {
-                const int m = 16 * q, s = 2 * (m / 32);
-                for (int i = 0; i < 4; i++) {
-                    const __m512i ql = _mm512_loadu_si512((const void *)(p + 288 + 64 * ((64 * h + m) / 4 + i)));
-                    const __m512i qh = _mm512_loadu_si512((const void *)(p + 2336 + 64 * ((32 * h + m % 32) / 4 + i)));
-                    __m512i hl = s == 0 ? _mm512_slli_epi16(qh, 4) : _mm512_slli_epi16(qh, 2);
-                    __m512i hh = s == 0 ? qh : _mm512_srli_epi16(qh, 2);
-                    _mm512_store_si512(dst + (128 * h + m + 4 * i) / 4,
-                                       _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(hl, m30)));
-                    _mm512_store_si512(dst + (128 * h + 64 + m + 4 * i) / 4,
-                                       _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(hh, m30)));
-                }
-            }
-    }
-}
-
 // Rows [o, o + nr) of W into the panel.
 static void gm_pack(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel *g) {
-    if (ty == LL_MM_Q6_K_X16) {
-        gm_pack_x16q6(j, o, nr, g);
-        return;
-    }
     if (ty == LL_MM_Q4_K_X16) {
         gm_pack_x16k(j, o, nr, g);
         return;
@@ -475,7 +439,7 @@ static const gm_tile_fn *gm_tiles(uint32_t ty) {
     case LL_TYPE_Q5_0: case LL_MM_Q5_0_X16: return gq5_0_tiles;
     case LL_TYPE_Q4_K: case LL_MM_Q4_K_X16: return gq4_K_tiles;
     case LL_TYPE_Q5_K: return gq5_K_tiles;
-    case LL_TYPE_Q6_K: case LL_MM_Q6_K_X16: return gq6_K_tiles;
+    case LL_TYPE_Q6_K: return gq6_K_tiles;
     default: return NULL;
     }
 }

@@ -886,60 +886,6 @@ static void x16k_rows(const ll_mm_job *j, int r0, int r1, void *tsp) {
     }
 }
 
-// The 6-bit codes of 4 elements x 16 rows from a ql run and a qh run: the low (hi = false) or high nibbles of ql,
-// and bits s, s + 1 of each qh byte (s = 0, 2, 4, 6) as bits 4, 5.
-INLINE __m512i q6_codes(__m512i ql, __m512i qh, bool hi, int s) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    __m512i lo4 = hi ? _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4) : _mm512_and_si512(ql, m4);
-    __m512i h2 = s == 0 ? _mm512_slli_epi16(qh, 4) : s == 2 ? _mm512_slli_epi16(qh, 2) : s == 4 ? qh : _mm512_srli_epi16(qh, 2);
-    return _mm512_or_si512(lo4, _mm512_and_si512(h2, m30));
-}
-
-// Q6_K in 16-row groups (LL_MM_Q6_K_X16), one token. Per super-block, half h and quarter q (sub-blocks 8h + q
-// and 8h + q + 4: the low and high nibbles of the same ql runs, 16 elements each): 4 ql runs and 4 qh runs give
-// two int32 sums per row lane, times the rows' int8 scales (vpmulld); the code offset 32 comes off as
-// 32 sum_j sc_j (x's 16-sum j), in int32 too (|sum| < 2^29). Then d_w d_x.
-static void x16q6_rows(const ll_mm_job *j, int r0, int r1, void *tsp) {
-    (void)tsp;
-    const int nb = j->n_in / LL_QK_K;
-    ll_mmq_row v = ll_mmq_act_view(LL_TYPE_Q6_K, j->xa, j->n_in);
-    const ll_block_q8_K *xb = (const ll_block_q8_K *)v.blocks;
-    for (int o = r0; o < r1; o += 16) {
-        const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * 3360;
-        __m512 acc = _mm512_setzero_ps();
-        for (int b = 0; b < nb; b++, p += 3360) {
-            const int8_t *xq = xb[b].qs;
-            __m512i isum = _mm512_setzero_si512(), osum = _mm512_setzero_si512();
-            for (int h = 0; h < 2; h++)
-                for (int q = 0; q < 4; q++) {
-                    const int m = 16 * q, s = 2 * (m / 32); // ql bytes 64h + m.., qh bytes 32h + m % 32..
-                    __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-                    for (int i = 0; i < 4; i++) {
-                        const __m512i ql = _mm512_loadu_si512((const void *)(p + 288 + 64 * ((64 * h + m) / 4 + i)));
-                        const __m512i qh = _mm512_loadu_si512((const void *)(p + 2336 + 64 * ((32 * h + m % 32) / 4 + i)));
-                        lo = ll_dpbusd_bcast(lo, q6_codes(ql, qh, false, s), xq + 128 * h + m + 4 * i);
-                        hi = ll_dpbusd_bcast(hi, q6_codes(ql, qh, true, s + 4), xq + 128 * h + 64 + m + 4 * i);
-                    }
-                    const int jl = 8 * h + q, jh = jl + 4; // sub-blocks of 16
-                    const __m512i sl = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * jl)));
-                    const __m512i sh = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * jh)));
-                    isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(lo, sl), _mm512_mullo_epi32(hi, sh)));
-                    osum = _mm512_add_epi32(osum, _mm512_add_epi32(_mm512_mullo_epi32(sl, _mm512_set1_epi32(xb[b].bsums[jl])),
-                                                                   _mm512_mullo_epi32(sh, _mm512_set1_epi32(xb[b].bsums[jh]))));
-                }
-            isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(osum, 5));
-            const __m512 dw = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)), _mm512_set1_ps(v.d[b]));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dw, acc);
-        }
-        _mm512_storeu_ps(j->y + o, acc);
-    }
-}
-
-static void q6kx16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
-    if (j->n_tokens == 1) x16q6_rows(j, r0, r1, tsp);
-    else ll_qgemm_x86(j, r0, r1, tsp);
-}
-
 static void q4kx16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
     if (j->n_tokens == 1) x16k_rows(j, r0, r1, tsp);
     else ll_qgemm_x86(j, r0, r1, tsp);
@@ -980,7 +926,6 @@ static const ll_mm_ops k_qx_ops[] = {
     {LL_MM_Q5_0_X16, QX_ISA, INT32_MAX, q5_0x16_dot, x16_tsp, q5_0_xrow, q5_0_xconv, NULL, NULL, 0, 0},
     {LL_MM_Q8_0_X16, QX_ISA, INT32_MAX, q8_0x16_dot, x16_tsp, q8_0_xrow, q8_0_xconv, NULL, NULL, 0, 0},
     {LL_MM_Q4_K_X16, QX_ISA, INT32_MAX, q4kx16_dot, q4kx16_tsp, q4_K_xrow, q4_K_xconv, NULL, NULL, 0, 0},
-    {LL_MM_Q6_K_X16, QX_ISA, INT32_MAX, q6kx16_dot, q4kx16_tsp, q6_K_xrow, q6_K_xconv, NULL, NULL, 0, 0},
 #else
     QX_ROW(q8_0, LL_TYPE_Q8_0),
     QX_ROW(q4_0, LL_TYPE_Q4_0),
