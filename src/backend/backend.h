@@ -106,9 +106,10 @@ void ll_backend_free(ll_backend *b);
 
 // CPU backend with n_threads workers. Its scratch (matmul workspace for the largest weight at max_tok tokens,
 // attention scratch per thread) is sized once in prepare, where it also repacks the weights its kernels read
-// faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI; their mapped pages are handed back). For the memory plan:
-// ll_backend_cpu_scratch says how much scratch (ws: one weight of each kind), ll_backend_cpu_repack_extra how much
-// the repacked copies of ws (every weight) take beyond the mapped bytes they replace (Q4_K: 64 per 2304).
+// faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI; their mapped pages are handed back). For the
+// memory plan: ll_backend_cpu_scratch says how much scratch (ws: one weight of each kind),
+// ll_backend_cpu_repack_extra how much the repacked copies of ws (every weight) take beyond the mapped bytes they
+// replace (Q4_K: 64 per 2304).
 ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err);
 size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads);
 size_t ll_backend_cpu_repack_extra(const ll_weight *const *ws, int n_ws);

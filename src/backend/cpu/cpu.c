@@ -499,10 +499,10 @@ static void rw_thread(void *vctx, int ith, int nth) {
                      (int)j->w->ne0, (int)(G * (hi - lo)));
 }
 
-// The weights this build multiplies faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI: 16-row groups; Q4_K
-// takes 2.8% more bytes, its scales unpacked) are copied into it once; the originals' pages are then handed back to the kernel (MADV_PAGEOUT: file-backed ones are
-// dropped from memory and re-read if touched, e.g. a tied embedding's get_rows; others keep their data), so the
-// resident size stays about the file's.
+// The weights this build multiplies faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI: 16-row
+// groups; Q4_K takes 2.8% more bytes, its scales unpacked) are copied into it once; the originals' pages are then
+// handed back to the kernel (MADV_PAGEOUT: file-backed ones are dropped from memory and re-read if touched, e.g. a
+// tied embedding's get_rows; others keep their data), so the resident size stays about the file's.
 static ll_status rw_prepare(cpu_impl *c, const ll_weight *const *ws, int n_ws, ll_error *err) {
     rw_free(c);
     int n = 0;
