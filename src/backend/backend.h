@@ -13,6 +13,7 @@ typedef struct ll_weight {
     uint32_t type;
     int64_t ne0, ne1;
     const char *name;
+    bool mapped;      // data lies in a read-only file mapping: its pages may be let go and are read again on use
 } ll_weight;
 
 typedef enum ll_op {
@@ -109,7 +110,7 @@ void ll_backend_free(ll_backend *b);
 // faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI; their mapped pages are handed back). For the
 // memory plan: ll_backend_cpu_scratch says how much scratch (ws: one weight of each kind),
 // ll_backend_cpu_repack_extra how much the repacked copies of ws (every weight) take beyond the mapped bytes they
-// replace (Q4_K: 64 per 2304).
+// replace (Q4_K: 64 per 2304; all of a copy whose original is not in a file mapping).
 ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err);
 size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads);
 size_t ll_backend_cpu_repack_extra(const ll_weight *const *ws, int n_ws);

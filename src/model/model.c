@@ -93,6 +93,12 @@ static ll_status read_hparams(ll_model *m, ll_error *err) {
     return LL_OK;
 }
 
+// Whether p lies in the model file's mapping (read-only, MAP_SHARED: ll_map_open).
+static bool in_map(const ll_model *m, const void *p) {
+    const ll_map *map = m->gguf ? m->gguf->map : NULL;
+    return map && map->data && (const uint8_t *)p >= map->data && (const uint8_t *)p < map->data + map->size;
+}
+
 // Find a tensor and check its type is computable and its shape is (ne0, ne1).
 static ll_status bind(ll_model *m, ll_weight *w, const char *name, int64_t ne0, int64_t ne1, bool required,
                       ll_error *err) {
@@ -117,7 +123,7 @@ static ll_status bind(ll_model *m, ll_weight *w, const char *name, int64_t ne0, 
         return ll_err_set(err, LL_ERR_UNSUPPORTED, "%s: tensor '%s': type %s is not supported yet", m->gguf->path, name,
                           tt ? tt->name : "?");
     }
-    *w = (ll_weight){t->data, t->type, t->ne[0], t_ne1, t->name};
+    *w = (ll_weight){t->data, t->type, t->ne[0], t_ne1, t->name, in_map(m, t->data)};
     m->n_params += (uint64_t)ne0 * (uint64_t)ne1;
     m->weight_bytes += t->nbytes;
     return LL_OK;
@@ -162,7 +168,7 @@ ll_status ll_model_bind(ll_model *m, ll_error *err) {
     if (!tt || !tt->to_float)
         return ll_err_set(err, LL_ERR_UNSUPPORTED, "%s: tensor 'token_embd.weight': type %s is not supported yet",
                           m->gguf->path, ll_type_name(te->type));
-    m->tok_embd = (ll_weight){te->data, te->type, te->ne[0], te->ne[1], te->name};
+    m->tok_embd = (ll_weight){te->data, te->type, te->ne[0], te->ne[1], te->name, in_map(m, te->data)};
     if (te->ne[0] != hp->n_embd)
         return ll_err_set(err, LL_ERR_FORMAT, "%s: token_embd.weight rows have %lld values but embedding_length is %d",
                           m->gguf->path, (long long)te->ne[0], hp->n_embd);

@@ -391,8 +391,12 @@ void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out
                     const uint8_t *blk = src + ((16 * g + r) * nb + b) * gbs;
                     memcpy(o + 2 * r, blk, 2);
                     if (to == LL_MM_Q8_0_X16) { // codes + 128: unsigned bytes for vpdpbusd
-                        for (size_t k = 0; k < 8; k++)
-                            for (size_t i = 0; i < 4; i++) o[32 + 64 * k + 4 * r + i] = (uint8_t)(blk[2 + 4 * k + i] ^ 0x80);
+                        for (size_t k = 0; k < 8; k++) {
+                            uint32_t w4;
+                            memcpy(&w4, blk + 2 + 4 * k, 4);
+                            w4 ^= 0x80808080u;
+                            memcpy(o + 32 + 64 * k + 4 * r, &w4, 4);
+                        }
                         continue;
                     }
                     const size_t qo = to == LL_MM_Q5_0_X16 ? 6 : 2, co = to == LL_MM_Q5_0_X16 ? 96 : 32;
