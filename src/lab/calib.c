@@ -40,7 +40,17 @@ static bool time_mat(ll_pool *pool, uint8_t *buf, size_t cap, const ll_lab_mat *
     int rows = m->n_out;
     if ((uint64_t)rows * rb > cap) rows = (int)(cap / rb); // a slice of a huge matrix, scaled below
     if (rows < 1) rows = 1;
-    size_t bytes = (size_t)rows * rb, stride = (bytes + 63) / 64 * 64;
+    // The layout the CPU backend runs this type in (ll_matmul_repack_type: 16-row groups where the build has them),
+    // on a whole number of groups.
+    uint32_t rt = rows >= 16 ? ll_matmul_repack_type(m->type, m->n_in, rows / 16 * 16) : 0;
+    if (rt) { // whole groups, within the buffer (Q4_K's groups are 2.8% larger than its rows)
+        const size_t gb = ll_matmul_repack_bytes(rt, m->n_in, 16);
+        int groups = rows / 16;
+        if ((size_t)groups * gb > cap) groups = (int)(cap / gb);
+        if (groups < 1) rt = 0;
+        else rows = 16 * groups;
+    }
+    size_t bytes = rt ? ll_matmul_repack_bytes(rt, m->n_in, rows) : (size_t)rows * rb, stride = (bytes + 63) / 64 * 64;
     int copies = (int)(cap / stride);
     if (copies < 1) copies = 1;
     uint64_t s = 0x9e3779b97f4a7c15ull;
@@ -48,14 +58,27 @@ static bool time_mat(ll_pool *pool, uint8_t *buf, size_t cap, const ll_lab_mat *
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
     }
-    tt->from_float_ref(x, buf, m->n_in); // the first row, from random values
-    for (int c = 0; c < copies; c++)
-        for (int r = 0; r < rows; r++)
-            if (c || r) memcpy(buf + (size_t)c * stride + (size_t)r * rb, buf, rb);
+    if (rt) { // 16 copies of one random row, repacked into the first group, then that group everywhere
+        uint8_t *g16 = malloc((size_t)16 * rb);
+        if (!g16) return false;
+        tt->from_float_ref(x, g16, m->n_in);
+        for (int r = 1; r < 16; r++) memcpy(g16 + (size_t)r * rb, g16, rb);
+        const size_t gb = ll_matmul_repack_bytes(rt, m->n_in, 16);
+        ll_matmul_repack(rt, g16, buf, m->n_in, 16);
+        free(g16);
+        for (int c = 0; c < copies; c++)
+            for (int g = 0; g < rows / 16; g++)
+                if (c || g) memcpy(buf + (size_t)c * stride + (size_t)g * gb, buf, gb);
+    } else {
+        tt->from_float_ref(x, buf, m->n_in); // the first row, from random values
+        for (int c = 0; c < copies; c++)
+            for (int r = 0; r < rows; r++)
+                if (c || r) memcpy(buf + (size_t)c * stride + (size_t)r * rb, buf, rb);
+    }
     double spent = 0;
     for (int pass = 0; out->n < CALIB_MAX_SAMPLES && (pass < 3 || spent < CALIB_MIN_S); pass++) {
         double t0 = ll_time_s();
-        for (int c = 0; c < copies; c++) ll_matmul(pool, m->type, buf + (size_t)c * stride, x, y, m->n_in, rows, 1, wsp);
+        for (int c = 0; c < copies; c++) ll_matmul(pool, rt ? rt : m->type, buf + (size_t)c * stride, x, y, m->n_in, rows, 1, wsp);
         double dt = ll_time_s() - t0;
         if (pass == 0) continue; // warm-up: page faults, first touch
         out->t[out->n++] = dt / copies * (double)m->n_out / (double)rows;
@@ -94,6 +117,9 @@ ll_status ll_lab_calib_decode(const ll_lab_mat *mats, int n_mats, int n_threads,
         max_out = mats[i].n_out > max_out ? mats[i].n_out : max_out;
         if (ll_matmul_supports(mats[i].type)) {
             size_t w = ll_matmul_wsize(mats[i].type, mats[i].n_in, 1, n_threads);
+            ws = w > ws ? w : ws;
+            const uint32_t rt = ll_matmul_repack_type(mats[i].type, mats[i].n_in, 16);
+            w = rt ? ll_matmul_wsize(rt, mats[i].n_in, 1, n_threads) : 0; // time_mat may run the repacked layout
             ws = w > ws ? w : ws;
         }
     }
