@@ -16,6 +16,31 @@ static inline __attribute__((always_inline)) __m512i ll_dpbusd_bcast(__m512i acc
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
     return acc;
 }
+
+// Run k (0..3) of a block of Q4_0 / Q5_0 / Q8_0 in 16-row groups (ty: the GGUF type; the layouts: matmul.h
+// LL_MM_*_X16; p: the block): the unsigned codes of elements 4k..4k+3 (lo) and 16 + 4k..16 + 4k + 3 (hi) of the
+// 16 rows, a row per int32 lane. Q4_0/Q5_0: the two nibbles, Q5_0's fifth bit added from its byte masks;
+// Q8_0: its runs k and k + 4 (codes + 128 already).
+static inline __attribute__((always_inline)) void ll_x16_run(uint32_t ty, const uint8_t *p, int k, __m512i *lo,
+                                                             __m512i *hi) {
+    if (ty == LL_TYPE_Q8_0) {
+        *lo = _mm512_loadu_si512((const void *)(p + 32 + 64 * k));
+        *hi = _mm512_loadu_si512((const void *)(p + 32 + 64 * (k + 4)));
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i q = _mm512_loadu_si512((const void *)(p + (ty == LL_TYPE_Q5_0 ? 96 : 32) + 64 * k));
+    *lo = _mm512_and_si512(q, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    if (ty == LL_TYPE_Q5_0) {
+        const __m512i b4 = _mm512_set1_epi8(0x10);
+        uint64_t ml, mh;
+        memcpy(&ml, p + 32 + 16 * k, 8);
+        memcpy(&mh, p + 40 + 16 * k, 8);
+        *lo = _mm512_mask_add_epi8(*lo, (__mmask64)ml, *lo, b4); // bit 4 is clear: + is |
+        *hi = _mm512_mask_add_epi8(*hi, (__mmask64)mh, *hi, b4);
+    }
+}
 #endif
 
 // 256 unsigned codes of one super-block at u, element order: Q6_K 0..63 (q + 32), Q4_K 0..15, Q5_K 0..31.

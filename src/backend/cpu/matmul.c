@@ -348,20 +348,9 @@ uint32_t ll_matmul_repack_type(uint32_t wtype, int n_in, int n_out) {
     return to;
 }
 
-// Bytes of one block (32 elements; Q4_K: 256) of 16 rows in layout `to`.
-static size_t x16_block_bytes(uint32_t to) {
-    switch (to) {
-    case LL_MM_Q4_0_X16: return 288;
-    case LL_MM_Q5_0_X16: return 352;
-    case LL_MM_Q8_0_X16: return 544;
-    case LL_MM_Q4_K_X16: return 2368;
-    default: LL_ASSERT(!"not a repacked layout"); return 0;
-    }
-}
-
 size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out) {
-    LL_ASSERT(n_out % LL_MM_X16_ROWS == 0);
-    return (size_t)n_out / 16 * (size_t)(n_in / (to == LL_MM_Q4_K_X16 ? 256 : 32)) * x16_block_bytes(to);
+    LL_ASSERT(n_out % LL_MM_X16_ROWS == 0 && ll_mm_x16_block_bytes(to) > 0);
+    return (size_t)n_out / 16 * (size_t)(n_in / (to == LL_MM_Q4_K_X16 ? 256 : 32)) * ll_mm_x16_block_bytes(to);
 }
 
 // Q4_K's 6-bit scale and min of sub-block j from its 12 packed bytes (GGUF get_scale_min_k4).
@@ -381,7 +370,7 @@ void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out
     uint8_t *d = dst;
     if (to != LL_MM_Q4_K_X16) { // the legacy types: blocks of 32, fp16 d first
         LL_ASSERT(n_in % 32 == 0);
-        const size_t nb = (size_t)n_in / 32, bs = x16_block_bytes(to);
+        const size_t nb = (size_t)n_in / 32, bs = ll_mm_x16_block_bytes(to);
         const size_t gbs = to == LL_MM_Q4_0_X16 ? 18 : to == LL_MM_Q5_0_X16 ? 22 : 34; // GGUF block bytes
         for (size_t g = 0; g < (size_t)n_out / 16; g++)
             for (size_t b = 0; b < nb; b++) {

@@ -28,6 +28,11 @@
 #define LL_MM_X16_ROWS 16
 // The GGUF type a layout holds (LL_MM_*_X16 -> its type; others: themselves).
 static inline uint32_t ll_mm_base_type(uint32_t wtype) { return wtype & 0x10000u ? wtype & 0xFFFFu : wtype; }
+// Bytes of one block (32 elements; Q4_K: 256) of a 16-row group in layout `to`; 0 for other values.
+static inline size_t ll_mm_x16_block_bytes(uint32_t to) {
+    return to == LL_MM_Q4_0_X16 ? 288 : to == LL_MM_Q5_0_X16 ? 352 : to == LL_MM_Q8_0_X16 ? 544
+         : to == LL_MM_Q4_K_X16 ? 2368 : 0;
+}
 // Bytes of n_out rows (a multiple of 16) of n_in in layout `to`.
 size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out);
 // The repacked layout this build multiplies faster for (n_in, n_out) weights of type wtype, or 0 for none.

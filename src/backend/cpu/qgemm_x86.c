@@ -259,26 +259,14 @@ static void gm_pack_x16(uint32_t ty, const ll_mm_job *j, int o, int nr, gm_panel
     LL_ASSERT(o % 16 == 0 && nr == 16);
     const uint32_t base = ll_mm_base_type(ty);
     const int nb = j->n_in / 32;
-    const size_t bs = base == LL_TYPE_Q4_0 ? 288 : base == LL_TYPE_Q5_0 ? 352 : 544, co = base == LL_TYPE_Q5_0 ? 96 : 32;
+    const size_t bs = ll_mm_x16_block_bytes(ty);
     const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * bs;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
     for (int b = 0; b < nb; b++, p += bs) {
         _mm512_store_ps(g->S + (size_t)b * GM_R, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)));
         __m512i *dst = g->codes + (size_t)b * 8;
-        if (base == LL_TYPE_Q8_0) {
-            for (int k = 0; k < 8; k++) _mm512_store_si512(dst + k, _mm512_loadu_si512((const void *)(p + 32 + 64 * k)));
-            continue;
-        }
         for (int k = 0; k < 4; k++) {
-            const __m512i q = _mm512_loadu_si512((const void *)(p + co + 64 * k));
-            __m512i l = _mm512_and_si512(q, m4), h = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            if (base == LL_TYPE_Q5_0) {
-                uint64_t ml, mh;
-                memcpy(&ml, p + 32 + 16 * k, 8);
-                memcpy(&mh, p + 40 + 16 * k, 8);
-                l = _mm512_mask_add_epi8(l, (__mmask64)ml, l, b4); // bit 4 is clear: + is |
-                h = _mm512_mask_add_epi8(h, (__mmask64)mh, h, b4);
-            }
+            __m512i l, h;
+            ll_x16_run(base, p, k, &l, &h);
             _mm512_store_si512(dst + k, l);
             _mm512_store_si512(dst + 4 + k, h);
         }

@@ -798,7 +798,7 @@ KQ_TYPE(q6_K, LL_TYPE_Q6_K)
 // result is a store of 16 floats.
 INLINE void x16_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp) {
     const int nb = j->n_in / 32;
-    const size_t bs = ty == LL_TYPE_Q4_0 ? 288 : ty == LL_TYPE_Q5_0 ? 352 : 544, co = ty == LL_TYPE_Q5_0 ? 96 : 32;
+    const size_t bs = ll_mm_x16_block_bytes(0x10000u | ty);
     const float off = ty == LL_TYPE_Q4_0 ? 8.0f : ty == LL_TYPE_Q5_0 ? 16.0f : 128.0f;
     int8_t *lx = tsp;
     float *xc = (float *)(lx + al64((size_t)j->n_in)); // -off * d_x * (sum of the block's codes)
@@ -809,7 +809,6 @@ INLINE void x16_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp)
         _mm256_storeu_si256((__m256i *)(lx + 32 * b), _mm256_loadu_si256((const __m256i *)(v.blocks + (size_t)b * 34 + 2)));
         xc[b] = -off * xd[b] * (float)xs[b]; // |128 sum x| <= 2^19: exact
     }
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
     for (int o = r0; o < r1; o += 16) {
         const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * bs;
         __m512 acc = _mm512_setzero_ps(), offs = _mm512_setzero_ps();
@@ -817,25 +816,11 @@ INLINE void x16_rows(uint32_t ty, const ll_mm_job *j, int r0, int r1, void *tsp)
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
             const int8_t *x = lx + 32 * b;
             __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-            if (ty == LL_TYPE_Q8_0) {
-                for (int k = 0; k < 4; k++) {
-                    lo = ll_dpbusd_bcast(lo, _mm512_loadu_si512((const void *)(p + 32 + 64 * k)), x + 4 * k);
-                    hi = ll_dpbusd_bcast(hi, _mm512_loadu_si512((const void *)(p + 32 + 64 * (k + 4))), x + 16 + 4 * k);
-                }
-            } else {
-                for (int k = 0; k < 4; k++) {
-                    const __m512i q = _mm512_loadu_si512((const void *)(p + co + 64 * k));
-                    __m512i l = _mm512_and_si512(q, m4), h = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                    if (ty == LL_TYPE_Q5_0) {
-                        uint64_t ml, mh;
-                        memcpy(&ml, p + 32 + 16 * k, 8);
-                        memcpy(&mh, p + 40 + 16 * k, 8);
-                        l = _mm512_mask_add_epi8(l, (__mmask64)ml, l, b4); // bit 4 is clear: + is |
-                        h = _mm512_mask_add_epi8(h, (__mmask64)mh, h, b4);
-                    }
-                    lo = ll_dpbusd_bcast(lo, l, x + 4 * k);
-                    hi = ll_dpbusd_bcast(hi, h, x + 16 + 4 * k);
-                }
+            for (int k = 0; k < 4; k++) {
+                __m512i l, h;
+                ll_x16_run(ty, p, k, &l, &h);
+                lo = ll_dpbusd_bcast(lo, l, x + 4 * k);
+                hi = ll_dpbusd_bcast(hi, h, x + 16 + 4 * k);
             }
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc);
             offs = _mm512_fmadd_ps(dw, _mm512_set1_ps(xc[b]), offs);
