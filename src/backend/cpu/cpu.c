@@ -174,17 +174,21 @@ static float attn_dot(const float *q, const float *k, int hd) {
 // e^x for x <= 0 (softmax after subtracting the maximum), inline instead of a libm call per score: x = n ln2 + r
 // with |r| <= ln2/2 (ln2 in two parts), e^r by Cephes' expf polynomial (relative error ~1e-7; test_model compares
 // whole forwards with a float64 reference), times 2^n in the exponent bits. x < -87.3 gives 0.
-static inline float exp_le0(float x) {
-    float xc = x < -87.3f ? -87.3f : x;
-    int n = -(int)(0.5f - xc * 1.44269504f); // round(x / ln2) for x <= 0
+// The pieces of exp_le0: n = round(xc / ln2) for xc <= 0, and e^r for r = xc - n ln2 (|r| <= ln2/2).
+static inline int32_t exp_n(float xc) { return -(int32_t)(0.5f - xc * 1.44269504f); }
+static inline float exp_r(float xc, int32_t n) {
     float fn = (float)n, r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
     float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
                1.6666665459e-1f) * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = (n + 127) << 23;
+    return p * r * r + r + 1.0f;
+}
+
+static inline float exp_le0(float x) {
+    float xc = x < -87.3f ? -87.3f : x;
+    int32_t n = exp_n(xc), bits = (n + 127) << 23;
     float two_n;
     memcpy(&two_n, &bits, 4);
-    return x < -87.3f ? 0.0f : p * two_n;
+    return x < -87.3f ? 0.0f : exp_r(xc, n) * two_n;
 }
 
 // exp_le0 on 16 values in place, as loops of fixed width over arrays (the vectorizer takes those; the scalar
@@ -193,14 +197,9 @@ static inline void exp16_le0(float *x) {
     float xc[16], p[16], two[16];
     int32_t n[16], bits[16];
     for (int i = 0; i < 16; i++) xc[i] = x[i] < -87.3f ? -87.3f : x[i];
-    for (int i = 0; i < 16; i++) n[i] = -(int32_t)(0.5f - xc[i] * 1.44269504f);
-    for (int i = 0; i < 16; i++) {
-        float fn = (float)n[i], r = xc[i] - fn * 0.693359375f + fn * 2.12194440e-4f;
-        float q = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
-                   1.6666665459e-1f) * r + 5.0000001201e-1f;
-        p[i] = q * r * r + r + 1.0f;
-        bits[i] = (n[i] + 127) << 23;
-    }
+    for (int i = 0; i < 16; i++) n[i] = exp_n(xc[i]);
+    for (int i = 0; i < 16; i++) p[i] = exp_r(xc[i], n[i]);
+    for (int i = 0; i < 16; i++) bits[i] = (n[i] + 127) << 23;
     memcpy(two, bits, sizeof two);
     for (int i = 0; i < 16; i++) x[i] = x[i] < -87.3f ? 0.0f : p[i] * two[i];
 }
