@@ -124,7 +124,7 @@ static int bench_one(ll_backend *gpu, ll_backend *cpu, uint32_t t, const shape *
         size_t off = total * (size_t)i;
         for (int j = 0; j < nm; j++) {
             memcpy(host + off, base[j], per[j]);
-            w[i][j] = (ll_weight){host + off, t, sh->ne0, sh->ne1[j], "w"};
+            w[i][j] = (ll_weight){host + off, t, sh->ne0, sh->ne1[j], "w", false};
             all[n_all++] = &w[i][j];
             off += per[j];
         }

@@ -104,7 +104,7 @@ static float *from_dev(ll_backend *b, const float *p, size_t n) {
 }
 
 static ll_weight vec_weight(const float *data, int n, const char *name) {
-    return (ll_weight){data, LL_TYPE_F32, n, 1, name};
+    return (ll_weight){data, LL_TYPE_F32, n, 1, name, false};
 }
 
 // ---- the weight decoders as host code (runs without a GPU) ---------------------------------------------------
@@ -314,7 +314,7 @@ static void test_get_rows(void **state) {
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
         float *deq;
         void *w = make_weight(k_types[ti], cols, rows, &s, &deq);
-        ll_weight lw = {w, k_types[ti], cols, rows, "embd"};
+        ll_weight lw = {w, k_types[ti], cols, rows, "embd", false};
         const ll_weight *ws[] = {&lw};
         duo d = duo_init(ws, 1, 8, 8);
         float *ref = malloc((size_t)nt * cols * sizeof *ref);
@@ -345,7 +345,7 @@ static void dot_ref(const float *xr, int nt, int cols, const float *deq, int row
 static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     float *deq;
     void *w = make_weight(t, cols, rows, s, &deq);
-    ll_weight lw = {w, t, cols, rows, "w"};
+    ll_weight lw = {w, t, cols, rows, "w", false};
     const ll_weight *ws[] = {&lw};
     duo d = duo_init(ws, 1, 16, 16);
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *ref = malloc((size_t)nt * rows * sizeof *ref);
@@ -390,7 +390,7 @@ static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
 static void swiglu_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     float *dg, *du;
     void *wg = make_weight(t, cols, rows, s, &dg), *wu = make_weight(t, cols, rows, s, &du);
-    ll_weight lg = {wg, t, cols, rows, "gate"}, lu = {wu, t, cols, rows, "up"};
+    ll_weight lg = {wg, t, cols, rows, "gate", false}, lu = {wu, t, cols, rows, "up", false};
     const ll_weight *ws[] = {&lg, &lu};
     duo d = duo_init(ws, 2, 16, 16);
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *xr = malloc((size_t)nt * cols * sizeof *xr);
@@ -432,7 +432,7 @@ static void matmul3_case(uint32_t type, int cols, const int rows[3], int nt, uin
     ll_weight lw[3];
     for (int i = 0; i < 3; i++) {
         w[i] = make_weight(type, cols, rows[i], s, &deq[i]);
-        lw[i] = (ll_weight){w[i], type, cols, rows[i], "w"};
+        lw[i] = (ll_weight){w[i], type, cols, rows[i], "w", false};
     }
     const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2]};
     duo d = duo_init(ws, 3, 16, 16);
@@ -531,8 +531,9 @@ static void test_x8_chains(void **state) {
         float *dg, *du, *dd, *dob;
         void *wg = make_weight(t, dim, ff, &s, &dg), *wu = make_weight(t, dim, ff, &s, &du);
         void *wd = make_weight(t, ff, out_rows, &s, &dd), *wo = make_weight(t, dim, out_rows, &s, &dob);
-        ll_weight lg = {wg, t, dim, ff, "gate"}, lu = {wu, t, dim, ff, "up"}, ld = {wd, t, ff, out_rows, "down"},
-                  lo = {wo, t, dim, out_rows, "o"};
+        ll_weight lg = {wg, t, dim, ff, "gate", false}, lu = {wu, t, dim, ff, "up", false},
+                  ld = {wd, t, ff, out_rows, "down", false},
+                  lo = {wo, t, dim, out_rows, "o", false};
         const ll_weight *ws[] = {&lg, &lu, &ld, &lo};
         duo d = duo_init(ws, 4, 16, n_ctx);
         for (int rep = 0; rep < 2; rep++)
