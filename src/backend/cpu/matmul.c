@@ -353,17 +353,6 @@ size_t ll_matmul_repack_bytes(uint32_t to, int n_in, int n_out) {
     return (size_t)n_out / 16 * (size_t)(n_in / (to == LL_MM_Q4_K_X16 ? 256 : 32)) * ll_mm_x16_block_bytes(to);
 }
 
-// Q4_K's 6-bit scale and min of sub-block j from its 12 packed bytes (GGUF get_scale_min_k4).
-static void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out) {
     LL_ASSERT(n_out % LL_MM_X16_ROWS == 0);
     const uint8_t *src = W;
@@ -414,7 +403,7 @@ void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out
                 const ll_block_q4_K *blk = (const ll_block_q4_K *)(src + ((16 * g + r) * nb + b) * 144);
                 memcpy(o + 2 * r, &blk->d, 2);
                 memcpy(o + 32 + 2 * r, &blk->dmin, 2);
-                for (int j = 0; j < 8; j++) k4_scale_min(j, blk->scales, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
+                for (int j = 0; j < 8; j++) ll_quant_k4_scale_min(j, blk->scales, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
                 for (size_t run = 0; run < 32; run++) memcpy(o + 320 + 64 * run + 4 * r, blk->qs + 4 * run, 4);
             }
         }
