@@ -468,6 +468,172 @@ static void test_matmul3(void **state) {
         for (int k = 0; k < 3; k++) matmul3_case(types[ti], 512, rows, toks[k], &s);
 }
 
+// qkv_rope_store (decode: the q/k/v matvec rotates and caches its own rows) against matmul3 + rope_kv_store on
+// the GPU, both from poisoned outputs and the same random caches. NeoX rotation and batches past the matvec take
+// the unfused path inside the op: the same comparison holds.
+static void qkv_rope_case(uint32_t type, int nh, int nkv, int hd, int n_rot, bool neox, bool with_ff, int nt,
+                          int n_past, uint64_t *s) {
+    const int cols = 256, n_ctx = n_past + nt + 2, kvd = nkv * hd, rows[3] = {nh * hd, kvd, kvd};
+    float *deq[3], *ff = rand_floats((size_t)hd / 2, s, 0.4f);
+    for (int i = 0; i < hd / 2; i++) ff[i] += 1.5f;
+    void *w[3];
+    ll_weight lw[4];
+    for (int i = 0; i < 3; i++) {
+        w[i] = make_weight(type, cols, rows[i], s, &deq[i]);
+        lw[i] = (ll_weight){w[i], type, cols, rows[i], i == 0 ? "q" : i == 1 ? "k" : "v", false};
+    }
+    lw[3] = vec_weight(ff, hd / 2, "rope_freqs");
+    const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2], &lw[3]};
+    duo d = duo_init(ws, 4, 16, n_ctx);
+    ll_rope_params p = {nh, hd, n_rot, 10000.0f, neox, with_ff ? ff : NULL};
+    int32_t pos[16];
+    for (int t = 0; t < nt; t++) pos[t] = n_past + t;
+    const size_t nc = (size_t)n_ctx * kvd;
+    float *x = rand_floats((size_t)nt * cols, s, 1.0f), *kc = rand_floats(nc, s, 1.0f), *vc = rand_floats(nc, s, 1.0f);
+    float *dx = to_dev(d.gpu, x, (size_t)nt * cols), *ya[3], *yb[3];
+    float *kca = to_dev(d.gpu, kc, nc), *vca = to_dev(d.gpu, vc, nc), *kcb = to_dev(d.gpu, kc, nc),
+          *vcb = to_dev(d.gpu, vc, nc);
+    for (int i = 0; i < 3; i++) {
+        ya[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
+        yb[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
+    }
+    d.gpu->ops->matmul3(d.gpu, ws, dx, ya, nt);
+    d.gpu->ops->rope_kv_store(d.gpu, ya[0], ya[1], ya[2], kca, vca, pos, nt, n_past, &p, nkv);
+    d.gpu->ops->qkv_rope_store(d.gpu, ws, dx, yb, kcb, vcb, nt, n_past, &p, nkv);
+    char what[160];
+    const char *names[3] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+        float *a = from_dev(d.gpu, ya[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, yb[i], (size_t)nt * rows[i]);
+        snprintf(what, sizeof what, "qkv_rope_store %s heads %d/%d dim %d rot %d neox %d ff %d, %d tokens at %d: %s",
+                 ll_type_name(type), nh, nkv, hd, n_rot, neox, with_ff, nt, n_past, names[i]);
+        check_close(what, b, a, (size_t)nt * rows[i], TOL_F32);
+        free(a), free(b);
+    }
+    float *ka = from_dev(d.gpu, kca, nc), *kb = from_dev(d.gpu, kcb, nc), *va = from_dev(d.gpu, vca, nc),
+          *vb = from_dev(d.gpu, vcb, nc);
+    snprintf(what, sizeof what, "qkv_rope_store %s, %d tokens at %d: k cache", ll_type_name(type), nt, n_past);
+    check_close(what, kb, ka, nc, TOL_F32);
+    snprintf(what, sizeof what, "qkv_rope_store %s, %d tokens at %d: v cache", ll_type_name(type), nt, n_past);
+    check_close(what, vb, va, nc, TOL_F32);
+    float *bufs[] = {dx, kca, vca, kcb, vcb, ya[0], ya[1], ya[2], yb[0], yb[1], yb[2]};
+    for (int i = 0; i < 11; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+    duo_free(&d);
+    for (int i = 0; i < 3; i++) free(w[i]), free(deq[i]);
+    free(ff), free(x), free(kc), free(vc), free(ka), free(kb), free(va), free(vb);
+}
+
+static void test_qkv_rope_store(void **state) {
+    NEED_GPU();
+    uint64_t s = 61;
+    qkv_rope_case(LL_TYPE_Q4_0, 8, 2, 64, 64, false, false, 1, 5, &s);    // decode, fused
+    qkv_rope_case(LL_TYPE_Q4_K, 8, 2, 128, 128, false, true, 3, 17, &s);  // 3 tokens, frequency divisors
+    qkv_rope_case(LL_TYPE_Q8_0, 4, 4, 64, 32, false, false, 2, 0, &s);    // partial rotation, MHA
+    qkv_rope_case(LL_TYPE_Q6_K, 8, 4, 8, 8, false, false, 1, 30, &s);     // head dim 8 (stories260K-like)
+    qkv_rope_case(LL_TYPE_F16, 8, 2, 64, 64, false, true, 1, 9, &s);      // the float matvec, fused
+    qkv_rope_case(LL_TYPE_F16, 8, 2, 64, 48, false, false, 1, 3, &s);     // float, partial rotation
+    qkv_rope_case(LL_TYPE_Q4_0, 8, 2, 64, 64, true, false, 1, 5, &s);     // NeoX: not fused
+    qkv_rope_case(LL_TYPE_Q4_K, 8, 2, 64, 64, false, false, 12, 4, &s);   // a batch: the GEMM, not fused
+    qkv_rope_case(LL_TYPE_F16, 8, 2, 64, 64, false, false, 3, 4, &s);     // float batch: not fused
+}
+
+// matmul_add_rmsnorm: x += in W^T, y = rmsnorm(x) * g, then what reads y: (0) a download (the pending norm runs
+// as its own kernel), (1) a matmul, (2) matmul_swiglu, (3) matmul3 (each finishes the norm: 1/rms applied to its
+// sums, y written by its first blocks). x against float64 dots, y against a host norm of the downloaded x, the
+// reader's output against float64 dots of the int8 round trip of x * g, times 1/rms, as the kernels compute.
+static void add_norm_case(uint32_t t, int dim, int nt, int reader, uint64_t *s) {
+    const int cols = 256, rows = 64;
+    float *dw, *dc, *du, *gf = rand_floats((size_t)dim, s, 0.5f);
+    for (int i = 0; i < dim; i++) gf[i] += 1.0f;
+    void *w = make_weight(t, cols, dim, s, &dw), *wc = make_weight(t, dim, rows, s, &dc),
+         *wu = make_weight(t, dim, rows, s, &du);
+    ll_weight lw = {w, t, cols, dim, "o", false}, lc = {wc, t, dim, rows, "gate", false},
+              lu = {wu, t, dim, rows, "up", false}, lg = vec_weight(gf, dim, "norm");
+    const ll_weight *ws[] = {&lw, &lc, &lu, &lg};
+    duo d = duo_init(ws, 4, 16, 16);
+    const float eps = 1e-5f;
+    const size_t nx = (size_t)nt * dim, nz = (size_t)nt * rows;
+    float *x0 = rand_floats(nx, s, 2.0f), *in = rand_floats((size_t)nt * cols, s, 1.0f);
+    float *dx = to_dev(d.gpu, x0, nx), *din = to_dev(d.gpu, in, (size_t)nt * cols), *dy = poisoned_dev(d.gpu, nx);
+    float *dz = poisoned_dev(d.gpu, nz), *dz2 = poisoned_dev(d.gpu, nz), *dz3 = poisoned_dev(d.gpu, nz);
+    d.gpu->ops->matmul_add_rmsnorm(d.gpu, &lw, din, dx, &lg, dy, nt, eps);
+    if (reader == 1) d.gpu->ops->matmul(d.gpu, &lc, dy, dz, nt);
+    if (reader == 2) d.gpu->ops->matmul_swiglu(d.gpu, &lc, &lu, dy, dz, dz2, nt);
+    if (reader == 3) {
+        const ll_weight *w3[3] = {&lc, &lu, &lc};
+        float *y3[3] = {dz, dz2, dz3};
+        d.gpu->ops->matmul3(d.gpu, w3, dy, y3, nt);
+    }
+    float *x = from_dev(d.gpu, dx, nx), *y = from_dev(d.gpu, dy, nx);
+    char what[128];
+    snprintf(what, sizeof what, "matmul_add_rmsnorm %s dim %d, %d tokens, reader %d", ll_type_name(t), dim, nt, reader);
+    // x = x0 + in W^T (in through the int8 round trip)
+    float *inr = malloc((size_t)nt * cols * sizeof *inr), *xref = malloc(nx * sizeof *xref);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    ll_backend_cuda_x8_roundtrip(in, inr, nt * cols);
+#endif
+    dot_ref(inr, nt, cols, dw, dim, xref);
+    for (size_t i = 0; i < nx; i++) xref[i] += x0[i];
+    char w2[160];
+    snprintf(w2, sizeof w2, "%s: x", what), check_close(w2, x, xref, nx, TOL_F32);
+    // y = x / rms(x) * g of the x the GPU has
+    float *yref = malloc(nx * sizeof *yref), *xg = malloc(nx * sizeof *xg), *sc = malloc((size_t)nt * sizeof *sc);
+    for (int i = 0; i < nt; i++) {
+        double ss = 0;
+        for (int k = 0; k < dim; k++) ss += (double)x[(size_t)i * dim + k] * x[(size_t)i * dim + k];
+        sc[i] = (float)(1.0 / sqrt(ss / dim + eps));
+        for (int k = 0; k < dim; k++) {
+            yref[(size_t)i * dim + k] = x[(size_t)i * dim + k] * sc[i] * gf[k];
+            xg[(size_t)i * dim + k] = x[(size_t)i * dim + k] * gf[k];
+        }
+    }
+    snprintf(w2, sizeof w2, "%s: y", what), check_close(w2, y, yref, nx, TOL_F32);
+    if (reader > 0) {
+        // the reader: dots with the round trip of x * g, times 1/rms (a download-first norm would quantize y
+        // instead: within the int8 rounding of it, far outside TOL_F32)
+        float *xr = malloc(nx * sizeof *xr), *za = malloc(nz * sizeof *za), *zb = malloc(nz * sizeof *zb);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+        ll_backend_cuda_x8_roundtrip(xg, xr, (int)nx);
+#endif
+        dot_ref(xr, nt, dim, dc, rows, za);
+        dot_ref(xr, nt, dim, du, rows, zb);
+        for (int i = 0; i < nt; i++)
+            for (int r = 0; r < rows; r++) {
+                const size_t e = (size_t)i * rows + r;
+                za[e] *= sc[i], zb[e] *= sc[i];
+            }
+        float *z = from_dev(d.gpu, dz, nz);
+        if (reader == 2) {
+            for (size_t e = 0; e < nz; e++) za[e] = (float)(za[e] / (1.0 + exp(-(double)za[e])) * zb[e]);
+            snprintf(w2, sizeof w2, "%s: swiglu", what), check_close(w2, z, za, nz, TOL_F32 * 4);
+        } else {
+            snprintf(w2, sizeof w2, "%s: reader", what), check_close(w2, z, za, nz, TOL_F32);
+        }
+        if (reader == 3) {
+            float *z2 = from_dev(d.gpu, dz2, nz), *z3 = from_dev(d.gpu, dz3, nz);
+            snprintf(w2, sizeof w2, "%s: matmul3 second", what), check_close(w2, z2, zb, nz, TOL_F32);
+            snprintf(w2, sizeof w2, "%s: matmul3 third", what), check_close(w2, z3, za, nz, TOL_F32);
+            free(z2), free(z3);
+        }
+        free(z), free(xr), free(za), free(zb);
+    }
+    float *bufs[] = {dx, din, dy, dz, dz2, dz3};
+    for (int i = 0; i < 6; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+    duo_free(&d);
+    free(w), free(wc), free(wu), free(dw), free(dc), free(du), free(gf), free(x0), free(in), free(x), free(y);
+    free(inr), free(xref), free(yref), free(xg), free(sc);
+}
+
+static void test_add_norm(void **state) {
+    NEED_GPU();
+    uint64_t s = 67;
+    const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int reader = 0; reader < 4; reader++) {
+            add_norm_case(types[ti], 512, 1, reader, &s);
+            add_norm_case(types[ti], 4096, 3, reader, &s);
+        }
+}
+
 // The int8 matvec on decode shapes beside test_matmul's: thousands of rows (many blocks, odd counts: the last
 // block partial), rows of 14336 (several units per thread), batches of 2, 3 and 8 tokens, q/k/v with uneven
 // matrices, against float64 dots (x through the int8 round trip) and three single matmuls.
@@ -731,7 +897,8 @@ int main(void) {
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
         cmocka_unit_test(test_mvq_shapes),
         cmocka_unit_test(test_x8_chains),
-        cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_model_tiny_llama_f16),
+        cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_qkv_rope_store),
+        cmocka_unit_test(test_add_norm),      cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),
     };

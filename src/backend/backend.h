@@ -55,6 +55,10 @@ typedef struct ll_backend_ops {
     void (*matmul3)(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok);
     // Optional: y (n_tok, w.ne1) += x W^T (the residual add folded into the matmul); NULL: matmul, then add
     void (*matmul_add)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
+    // Optional (NULL: matmul_add, then rmsnorm): x (n_tok, w.ne1) += in W^T, then y = x / rms(x) * g per row (g
+    // F32, w.ne1 values): the residual add and the next norm as one op
+    void (*matmul_add_rmsnorm)(ll_backend *b, const ll_weight *w, const float *in, float *x, const ll_weight *g,
+                               float *y, int n_tok, float eps);
     // y = x / rms(x) * w, per row of n (w F32); y may alias x
     void (*rmsnorm)(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps);
     // x (n_tok, n) += bias (n), bias F32 weight
@@ -68,6 +72,12 @@ typedef struct ll_backend_ops {
     // place, then rows [n_past, n_past + n_tok) of the caches = k, v, as one op
     void (*rope_kv_store)(ll_backend *b, float *q, float *k, const float *v, float *k_cache, float *v_cache,
                           const int32_t *pos, int n_tok, int n_past, const ll_rope_params *p, int n_head_kv);
+    // Optional (NULL: matmul3 or three matmuls, then rope_kv_store or rope, rope, kv_store): y[0..2] (q, k, v) =
+    // x W[i]^T, RoPE of q and k at positions n_past + t, then cache rows [n_past, n_past + n_tok) = k, v: the
+    // attention block's first half as one op (for layers without q/k/v biases)
+    void (*qkv_rope_store)(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3],
+                           float *k_cache, float *v_cache, int n_tok, int n_past, const ll_rope_params *p,
+                           int n_head_kv);
     // Optional (NULL: two matmuls and swiglu): g (n_tok, w_gate.ne1) = silu(x W_gate^T) * (x W_up^T); u is
     // scratch of g's size the backend may use
     void (*matmul_swiglu)(ll_backend *b, const ll_weight *w_gate, const ll_weight *w_up, const float *x, float *g,

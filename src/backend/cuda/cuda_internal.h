@@ -111,6 +111,63 @@ __device__ __forceinline__ void cu_x8_store_warp(float v, const cu_x8 &o, int64_
 }
 #endif
 
+// RoPE's arithmetic, shared by k_rope / k_rope_kv (ops.cu) and the q/k/v matvecs that rotate their own outputs:
+// theta_j = base^(-2j/n_rot) / ff[j] in double; the angle pos * theta in double, reduced mod 2 pi, then sincosf of
+// the reduced angle (|error| ~1e-7 at any position), as the CPU does.
+#define ROPE_MAX_HALF 128 // head_dim <= 256
+#ifdef __CUDACC__
+__device__ __forceinline__ double cu_rope_theta(int j, int n_rot, float base, const float *__restrict__ ff) {
+    double t = exp2(-2.0 * j / n_rot * log2((double)base));
+    return ff ? t / ff[j] : t;
+}
+__device__ __forceinline__ void cu_rope_sincos(int pos, double theta, float *sn, float *cs) {
+    double ang = (double)pos * theta;
+    const double two_pi = 6.283185307179586476925286766559;
+    ang -= floor(ang / two_pi) * two_pi;
+    sincosf((float)ang, sn, cs);
+}
+#endif
+
+// What a q/k/v matvec needs to finish the attention block's first half itself (cu_qkv_rope_store): RoPE of the
+// q and k rows (pairs (2j, 2j+1), both in one block of rows) at positions pos0 + token (pos0 = *npast in a recorded
+// step), and k, v into the caches' rows of those positions.
+typedef struct cu_rope_epi {
+    float *kc, *vc;         // this layer's caches, rows of kvd floats
+    const float *ff;        // NULL or n_rot/2 frequency divisors (device)
+    const int32_t *npast;   // NULL or n_past on the device
+    int pos0, hd, n_rot, kvd;
+    float base;
+} cu_rope_epi;
+#ifdef __CUDACC__
+// Row r (of matrix `which`: 0 q, 1 k, 2 v) of token tok is s; its RoPE partner row r ^ 1 is sp. Stores the row,
+// rotated for q and k, to o and for k and v to the cache. After the kernel's wait (reads npast).
+__device__ __forceinline__ void cu_rope_store(const cu_rope_epi &e, int which, int tok, int64_t r, float s, float sp,
+                                              float *o) {
+    const int pos = (e.npast ? *e.npast : e.pos0) + tok, d = (int)(r % e.hd);
+    float v = s;
+    if (which < 2 && d < e.n_rot) {
+        float sn, cs;
+        cu_rope_sincos(pos, cu_rope_theta(d >> 1, e.n_rot, e.base, e.ff), &sn, &cs);
+        v = (d & 1) ? sp * sn + s * cs : s * cs - sp * sn; // (a, b) -> (a cos - b sin, a sin + b cos)
+    }
+    *o = v;
+    if (which > 0) (which == 1 ? e.kc : e.vc)[(int64_t)pos * e.kvd + r] = v;
+}
+#endif
+
+// An RMSNorm y = x / rms(x) * g (rows of n, n_tok of them) left pending by cu_mmvq_add_norm: x is final, its
+// sums of squares per group of 32 are in ss (n_tok, n / 32), the int8 copy of x * g (not of y: the 1/rms factor,
+// common to a row, is applied to the matvec's sums instead) is in c->x8, and y is not written yet. The next int8
+// matvec on y finishes it (scale from ss, y written by its first blocks); any other op first runs the norm
+// (cu_settle).
+typedef struct cu_norm {
+    const float *x, *g;
+    float *y;
+    float *ss;
+    int n, n_tok;
+    float eps;
+} cu_norm;
+
 #define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
 
 typedef struct cu_impl {
@@ -129,9 +186,19 @@ typedef struct cu_impl {
     float *attn_part;   // flash-decoding partials: (n_split, n_tok, n_head, head_dim + 2)
     size_t attn_part_floats;
     cu_x8 x8;           // (CU_X8_ROWS, largest ne0): ne0 here is the capacity
+    cu_x8 x8_alt;       // the same again: a matvec that reads x8 writes its output's int8 copy here, then they swap
+    int *x8_cnt;        // (CU_X8_ROWS, largest ne0 / 32) zeros: per group of 32 output rows, blocks done (see
+                        // matvec_q8.cu); the last block of a group resets its counter
+    float *norm_ss;     // (CU_X8_ROWS, largest ne0 / 32): cu_norm.ss
+    cu_norm pend;       // the pending RMSNorm, if pend.y
+    int *attn_cnt;      // attn_cnt_n zeros: per query chunk of the split attention, blocks done (attention.cu)
+    size_t attn_cnt_n;
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
+    // decode fusions (LLMLAB_CUDA_NOFUSE=rope,norm,x8 turns them off, for comparison): the q/k/v matvec rotates
+    // and caches (op_qkv_rope_store), residual matvec + norm (op_matmul_add_rmsnorm), SwiGLU's int8 copy
+    bool fuse_rope, fuse_norm, fuse_x8;
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
     int32_t *ids_pinned, *ids_dev;
@@ -205,16 +272,25 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
 void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, float *u,
                       int n_tok);
 // y_i = x W_i^T for one token and three float matrices of one type and row length (q, k, v): one launch
+// re: also RoPE of q and k and the cache store (cu_rope_epi; head_dim even), else NULL
 bool cu_matvec3_ok(const cu_wview *const w[3], int n_tok);
-void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3]);
+void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], const cu_rope_epi *re);
 // matvec_q8.cu: the int8-activation matvec of the quantized types (n_tok rows of x, any count).
 bool cu_mmvq_supports(uint32_t type);
 void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
-// y_i = x W_i^T for three matrices of one type and row length (q, k, v), one launch; cu_mmvq3_ok says when
+// y_i = x W_i^T for three matrices of one type and row length (q, k, v), one launch; cu_mmvq3_ok says when.
+// re: also RoPE of q and k and the cache store (cu_rope_epi; head_dim a multiple of 4), else NULL.
 bool cu_mmvq3_ok(const cu_wview *const w[3], int n_tok);
-void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok);
+void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok,
+              const cu_rope_epi *re);
 // g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)
 void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok);
+// x += in W^T, then y = rmsnorm(x) * g left pending (cu_norm) when cu_mmvq_add_norm_ok, in one launch.
+bool cu_mmvq_add_norm_ok(const cu_impl *c, const cu_wview *w, int n_tok);
+void cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, const float *g, float *y, int n_tok,
+                      float eps);
+// Runs the pending norm, if any (every op but the int8 matvecs that finish it calls this first).
+void cu_settle(cu_impl *c);
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
 

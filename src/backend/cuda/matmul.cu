@@ -14,10 +14,13 @@
 // Dot of n_rows (<= RB) consecutive rows from row0 with x (f32), by the block's MV_WARPS warps: the float
 // types' decode (the quantized ones take the int8 path of matvec_q8.cu). SW: the same rows of w2 too, and
 // y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU in one launch).
+// ROPE: rows rotated and cached (cu_rope_store, for matrix `which` of q, k, v; RB even).
 // The body: row block `blk`.
-template <class Q, int RB, bool SW>
+template <class Q, int RB, bool SW, bool ROPE = false>
 __device__ __forceinline__ void matvec_block(const cu_wview &w, const cu_wview &w2, const float *__restrict__ x,
-                                             float *__restrict__ y, bool accumulate, int64_t blk) {
+                                             float *__restrict__ y, bool accumulate, int64_t blk,
+                                             const cu_rope_epi *re = nullptr, int which = 0) {
+    static_assert(!ROPE || (RB % 2 == 0 && !SW), "RoPE pairs within a block");
     constexpr int NA = SW ? 2 * RB : RB;
     __shared__ float red[MV_WARPS][NA];
     const int64_t row0 = blk * RB;
@@ -74,13 +77,15 @@ __device__ __forceinline__ void matvec_block(const cu_wview &w, const cu_wview &
     }
     __syncthreads();
     if (threadIdx.x < n_rows) {
-        float s = 0.0f, s2 = 0.0f;
+        float s = 0.0f, s2 = 0.0f, sp = 0.0f;
 #pragma unroll
         for (int wi = 0; wi < MV_WARPS; wi++) {
             s += red[wi][threadIdx.x];
             if (SW) s2 += red[wi][RB + threadIdx.x];
+            if (ROPE) sp += red[wi][threadIdx.x ^ 1]; // the partner row's sum, in the same order as its own
         }
         if (SW) y[row0 + threadIdx.x] = s / (1.0f + expf(-s)) * s2; // as k_swiglu
+        else if (ROPE) cu_rope_store(*re, which, 0, row0 + threadIdx.x, s, sp, y + row0 + threadIdx.x);
         else y[row0 + threadIdx.x] = accumulate ? y[row0 + threadIdx.x] + s : s;
     }
 }
@@ -92,28 +97,34 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec(cu_wview w, cu_wview w
 }
 
 // q, k and v (same type and row length) on one x in one launch: blocks [0, nb0) are w0's rows, then nb1 of
-// w1's, then w2's.
-template <class Q, int RB>
+// w1's, then w2's. ROPE: then RoPE of q and k and the cache store as well (re).
+template <class Q, int RB, bool ROPE>
 __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
                                                            const float *__restrict__ x, float *__restrict__ y0,
-                                                           float *__restrict__ y1, float *__restrict__ y2) {
+                                                           float *__restrict__ y1, float *__restrict__ y2,
+                                                           cu_rope_epi re) {
     const int b = blockIdx.x;
-    if (b < nb0) matvec_block<Q, RB, false>(w0, w0, x, y0, false, b);
-    else if (b < nb0 + nb1) matvec_block<Q, RB, false>(w1, w1, x, y1, false, b - nb0);
-    else matvec_block<Q, RB, false>(w2, w2, x, y2, false, b - nb0 - nb1);
+    if (b < nb0) matvec_block<Q, RB, false, ROPE>(w0, w0, x, y0, false, b, &re, 0);
+    else if (b < nb0 + nb1) matvec_block<Q, RB, false, ROPE>(w1, w1, x, y1, false, b - nb0, &re, 1);
+    else matvec_block<Q, RB, false, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, &re, 2);
 }
+
+#define MV3_RB 2 // rows per block of k_matvec3 (cu_qkv_rope_ok needs it to divide head_dim)
 
 struct mv3_launch {
     cu_impl *c;
     const cu_wview *const *w;
     const float *x;
     float *const *y;
+    const cu_rope_epi *re; // NULL: no RoPE
     template <class Q> void run() {
-        constexpr int RB = 2;
+        constexpr int RB = MV3_RB;
         const int nb0 = (int)((w[0]->ne1 + RB - 1) / RB), nb1 = (int)((w[1]->ne1 + RB - 1) / RB),
                   nb2 = (int)((w[2]->ne1 + RB - 1) / RB);
-        cu_launch(c, k_matvec3<Q, RB>, dim3((unsigned)(nb0 + nb1 + nb2)), dim3(MV_WARPS * 32), 0, *w[0], *w[1], *w[2],
-                  nb0, nb1, x, y[0], y[1], y[2]);
+        const dim3 g((unsigned)(nb0 + nb1 + nb2)), b(MV_WARPS * 32);
+        if (re) cu_launch(c, k_matvec3<Q, RB, true>, g, b, 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0], y[1], y[2], *re);
+        else cu_launch(c, k_matvec3<Q, RB, false>, g, b, 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0], y[1], y[2],
+                       cu_rope_epi{});
     }
 };
 
@@ -123,8 +134,9 @@ bool cu_matvec3_ok(const cu_wview *const w[3], int n_tok) {
            w[2]->type == t && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0;
 }
 
-void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3]) {
-    mv3_launch l = {c, w, x, y};
+void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], const cu_rope_epi *re) {
+    LL_ASSERT(!re || (re->hd % MV3_RB == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
+    mv3_launch l = {c, w, x, y, re};
     LL_ASSERT(cu_dispatch(*w[0], l));
     c->x8_src = c->xh_src = NULL;
 }
@@ -340,6 +352,9 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_
 }
 
 void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
+    bool quant = w->type != LL_TYPE_F32 && w->type != LL_TYPE_F16 && w->type != LL_TYPE_BF16;
+    bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
+    if (use_gemm || !cu_mmvq_supports(w->type)) cu_settle(c); // the int8 matvec finishes a pending norm itself
     // the int8 copy of the last input stays valid unless this output overwrites that input
     const char *ys = (const char *)y, *ye = ys + (size_t)n_tok * w->ne1 * sizeof(float);
     if (c->x8_src) {
@@ -350,8 +365,6 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
         const char *xs = (const char *)c->xh_src, *xe = xs + c->xh_n * sizeof(float);
         if (ys < xe && xs < ye) c->xh_src = NULL;
     }
-    bool quant = w->type != LL_TYPE_F32 && w->type != LL_TYPE_F16 && w->type != LL_TYPE_BF16;
-    bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
     if (use_gemm) {
         gemm(c, w, x, y, n_tok, acc);
         return;
@@ -370,6 +383,7 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
         cu_mmvq_swiglu(c, wg, wu, x, g, n_tok);
         return;
     }
+    cu_settle(c);
     const bool quant = wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_F16 && wg->type != LL_TYPE_BF16;
     if (same && !quant && n_tok < 2) { // the float matvec, both matrices in one launch
         mv_launch l = {c, wg, wu, x, g, c->mv_rows, false};

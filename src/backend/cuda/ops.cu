@@ -111,41 +111,23 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
     cu_launch(c, k_add_bias, dim3(grid_1d(c, total, 256)), dim3(256), 0, x, bias, n, total);
 }
 
-// RoPE (Su et al. 2021, arXiv:2104.09864). One thread per (token, pair j, head): theta_j = base^(-2j/n_rot)
-// (/ ff[j]) and the angle pos * theta_j in double as on the CPU, reduced mod 2 pi in double, then sincosf of the
-// reduced angle (|error| ~1e-7 at any position). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
+// RoPE (Su et al. 2021, arXiv:2104.09864). One thread per (token, pair j, head), with the arithmetic of
+// cu_rope_theta / cu_rope_sincos (cuda_internal.h). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
 // (pos0 = *npast when npast is given: a recorded step).
-// theta_j = base^(-2j/n_rot) / ff[j] for j < n_rot / 2 into the block's table th (before a __syncthreads): one
-// exp2 per pair index per block instead of one per rotated pair.
-#define ROPE_MAX_HALF 128 // head_dim <= 256
-__device__ __forceinline__ void rope_thetas(double *th, int n_rot, float base, const float *__restrict__ ff) {
-    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) {
-        double t = exp2(-2.0 * j / n_rot * log2((double)base));
-        th[j] = ff ? t / ff[j] : t;
-    }
-}
-// sin and cos of pos * theta: the angle in double, reduced mod 2 pi.
-__device__ __forceinline__ void rope_sincos(int pos, double theta, float *sn, float *cs) {
-    double ang = (double)pos * theta;
-    const double two_pi = 6.283185307179586476925286766559;
-    ang -= floor(ang / two_pi) * two_pi;
-    sincosf((float)ang, sn, cs);
-}
-
 __global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_tok,
                        int n_head, int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     const int half = n_rot / 2;
     __shared__ double th[ROPE_MAX_HALF];
-    rope_thetas(th, n_rot, base, ff);
+    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) th[j] = cu_rope_theta(j, n_rot, base, ff);
     __syncthreads();
     if (npast) pos0 = *npast;
     const int64_t total = (int64_t)n_tok * half * n_head;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int h = (int)(i % n_head), j = (int)(i / n_head % half), t = (int)(i / ((int64_t)n_head * half));
         float sn, cs;
-        rope_sincos(pos_dev ? pos_dev[t] : pos0 + t, th[j], &sn, &cs);
+        cu_rope_sincos(pos_dev ? pos_dev[t] : pos0 + t, th[j], &sn, &cs);
         const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
         float *v = x + ((size_t)t * n_head + h) * head_dim;
         const float a = v[i0], b = v[i1];
@@ -172,7 +154,7 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     __shared__ double th[ROPE_MAX_HALF];
-    rope_thetas(th, n_rot, base, ff);
+    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) th[j] = cu_rope_theta(j, n_rot, base, ff);
     __syncthreads();
     if (npast) pos0 = *npast;
     const int half = n_rot / 2, nh = n_head + n_head_kv, kvd = n_head_kv * head_dim, tail = head_dim - n_rot;
@@ -182,7 +164,7 @@ __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float
         if (i < P) {
             const int h = (int)(i % nh), j = (int)(i / nh % half), t = (int)(i / ((int64_t)nh * half));
             float sn, cs;
-            rope_sincos(pos0 + t, th[j], &sn, &cs);
+            cu_rope_sincos(pos0 + t, th[j], &sn, &cs);
             const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
             const bool is_q = h < n_head;
             float *row = is_q ? q + ((size_t)t * n_head + h) * head_dim
