@@ -1,6 +1,5 @@
 // attention.cu — causal GQA attention over the F32 KV cache (per layer (n_ctx, n_head_kv*head_dim)), split-K
-// ("flash-decoding", Dao et al. 2023): blocks over key ranges keep an online softmax; the last block of each
-// query chunk to finish combines the splits (a counter per chunk), so one launch does the whole op.
+// ("flash-decoding", Dao et al. 2023): blocks over key ranges keep an online softmax, a second kernel combines.
 #include "backend/cuda/cuda_internal.h"
 
 #define ATT_WARPS 8   // query rows per block: (token, head) pairs that share one kv head
@@ -8,15 +7,11 @@
 
 // Block (x: chunk of ATT_WARPS pairs of kv head y, z: key split). Pairs p = t*G + g (G = n_head/n_head_kv) ->
 // token t, head y*G + g; warp w owns pair 8x + w, lane owns dims lane + 32i. K/V tiles of kt keys in shared
-// memory serve every warp. Partials per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
-// The block that finds itself last of the gridDim.z blocks of its chunk (cnt[y * gridDim.x + x], reset to 0 by
-// it) then writes out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M) for the chunk's pairs, and with x8.q set
-// (head_dim a multiple of 32: a warp holds whole blocks of 32 outputs) the int8 copy of out for the output
-// projection's matvec (k_quant_x8's arithmetic).
+// memory serve every warp. Output per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
-                 float *part, float *__restrict__ out, int *cnt, cu_x8 x8, int n_tok, int n_head, int n_head_kv,
-                 int hd, int n_past, const int32_t *npast, float scale, int keys_per_split, int kt) {
+                 float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int hd, int n_past,
+                 const int32_t *npast, float scale, int keys_per_split, int kt) {
     extern __shared__ float sm[]; // ks (kt, hd), vs (kt, hd)
     float *ks = sm, *vs = sm + (size_t)kt * hd;
     CU_PDL_WAIT();
@@ -72,57 +67,45 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             m = m_new;
         }
     }
-    const size_t stride = (size_t)n_tok * n_head * (hd + 2); // one split's partials
-    float *p0 = part + ((size_t)t * n_head + h) * (hd + 2);    // this pair's, split 0
-    if (valid) {
-        float *dst = p0 + blockIdx.z * stride;
-#pragma unroll
-        for (int i = 0; i < ATT_MAX_D; i++) {
-            int d = lane + 32 * i;
-            if (d < hd) dst[d] = o[i];
-        }
-        if (lane == 0) {
-            dst[hd] = m;
-            dst[hd + 1] = l;
-        }
-    }
-    // The last block of the chunk combines (the fence makes this block's partials visible before its count).
-    __shared__ bool last;
-    __syncthreads(); // the block's stores before thread 0's fence (cumulative; as matvec_q8.cu's groups)
-    if (threadIdx.x == 0) {
-        __threadfence();
-        int *cp = cnt + blockIdx.y * gridDim.x + blockIdx.x;
-        last = atomicAdd(cp, 1) == (int)gridDim.z - 1;
-        if (last) *cp = 0; // no other block of this launch counts here again; the next launch finds 0
-        if (last) __threadfence();
-    }
-    __syncthreads();
-    if (!last || !valid) return;
-    const int n_split = gridDim.z;
-    float M = -INFINITY;
-    for (int z = 0; z < n_split; z++) M = fmaxf(M, __ldcg(p0 + z * stride + hd));
-    float L = 0.0f;
-#pragma unroll
-    for (int i = 0; i < ATT_MAX_D; i++) o[i] = 0.0f;
-    for (int z = 0; z < n_split; z++) { // the splits in order, as the CPU sums whole rows: z ascending
-        const float mz = __ldcg(p0 + z * stride + hd);
-        if (mz == -INFINITY) continue; // an empty split
-        const float wz = expf(mz - M);
-        L += __ldcg(p0 + z * stride + hd + 1) * wz;
-#pragma unroll
-        for (int i = 0; i < ATT_MAX_D; i++) {
-            int d = lane + 32 * i;
-            if (d < hd) o[i] += __ldcg(p0 + z * stride + d) * wz;
-        }
-    }
-    const size_t th = (size_t)t * n_head + h;
+    if (!valid) return;
+    float *dst = part + (((size_t)blockIdx.z * n_tok + t) * n_head + h) * (hd + 2);
 #pragma unroll
     for (int i = 0; i < ATT_MAX_D; i++) {
-        const int d = lane + 32 * i;
-        if (32 * i >= hd) break; // warp-uniform
-        const float v = o[i] / L;
-        if (d < hd) out[th * hd + d] = v;
-        if (x8.q) cu_x8_store_warp(v, x8, (int64_t)(th * hd + 32 * i) >> 5, lane); // hd % 32 == 0 here
+        int d = lane + 32 * i;
+        if (d < hd) dst[d] = o[i];
+    }
+    if (lane == 0) {
+        dst[hd] = m;
+        dst[hd + 1] = l;
+    }
+}
+
+// One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M). With x8.q set (head_dim a
+// multiple of 32, so each warp holds whole blocks of 32 outputs): also the int8 copy of out for the output
+// projection's matvec, with k_quant_x8's arithmetic, so that matvec skips its own quantization launch.
+__global__ void k_attn_combine(const float *__restrict__ part, float *__restrict__ out, int n_tok, int n_head, int hd,
+                               int n_split, cu_x8 x8) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    const int th = blockIdx.x; // t * n_head + h
+    const size_t stride = (size_t)n_tok * n_head * (hd + 2);
+    const float *p0 = part + (size_t)th * (hd + 2);
+    float M = -INFINITY;
+    for (int z = 0; z < n_split; z++) M = fmaxf(M, p0[z * stride + hd]);
+    float L = 0.0f;
+    for (int z = 0; z < n_split; z++) {
+        float mz = p0[z * stride + hd];
+        if (mz != -INFINITY) L += p0[z * stride + hd + 1] * expf(mz - M);
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int z = 0; z < n_split; z++) {
+            float mz = p0[z * stride + hd];
+            if (mz != -INFINITY) acc += p0[z * stride + d] * expf(mz - M);
+        }
+        const float v = acc / L;
+        out[(size_t)th * hd + d] = v;
+        if (x8.q) cu_x8_store_warp(v, x8, ((int64_t)th * hd + d) >> 5, threadIdx.x & 31); // warp-uniform
     }
 }
 
@@ -147,15 +130,17 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     const int kps = (n_keys + n_split - 1) / n_split;
     dim3 grid((unsigned)bx, (unsigned)p->n_head_kv, (unsigned)n_split);
     size_t smem = 2 * (size_t)kt * hd * sizeof(float);
+    cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
+              p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
+    const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
     // out's rows are n_head * hd long, the output projection's row length
     const int64_t ne0 = (int64_t)p->n_head * hd;
     cu_x8 x8 = c->x8;
     const bool q8 = x8.q && hd % 32 == 0 && ne0 <= x8.ne0 && n_tok <= CU_X8_ROWS;
     if (q8) x8.ne0 = ne0;
     else x8.q = NULL;
-    LL_ASSERT((size_t)bx * p->n_head_kv <= c->attn_cnt_n);
-    cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, out, c->attn_cnt, x8,
-              n_tok, p->n_head, p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
+    cu_launch(c, k_attn_combine, dim3(n_tok * p->n_head), dim3(comb_threads), (size_t)0, c->attn_part, out, n_tok,
+              p->n_head, hd, n_split, x8);
     c->x8_src = q8 ? out : NULL; // the int8 copy of out is ready for the next matmul
     c->x8_ntok = n_tok;
     c->x8_ne0 = ne0;

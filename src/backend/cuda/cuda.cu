@@ -128,19 +128,16 @@ static void graph_drop(cu_impl *c) {
 
 // A recorded step holds the addresses of the buffers it used: freeing any buffer drops it.
 static void op_free(ll_backend *b, void *p) {
-    cu_settle(cu_of(b));
     graph_drop(cu_of(b));
     CU_CHECK(cudaFree(p));
 }
 
 static void op_upload(ll_backend *b, void *dst, const void *src, size_t n) {
-    cu_settle(cu_of(b));
     cu_x8_forget(cu_of(b));
     CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cu_of(b)->stream));
 }
 
 static void op_download(ll_backend *b, void *dst, const void *src, size_t n) {
-    cu_settle(cu_of(b));
     CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, cu_of(b)->stream));
 }
 
@@ -156,7 +153,6 @@ static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *
         cu_mmvq3(c, v, x, y, n_tok, NULL);
         return;
     }
-    cu_settle(c);
     if (cu_matvec3_ok(v, n_tok)) { // decode of a float model: likewise
         cu_matvec3(c, v, x, y, NULL);
         return;
@@ -165,20 +161,17 @@ static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *
 }
 
 static void op_matmul_add(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, true);
 }
 
 static void op_rmsnorm(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     cu_x8_forget(c);
     cu_rmsnorm(c, y, x, weight_f32(c, w), n, n_tok, eps);
 }
 
 static void op_add_bias(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     cu_x8_forget(c);
     cu_add_bias(c, x, weight_f32(c, bias), n, n_tok);
@@ -194,7 +187,6 @@ static const float *rope_ff(cu_impl *c, const ll_rope_params *p) {
 
 // Positions are n_past + t in the forward pass: then they travel as one kernel argument, else as an array.
 static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     cu_x8_forget(c);
     bool run = true;
@@ -206,7 +198,6 @@ static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, cons
 
 static void op_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,
                          const ll_attn_params *p) {
-    cu_settle(cu_of(b));
     cu_x8_forget(cu_of(b));
     cu_attention(cu_of(b), out, q, kc, vc, n_tok, p);
 }
@@ -219,7 +210,6 @@ static void op_matmul_swiglu(ll_backend *b, const ll_weight *wg, const ll_weight
 
 static void op_rope_kv_store(ll_backend *b, float *q, float *k, const float *v, float *kc, float *vc,
                              const int32_t *pos, int n_tok, int n_past, const ll_rope_params *p, int n_head_kv) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     cu_x8_forget(c);
     for (int t = 0; t < n_tok; t++) LL_ASSERT(pos[t] == n_past + t); // the forward pass's positions
@@ -234,8 +224,11 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
     const cu_wview *v[3] = {cu_weight_find(c, w[0]), cu_weight_find(c, w[1]), cu_weight_find(c, w[2])};
     const int hd = p->head_dim, kvd = n_head_kv * hd;
     LL_ASSERT(p->n_rot % 2 == 0 && p->n_rot <= hd && p->n_rot / 2 <= ROPE_MAX_HALF);
-    const bool shapes = c->fuse_rope && !p->neox && v[0]->ne1 == (int64_t)p->n_head * hd && v[1]->ne1 == kvd && v[2]->ne1 == kvd;
-    const bool q8 = shapes && hd % 4 == 0 && cu_mmvq3_ok(v, n_tok), f = shapes && hd % 2 == 0 && cu_matvec3_ok(v, n_tok);
+    const bool shapes =
+        c->fuse_rope && !p->neox && v[0]->ne1 == (int64_t)p->n_head * hd && v[1]->ne1 == kvd && v[2]->ne1 == kvd;
+    // the int8 matvec's blocks are 4 rows, the float matvec's 2: a head (and so each pair) within whole blocks
+    const bool q8 = shapes && hd % 4 == 0 && cu_mmvq3_ok(v, n_tok);
+    const bool f = shapes && hd % 2 == 0 && cu_matvec3_ok(v, n_tok);
     const float *ff = rope_ff(c, p);
     if (!q8 && !f) {
         op_matmul3(b, w, x, y, n_tok);
@@ -245,61 +238,26 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
     }
     LL_ASSERT(n_past + n_tok <= c->max_ctx);
     const cu_rope_epi re = {kc, vc, ff, cu_npast_dev(c), n_past, hd, p->n_rot, kvd, p->base};
-    if (q8) {
-        cu_mmvq3(c, v, x, y, n_tok, &re); // x's int8 copy stays valid: the outputs never overlap x here
-    } else {
-        cu_settle(c);
-        cu_matvec3(c, v, x, y, &re);
-    }
-}
-
-// x += in W^T, then y = rmsnorm(x) * g. Where the int8 matvec runs (decode), its last block per group of 32 rows
-// also takes the group's sum of squares and int8 codes of x * g, and the norm is left pending (cu_norm): the
-// q/k/v or gate/up matvec that reads y next applies 1/rms to its sums and writes y. One launch instead of two.
-static void op_matmul_add_rmsnorm(ll_backend *b, const ll_weight *w, const float *in, float *x, const ll_weight *g,
-                                  float *y, int n_tok, float eps) {
-    cu_impl *c = cu_of(b);
-    cu_settle(c);
-    const cu_wview *v = cu_weight_find(c, w);
-    const float *gd = weight_f32(c, g);
-    LL_ASSERT(g->ne0 == v->ne1);
-    if (y != x && cu_mmvq_add_norm_ok(c, v, n_tok)) {
-        cu_mmvq_add_norm(c, v, in, x, gd, y, n_tok, eps);
-        return;
-    }
-    cu_matmul(c, v, in, x, n_tok, true);
-    cu_x8_forget(c);
-    cu_rmsnorm(c, y, x, gd, (int)v->ne1, n_tok, eps);
-}
-
-void cu_settle(cu_impl *c) {
-    if (!c->pend.y) return;
-    const cu_norm p = c->pend;
-    c->pend.y = NULL;
-    cu_x8_forget(c);
-    cu_rmsnorm(c, p.y, p.x, p.g, p.n, p.n_tok, p.eps);
+    if (q8) cu_mmvq3(c, v, x, y, n_tok, &re); // x's int8 copy stays valid: the outputs never overlap x here
+    else cu_matvec3(c, v, x, y, &re);
 }
 
 static void op_kv_store(ll_backend *b, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok,
                         int n_past) {
-    cu_settle(cu_of(b));
     cu_x8_forget(cu_of(b));
     cu_kv_store(cu_of(b), kc, vc, k, v, kvd, n_tok, n_past);
 }
 
 static void op_swiglu(ll_backend *b, float *g, const float *u, int n, int n_tok) {
-    cu_settle(cu_of(b));
     cu_x8_forget(cu_of(b));
     cu_swiglu(cu_of(b), g, u, n, n_tok);
 }
 static void op_add(ll_backend *b, float *y, const float *x, size_t n) {
-    cu_settle(cu_of(b));
     cu_x8_forget(cu_of(b));
     cu_add(cu_of(b), y, x, n);
 }
 
 static void op_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     cu_x8_forget(c);
     for (int i = 0; i < n_tok; i++) LL_ASSERT(ids[i] >= 0 && ids[i] < w->ne1);
@@ -308,10 +266,7 @@ static void op_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32
     cu_dequant_rows(c, cu_weight_find(c, w), dev, n_tok, y);
 }
 
-static void op_sync(ll_backend *b) {
-    cu_settle(cu_of(b));
-    CU_CHECK(cudaStreamSynchronize(cu_of(b)->stream));
-}
+static void op_sync(ll_backend *b) { CU_CHECK(cudaStreamSynchronize(cu_of(b)->stream)); }
 
 // ---- decode steps as CUDA graphs ----------------------------------------------------------------------------
 // One token's whole forward (about 16 kernels per layer) is recorded once and replayed with one launch: no
@@ -319,7 +274,6 @@ static void op_sync(ll_backend *b) {
 // store, attention) read it from step_dev, so the record is valid at every position; the buffers it uses are
 // the context's (op_free and prepare drop it). Batches (prefill) run op by op.
 static bool op_step_begin(ll_backend *b, const int32_t *ids, int n_tok, int n_past) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     if (!c->graphs || n_tok != 1 || !c->step_pin) return false;
     c->step_pin[0] = n_past; // the previous step ended with a synchronize: its copy has read these
@@ -336,7 +290,6 @@ static bool op_step_begin(ll_backend *b, const int32_t *ids, int n_tok, int n_pa
 }
 
 static void op_step_end(ll_backend *b, bool run) {
-    cu_settle(cu_of(b));
     cu_impl *c = cu_of(b);
     if (!c->recording) return;
     cudaGraph_t g = NULL;
@@ -353,7 +306,6 @@ static void op_step_end(ll_backend *b, bool run) {
 static ll_status op_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
                             ll_error *err) {
     graph_drop(cu_of(b));
-    cu_of(b)->pend.y = NULL;
     cu_x8_forget(cu_of(b));
     return cu_prepare(cu_of(b), ws, n_ws, max_tok, max_ctx, err);
 }
@@ -369,7 +321,6 @@ static const ll_backend_ops k_cuda_ops = {
     .matmul = op_matmul,
     .matmul3 = op_matmul3,
     .matmul_add = op_matmul_add,
-    .matmul_add_rmsnorm = op_matmul_add_rmsnorm,
     .rmsnorm = op_rmsnorm,
     .add_bias = op_add_bias,
     .rope = op_rope,
@@ -405,10 +356,8 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
     const char *pl = getenv("LLMLAB_CUDA_PRELOAD"); // 0: int8 matvecs load their weights after waiting for x
     c->mv_preload = !(pl && !strcmp(pl, "0"));
-    const char *nf = getenv("LLMLAB_CUDA_NOFUSE"); // a comma list of decode fusions to leave out (comparisons)
+    const char *nf = getenv("LLMLAB_CUDA_NOFUSE"); // "rope": q/k/v, RoPE and the cache store as two launches
     c->fuse_rope = !(nf && strstr(nf, "rope"));
-    c->fuse_norm = !(nf && strstr(nf, "norm"));
-    c->fuse_x8 = !(nf && strstr(nf, "x8"));
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));
@@ -438,7 +387,7 @@ extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
 }
 
 void cu_release(cu_impl *c) {
-    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8.q, c->x8_alt.q, c->x8_cnt};
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8.q};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CU_CHECK(cudaFree(dev[i]));
     if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
@@ -446,11 +395,7 @@ void cu_release(cu_impl *c) {
     c->wmem = c->deq = c->xh = NULL;
     c->attn_part = NULL;
     c->ids_dev = c->ids_pinned = NULL;
-    c->x8 = c->x8_alt = cu_x8{NULL, NULL, NULL, 0};
-    c->x8_cnt = c->attn_cnt = NULL;
-    c->norm_ss = NULL;
-    c->pend.y = NULL;
-    c->attn_cnt_n = 0;
+    c->x8 = cu_x8{NULL, NULL, NULL, 0};
     c->w = NULL;
     c->n_w = 0;
 }

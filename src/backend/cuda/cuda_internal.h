@@ -128,7 +128,7 @@ __device__ __forceinline__ void cu_rope_sincos(int pos, double theta, float *sn,
 }
 #endif
 
-// What a q/k/v matvec needs to finish the attention block's first half itself (cu_qkv_rope_store): RoPE of the
+// What a q/k/v matvec needs to finish the attention block's first half itself (op_qkv_rope_store): RoPE of the
 // q and k rows (pairs (2j, 2j+1), both in one block of rows) at positions pos0 + token (pos0 = *npast in a recorded
 // step), and k, v into the caches' rows of those positions.
 typedef struct cu_rope_epi {
@@ -155,19 +155,6 @@ __device__ __forceinline__ void cu_rope_store(const cu_rope_epi &e, int which, i
 }
 #endif
 
-// An RMSNorm y = x / rms(x) * g (rows of n, n_tok of them) left pending by cu_mmvq_add_norm: x is final, its
-// sums of squares per group of 32 are in ss (n_tok, n / 32), the int8 copy of x * g (not of y: the 1/rms factor,
-// common to a row, is applied to the matvec's sums instead) is in c->x8, and y is not written yet. The next int8
-// matvec on y finishes it (scale from ss, y written by its first blocks); any other op first runs the norm
-// (cu_settle).
-typedef struct cu_norm {
-    const float *x, *g;
-    float *y;
-    float *ss;
-    int n, n_tok;
-    float eps;
-} cu_norm;
-
 #define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
 
 typedef struct cu_impl {
@@ -186,19 +173,10 @@ typedef struct cu_impl {
     float *attn_part;   // flash-decoding partials: (n_split, n_tok, n_head, head_dim + 2)
     size_t attn_part_floats;
     cu_x8 x8;           // (CU_X8_ROWS, largest ne0): ne0 here is the capacity
-    cu_x8 x8_alt;       // the same again: a matvec that reads x8 writes its output's int8 copy here, then they swap
-    int *x8_cnt;        // (CU_X8_ROWS, largest ne0 / 32) zeros: per group of 32 output rows, blocks done (see
-                        // matvec_q8.cu); the last block of a group resets its counter
-    float *norm_ss;     // (CU_X8_ROWS, largest ne0 / 32): cu_norm.ss
-    cu_norm pend;       // the pending RMSNorm, if pend.y
-    int *attn_cnt;      // attn_cnt_n zeros: per query chunk of the split attention, blocks done (attention.cu)
-    size_t attn_cnt_n;
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
-    // decode fusions (LLMLAB_CUDA_NOFUSE=rope,norm,x8 turns them off, for comparison): the q/k/v matvec rotates
-    // and caches (op_qkv_rope_store), residual matvec + norm (op_matmul_add_rmsnorm), SwiGLU's int8 copy
-    bool fuse_rope, fuse_norm, fuse_x8;
+    bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; LLMLAB_CUDA_NOFUSE=rope: not)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
     int32_t *ids_pinned, *ids_dev;
@@ -285,12 +263,6 @@ void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *con
               const cu_rope_epi *re);
 // g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)
 void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, int n_tok);
-// x += in W^T, then y = rmsnorm(x) * g left pending (cu_norm) when cu_mmvq_add_norm_ok, in one launch.
-bool cu_mmvq_add_norm_ok(const cu_impl *c, const cu_wview *w, int n_tok);
-void cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, const float *g, float *y, int n_tok,
-                      float eps);
-// Runs the pending norm, if any (every op but the int8 matvecs that finish it calls this first).
-void cu_settle(cu_impl *c);
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
 

@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec3(cu_wview w0, cu_wview
     else matvec_block<Q, RB, false, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, &re, 2);
 }
 
-#define MV3_RB 2 // rows per block of k_matvec3 (cu_qkv_rope_ok needs it to divide head_dim)
+#define MV3_RB 2 // rows per block of k_matvec3 (op_qkv_rope_store needs it to divide head_dim)
 
 struct mv3_launch {
     cu_impl *c;
@@ -354,7 +354,6 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_
 void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
     bool quant = w->type != LL_TYPE_F32 && w->type != LL_TYPE_F16 && w->type != LL_TYPE_BF16;
     bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
-    if (use_gemm || !cu_mmvq_supports(w->type)) cu_settle(c); // the int8 matvec finishes a pending norm itself
     // the int8 copy of the last input stays valid unless this output overwrites that input
     const char *ys = (const char *)y, *ye = ys + (size_t)n_tok * w->ne1 * sizeof(float);
     if (c->x8_src) {
@@ -383,7 +382,6 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
         cu_mmvq_swiglu(c, wg, wu, x, g, n_tok);
         return;
     }
-    cu_settle(c);
     const bool quant = wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_F16 && wg->type != LL_TYPE_BF16;
     if (same && !quant && n_tok < 2) { // the float matvec, both matrices in one launch
         mv_launch l = {c, wg, wu, x, g, c->mv_rows, false};

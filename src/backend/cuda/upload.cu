@@ -181,13 +181,7 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     // x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
     const size_t x8_n = (size_t)CU_X8_ROWS * max_ne0, x8_bytes = ll_align_up(x8_n, CU_ALIGN) +
                         ll_align_up(x8_n / 32 * 4, CU_ALIGN) + ll_align_up(x8_n / 16 * 4, CU_ALIGN);
-    // counters: x8's groups of 32 rows; attention's chunks (ATT_WARPS = 8 pairs of a kv head; at most
-    // max_tok * n_head / 8 + n_head_kv of them, and n_head <= the largest row length)
-    const size_t x8_cnt_n = x8_n / 32;
-    c->attn_cnt_n = (size_t)max_tok * max_ne0 / 8 + max_ne0;
-    const size_t cnt_bytes = (2 * x8_cnt_n + c->attn_cnt_n) * sizeof(int); // + norm_ss: floats, one per group
-    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 2 * x8_bytes + cnt_bytes +
-                     7 * CU_ALIGN;
+    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + x8_bytes + 5 * CU_ALIGN;
     size_t fr = 0, tot = 0;
     CU_TRY(cudaMemGetInfo(&fr, &tot));
     if (wbytes + scratch > fr)
@@ -200,18 +194,10 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     CU_TRY(cudaMalloc(&c->xh, c->xh_bytes));
     CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
-    cu_x8 *x8s[2] = {&c->x8, &c->x8_alt};
-    for (int i = 0; i < 2; i++) {
-        cu_x8 *x = x8s[i];
-        CU_TRY(cudaMalloc((void **)&x->q, x8_bytes));
-        x->d = (float *)((uint8_t *)x->q + ll_align_up(x8_n, CU_ALIGN));
-        x->s = (float *)((uint8_t *)x->d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
-        x->ne0 = (int64_t)max_ne0;
-    }
-    CU_TRY(cudaMalloc((void **)&c->x8_cnt, cnt_bytes));
-    CU_TRY(cudaMemsetAsync(c->x8_cnt, 0, cnt_bytes, c->stream)); // stream-ordered before any kernel
-    c->norm_ss = (float *)(c->x8_cnt + x8_cnt_n);
-    c->attn_cnt = c->x8_cnt + 2 * x8_cnt_n;
+    CU_TRY(cudaMalloc((void **)&c->x8.q, x8_bytes));
+    c->x8.d = (float *)((uint8_t *)c->x8.q + ll_align_up(x8_n, CU_ALIGN));
+    c->x8.s = (float *)((uint8_t *)c->x8.d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
+    c->x8.ne0 = (int64_t)max_ne0;
     CU_TRY(cudaMallocHost((void **)&c->ids_pinned, ids_bytes));
     size_t off = 0;
     for (int i = 0; i < c->n_w; i++) {
