@@ -55,11 +55,12 @@ void cu_die(const char *file, int line, const char *call, const char *msg);
 #define CU_PDL_LAUNCH() ((void)0)
 #endif
 
-// A weight on the device. Q8_0, Q4_0 and Q6_K are repacked at upload into two arrays (every block without
-// its fp16 scale, in order; then the scales in order) so the quants are aligned; the others keep GGUF layout.
+// A weight on the device. The quantized types are repacked at upload into two arrays (every block's quants, in
+// order; then the blocks' scales in order: an fp16 d, for Q4_K/Q5_K 16 bytes) so the quants are aligned; the
+// float types keep GGUF layout.
 typedef struct cu_wview {
     const uint8_t *q;  // quants (or the raw rows)
-    const uint16_t *d; // repacked types: the fp16 scales, one per block, rows after rows; else NULL
+    const uint16_t *d; // repacked types: the scales (cu_repack_scale bytes per block), rows after rows; else NULL
     int64_t ne0, ne1;
     size_t row_bytes; // GGUF bytes per row (for the layouts kept as is)
     uint32_t type;
@@ -233,10 +234,11 @@ const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w);
 // upload.cu: upload every weight, size the scratch (prepare); cuda.cu frees it all (cu_release).
 ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);
 void cu_release(cu_impl *c);
-// upload.cu: the repacked layout (cu_wview): which types, payload bytes per block, and n GGUF blocks at src ->
-// payloads at q (n * payload bytes) and fp16 scales at d (n * 2 bytes). Host code.
+// upload.cu: the repacked layout (cu_wview): which types, payload and scale bytes per block, and n GGUF blocks at
+// src -> payloads at q (n * payload bytes) and scales at d (n * scale bytes). Host code.
 bool cu_repacked(uint32_t type);
 size_t cu_repack_payload(uint32_t type);
+size_t cu_repack_scale(uint32_t type);
 void cu_repack_blocks(uint32_t type, const uint8_t *src, size_t n, uint8_t *q, uint8_t *d);
 // cuda.cu: copy n host ints to a device slot (stream-ordered; the host array may change right after).
 const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n);

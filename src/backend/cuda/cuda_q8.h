@@ -88,27 +88,24 @@ struct cu_q8_q8_0 {
     }
 };
 
-// Q4_K (HIGH false) / Q5_K (HIGH true), GGUF layout, unit p (0..7) of a super-block as cu_q_k45: 16 bytes of
+// Q4_K (HIGH false) / Q5_K (HIGH true), repacked (cu_q_k45), unit p (0..7) of a block as there: 16 bytes of
 // qs = elements 64g + l0 + i (low nibbles, sub-block 2g) and 64g + 32 + l0 + i (high, sub-block 2g + 1),
 // g = p/2, l0 = 16 (p%2). x = d*sc*q - dmin*m per sub-block: the min term is dmin*m*(x's 16-sum).
 template <bool HIGH> struct cu_q8_k45 {
     static constexpr int UNIT = 32;
-    static constexpr int BLK = HIGH ? 176 : 144, QS_OFF = HIGH ? 48 : 16;
+    static constexpr int P = cu_q_k45<HIGH>::P, QS_OFF = cu_q_k45<HIGH>::QS_OFF;
     struct W {
-        uint4 q, h;      // h: Q5_K's high bits
-        uint32_t dm;     // d, dmin (fp16 each)
-        uint32_t sc[3];  // the 12 bytes of scales and mins
+        uint4 q, h;  // h: Q5_K's high bits
+        uint4 hd;    // the block's scale part: d, dmin, the four 24-bit fields
     };
     CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
-        const uint8_t *blk = w.q + row * (int64_t)w.row_bytes + (u >> 3) * BLK;
+        const int64_t k = row * (w.ne0 / 256) + (u >> 3);
+        const uint8_t *blk = w.q + k * P;
         const int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
         W r;
         r.q = CU_LDG((const uint4 *)(blk + QS_OFF + 32 * g + l0));
-        r.h = HIGH ? CU_LDG((const uint4 *)(blk + 16 + l0)) : uint4{0, 0, 0, 0};
-        // d, dmin and the 12 scale bytes are the block's first 16 bytes (blocks of 144 / 176 bytes and rows of a
-        // whole number of them keep them 16-byte aligned): one load, not four
-        const uint4 hd = CU_LDG((const uint4 *)blk);
-        r.dm = hd.x, r.sc[0] = hd.y, r.sc[1] = hd.z, r.sc[2] = hd.w;
+        r.h = HIGH ? CU_LDG((const uint4 *)(blk + l0)) : uint4{0, 0, 0, 0};
+        r.hd = CU_LDG((const uint4 *)w.d + k);
         return r;
     }
     CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
@@ -130,10 +127,9 @@ template <bool HIGH> struct cu_q8_k45 {
             s0 = cu_dp4a(lo, x0[i], s0);
             s1 = cu_dp4a(hi, x1[i], s1);
         }
-        const float d = cu_h2f((uint16_t)(w.dm & 0xffff)), dmin = cu_h2f((uint16_t)(w.dm >> 16));
-        int sc0, m0, sc1, m1;
-        cu_k4_scale_min(2 * g, w.sc, &sc0, &m0);
-        cu_k4_scale_min(2 * g + 1, w.sc, &sc1, &m1);
+        const float d = cu_h2f((uint16_t)(w.hd.x & 0xffff)), dmin = cu_h2f((uint16_t)(w.hd.x >> 16));
+        const uint32_t f = cu_k4r_field(w.hd, g);
+        const int sc0 = (int)(f & 63), sc1 = (int)((f >> 6) & 63), m0 = (int)((f >> 12) & 63), m1 = (int)(f >> 18);
         return d * (xd[e0 / 32] * (float)(sc0 * s0) + xd[e1 / 32] * (float)(sc1 * s1)) -
                dmin * ((float)m0 * xs[e0 / 16] + (float)m1 * xs[e1 / 16]);
     }

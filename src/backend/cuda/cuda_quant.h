@@ -111,37 +111,39 @@ struct cu_q_q4_0 {
     }
 };
 
-// Q4_K/Q5_K scale and min j (0..7) of the 12-byte packing (as ll_quant_k4_scale_min), from its three
-// little-endian words (byte k = w[k/4] >> 8(k%4)): shifts by a run-time amount keep it all in registers.
-CU_HD void cu_k4_scale_min(int j, const uint32_t w[3], int *sc, int *m) {
-    if (j < 4) {
-        *sc = (w[0] >> (8 * j)) & 63;
-        *m = (w[1] >> (8 * j)) & 63;
-    } else {
-        int k = 8 * (j - 4);
-        *sc = ((w[2] >> k) & 0xF) | (((w[0] >> k) & 0xC0) >> 2);
-        *m = ((w[2] >> k) >> 4 & 0xF) | (((w[1] >> k) & 0xC0) >> 2);
-    }
+// Q4_K/Q5_K, repacked (upload.cu): the 24-bit field of group g (0..3, 64 elements) of a block's scale part h
+// (h.x: d, dmin; h.y..h.w: the fields at bits 24g): the scale of sub-block 2g in bits 0-5, of 2g+1 in 6-11, their
+// mins in 12-17 and 18-23. One funnel shift and a mask instead of unpacking the 12-byte GGUF packing per unit.
+CU_HD uint32_t cu_k4r_field(const uint4 &h, int g) {
+    const uint32_t lo = g < 2 ? h.y : g == 2 ? h.z : h.w, hi = g < 2 ? h.z : h.w;
+    const int s = (24 * g) & 31;
+#ifdef __CUDA_ARCH__
+    return __funnelshift_r(lo, hi, s) & 0xffffff;
+#else
+    return (uint32_t)((((uint64_t)hi << 32) | lo) >> s) & 0xffffff;
+#endif
 }
 
-// Q4_K (HIGH false) / Q5_K (HIGH true), GGUF layout. Unit p (0..7) of a super-block: group g = p/2 of 64
-// elements, bytes l0 = (p%2)*16 .. +16 of its 32 qs bytes: elements 64g+l0+i (low nibble, sub-block 2g) and
-// 64g+32+l0+i (high nibble, sub-block 2g+1). Q5_K's fifth bit: bit 2g / 2g+1 of qh[l0+i].
+// Q4_K (HIGH false) / Q5_K (HIGH true), repacked: block k of row r = payload at q + (r*nb + k)*P (P = 128: qs;
+// Q5_K 160: qh 32, then qs 128), scale part at ((uint4 *)d)[r*nb + k]. Unit p (0..7) of a block: group g = p/2
+// of 64 elements, bytes l0 = (p%2)*16 .. +16 of its 32 qs bytes: elements 64g+l0+i (low nibble, sub-block 2g)
+// and 64g+32+l0+i (high nibble, sub-block 2g+1). Q5_K's fifth bit: bit 2g / 2g+1 of qh[l0+i].
 template <bool HIGH> struct cu_q_k45 {
     static constexpr int R = 2, L = 16;
     static constexpr bool HAS_MIN = true;
-    static constexpr int BLK = HIGH ? 176 : 144, QS_OFF = HIGH ? 48 : 16;
+    static constexpr int P = HIGH ? 160 : 128, QS_OFF = HIGH ? 32 : 0;
     CU_HD static void starts(int64_t u, int64_t st[R]) {
         int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
         st[0] = (u >> 3) * 256 + 64 * g + l0;
         st[1] = st[0] + 32;
     }
     CU_HD static void load(const cu_wview &w, int64_t row, int64_t u, float v[R][L], float a[R], float b[R]) {
-        const uint8_t *blk = w.q + row * (int64_t)w.row_bytes + (u >> 3) * BLK;
+        const int64_t k = row * (w.ne0 / 256) + (u >> 3);
+        const uint8_t *blk = w.q + k * P;
         int p = (int)(u & 7), g = p >> 1, l0 = (p & 1) * 16;
         uint8_t q[16], h[16];
         cu_load16(blk + QS_OFF + 32 * g + l0, q);
-        if (HIGH) cu_load16(blk + 16 + l0, h);
+        if (HIGH) cu_load16(blk + l0, h);
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             int lo = q[i] & 0xF, hi = q[i] >> 4;
@@ -152,17 +154,13 @@ template <bool HIGH> struct cu_q_k45 {
             v[0][i] = (float)lo;
             v[1][i] = (float)hi;
         }
-        const uint16_t *dh = (const uint16_t *)blk;
-        float d = cu_h2f(CU_LDG(dh)), dmin = cu_h2f(CU_LDG(dh + 1));
-        const uint32_t *sw = (const uint32_t *)(blk + 4);
-        const uint32_t sc[3] = {CU_LDG(sw), CU_LDG(sw + 1), CU_LDG(sw + 2)};
-        int s, m;
-        cu_k4_scale_min(2 * g, sc, &s, &m);
-        a[0] = d * (float)s;
-        b[0] = -(dmin * (float)m);
-        cu_k4_scale_min(2 * g + 1, sc, &s, &m);
-        a[1] = d * (float)s;
-        b[1] = -(dmin * (float)m);
+        const uint4 hd = CU_LDG((const uint4 *)w.d + k);
+        const float d = cu_h2f((uint16_t)(hd.x & 0xffff)), dmin = cu_h2f((uint16_t)(hd.x >> 16));
+        const uint32_t f = cu_k4r_field(hd, g);
+        a[0] = d * (float)(f & 63);
+        b[0] = -(dmin * (float)((f >> 12) & 63));
+        a[1] = d * (float)((f >> 6) & 63);
+        b[1] = -(dmin * (float)(f >> 18));
     }
 };
 

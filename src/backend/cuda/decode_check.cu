@@ -75,7 +75,8 @@ static bool check_one(uint32_t t, int cols, uint64_t *seed, char *why, size_t ca
     uint8_t *base = (uint8_t *)(((uintptr_t)dev + 255) & ~(uintptr_t)255);
     cu_wview v = {base, NULL, cols, rows, (size_t)rb, t};
     if (ok && cu_repacked(t)) {
-        size_t nb = raw_n / (cu_repack_payload(t) + 2), qbytes = (nb * cu_repack_payload(t) + 255) & ~(size_t)255;
+        size_t nb = raw_n / (cu_repack_payload(t) + cu_repack_scale(t));
+        size_t qbytes = (nb * cu_repack_payload(t) + 255) & ~(size_t)255;
         cu_repack_blocks(t, raw, nb, base, base + qbytes);
         v.d = (const uint16_t *)(base + qbytes);
     } else if (ok) {

@@ -19,7 +19,7 @@
 template <class Q, int RB, bool SW, bool ROPE = false>
 __device__ __forceinline__ void matvec_block(const cu_wview &w, const cu_wview &w2, const float *__restrict__ x,
                                              float *__restrict__ y, bool accumulate, int64_t blk,
-                                             const cu_rope_epi *re = nullptr, int which = 0) {
+                                             const cu_rope_epi &re = cu_rope_epi{}, int which = 0) {
     static_assert(!ROPE || (RB % 2 == 0 && !SW), "RoPE pairs within a block");
     constexpr int NA = SW ? 2 * RB : RB;
     __shared__ float red[MV_WARPS][NA];
@@ -85,7 +85,7 @@ __device__ __forceinline__ void matvec_block(const cu_wview &w, const cu_wview &
             if (ROPE) sp += red[wi][threadIdx.x ^ 1]; // the partner row's sum, in the same order as its own
         }
         if (SW) y[row0 + threadIdx.x] = s / (1.0f + expf(-s)) * s2; // as k_swiglu
-        else if (ROPE) cu_rope_store(*re, which, 0, row0 + threadIdx.x, s, sp, y + row0 + threadIdx.x);
+        else if (ROPE) cu_rope_store(re, which, 0, row0 + threadIdx.x, s, sp, y + row0 + threadIdx.x);
         else y[row0 + threadIdx.x] = accumulate ? y[row0 + threadIdx.x] + s : s;
     }
 }
@@ -104,9 +104,9 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_matvec3(cu_wview w0, cu_wview
                                                            float *__restrict__ y1, float *__restrict__ y2,
                                                            cu_rope_epi re) {
     const int b = blockIdx.x;
-    if (b < nb0) matvec_block<Q, RB, false, ROPE>(w0, w0, x, y0, false, b, &re, 0);
-    else if (b < nb0 + nb1) matvec_block<Q, RB, false, ROPE>(w1, w1, x, y1, false, b - nb0, &re, 1);
-    else matvec_block<Q, RB, false, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, &re, 2);
+    if (b < nb0) matvec_block<Q, RB, false, ROPE>(w0, w0, x, y0, false, b, re, 0);
+    else if (b < nb0 + nb1) matvec_block<Q, RB, false, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
+    else matvec_block<Q, RB, false, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
 }
 
 #define MV3_RB 2 // rows per block of k_matvec3 (op_qkv_rope_store needs it to divide head_dim)

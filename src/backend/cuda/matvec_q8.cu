@@ -34,7 +34,7 @@ void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
 template <class Q, int R, bool SW, bool PRE, bool ROPE = false>
 __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2, const cu_x8 &x,
                                            float *__restrict__ y, bool accumulate, int64_t blk,
-                                           const cu_rope_epi *re = nullptr, int which = 0) {
+                                           const cu_rope_epi &re = cu_rope_epi{}, int which = 0) {
     static_assert(!ROPE || (R % 2 == 0 && !SW), "RoPE pairs within a block");
     constexpr int NA = SW ? 2 * R : R;
     __shared__ float red[MQ_THREADS / 32][NA];
@@ -91,7 +91,7 @@ __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2
         }
         float *o = y + (int64_t)tok * w.ne1 + row0 + threadIdx.x;
         if (SW) *o = s / (1.0f + expf(-s)) * s2; // as k_swiglu
-        else if (ROPE) cu_rope_store(*re, which, tok, row0 + threadIdx.x, s, sp, o);
+        else if (ROPE) cu_rope_store(re, which, tok, row0 + threadIdx.x, s, sp, o);
         else *o = accumulate ? *o + s : s;
     }
 }
@@ -109,9 +109,9 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, 
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
                                                       float *__restrict__ y2, cu_rope_epi re) {
     const int b = blockIdx.x;
-    if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, &re, 0);
-    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, &re, 1);
-    else mmvq_block<Q, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, &re, 2);
+    if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, re, 0);
+    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
+    else mmvq_block<Q, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
 }
 
 #define MQ3_R 4 // rows per block of k_mmvq3 (op_qkv_rope_store needs it to divide head_dim)

@@ -1,5 +1,5 @@
 // upload.cu — prepare for the CUDA backend: plan device memory (weights + scratch) against what the GPU has
-// free, then stream every weight from the map through two pinned buffers (Q8_0/Q4_0/Q6_K repacked on the way).
+// free, then stream every weight from the map through two pinned buffers (all quantized types repacked on the way).
 #include "backend/cuda/cuda_internal.h"
 
 #include <stdlib.h>
@@ -8,20 +8,59 @@
 #define CU_STAGE_BYTES ((size_t)64 << 20) // each of the two pinned staging buffers
 #define CU_ALIGN 256
 
-// Repacked types: each GGUF block minus its fp16 scale d (the payload: aligned runs once the blocks are back
-// to back), and all the scales after them. Q8_0/Q4_0 keep d first in a block, Q6_K last.
-bool cu_repacked(uint32_t type) { return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q6_K; }
-static size_t block_bytes(uint32_t type) { return type == LL_TYPE_Q8_0 ? 34 : type == LL_TYPE_Q4_0 ? 18 : 210; }
-size_t cu_repack_payload(uint32_t type) { return block_bytes(type) - 2; }
+// Repacked types: each GGUF block's payload (aligned runs once the blocks are back to back), and all the
+// blocks' scales after them. Q8_0/Q4_0 keep d first in a block, Q6_K last: their scale part is that fp16 d.
+// Q4_K/Q5_K: the payload is the block after its first 16 bytes ((Q5_K: qh, then) qs); the 16-byte scale part
+// holds d and dmin, then the 8 scales and 8 mins unpacked from their 12-byte packing into four 24-bit fields, one
+// per group of 64 elements (cu_k4r_field). The same bytes as the file.
+static bool k45(uint32_t type) { return type == LL_TYPE_Q4_K || type == LL_TYPE_Q5_K; }
+bool cu_repacked(uint32_t type) {
+    return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q6_K || k45(type);
+}
+static size_t block_bytes(uint32_t type) {
+    switch (type) {
+    case LL_TYPE_Q8_0: return 34;
+    case LL_TYPE_Q4_0: return 18;
+    case LL_TYPE_Q4_K: return 144;
+    case LL_TYPE_Q5_K: return 176;
+    default: return 210; // Q6_K
+    }
+}
+size_t cu_repack_scale(uint32_t type) { return k45(type) ? 16 : 2; }
+size_t cu_repack_payload(uint32_t type) { return block_bytes(type) - cu_repack_scale(type); }
 static size_t n_blocks(const cu_wview *v) {
-    return (size_t)(v->ne0 / (v->type == LL_TYPE_Q6_K ? 256 : 32)) * (size_t)v->ne1;
+    const bool k = v->type == LL_TYPE_Q6_K || k45(v->type);
+    return (size_t)(v->ne0 / (k ? 256 : 32)) * (size_t)v->ne1;
+}
+
+// Q4_K/Q5_K's 16-byte scale part from a GGUF block (d, dmin, 12 bytes of packed 6-bit scales and mins, ...).
+static void q4k_header(const uint8_t *blk, uint8_t out[16]) {
+    uint32_t w[4] = {0, 0, 0, 0};
+    memcpy(&w[0], blk, 4); // d, dmin
+    for (int g = 0; g < 4; g++) {
+        uint8_t s0, m0, s1, m1;
+        ll_quant_k4_scale_min(2 * g, blk + 4, &s0, &m0);
+        ll_quant_k4_scale_min(2 * g + 1, blk + 4, &s1, &m1);
+        const uint64_t f = (uint64_t)s0 | (uint64_t)s1 << 6 | (uint64_t)m0 << 12 | (uint64_t)m1 << 18;
+        const int bit = 24 * g; // within the 96 bits of w[1..3]
+        for (int i = 0; i < 24; i++)
+            if (f >> i & 1) w[1 + (bit + i) / 32] |= 1u << ((bit + i) % 32);
+    }
+    memcpy(out, w, 16);
 }
 
 void cu_repack_blocks(uint32_t type, const uint8_t *src, size_t n, uint8_t *q, uint8_t *d) {
-    const size_t bsz = block_bytes(type), qs = cu_repack_payload(type), doff = type == LL_TYPE_Q6_K ? 208 : 0;
+    const size_t bsz = block_bytes(type), qs = cu_repack_payload(type), ds = cu_repack_scale(type);
     for (size_t i = 0; i < n; i++) {
-        memcpy(q + i * qs, src + i * bsz + (doff ? 0 : 2), qs);
-        memcpy(d + i * 2, src + i * bsz + doff, 2);
+        const uint8_t *b = src + i * bsz;
+        if (k45(type)) {
+            memcpy(q + i * qs, b + 16, qs);
+            q4k_header(b, d + i * ds);
+        } else {
+            const size_t doff = type == LL_TYPE_Q6_K ? 208 : 0; // where d is in the block
+            memcpy(q + i * qs, b + (doff ? 0 : 2), qs);
+            memcpy(d + i * ds, b + doff, 2);
+        }
     }
 }
 
@@ -46,7 +85,8 @@ static ll_status plan_weight(const ll_weight *w, cu_weight *e, ll_error *err) {
     e->v = (cu_wview){NULL, NULL, w->ne0, w->ne1, (size_t)row, w->type};
     if (cu_repacked(w->type)) {
         size_t nb = n_blocks(&e->v);
-        e->bytes = ll_align_up(nb * cu_repack_payload(w->type), CU_ALIGN) + ll_align_up(nb * 2, CU_ALIGN);
+        e->bytes = ll_align_up(nb * cu_repack_payload(w->type), CU_ALIGN) +
+                   ll_align_up(nb * cu_repack_scale(w->type), CU_ALIGN);
     } else {
         e->bytes = ll_align_up(total, CU_ALIGN);
     }
@@ -93,7 +133,8 @@ static ll_status upload_raw(cu_impl *c, stager *s, const cu_weight *e, ll_error 
 
 // GGUF blocks -> all payloads in block order, then all scales.
 static ll_status upload_repacked(cu_impl *c, stager *s, const cu_weight *e, ll_error *err) {
-    const size_t bsz = block_bytes(e->v.type), qs = cu_repack_payload(e->v.type), per = CU_STAGE_BYTES / bsz;
+    const size_t bsz = block_bytes(e->v.type), qs = cu_repack_payload(e->v.type), ds = cu_repack_scale(e->v.type);
+    const size_t per = CU_STAGE_BYTES / bsz;
     const size_t nb = n_blocks(&e->v);
     const uint8_t *src = (const uint8_t *)e->host;
     for (size_t b0 = 0; b0 < nb; b0 += per) {
@@ -103,7 +144,7 @@ static ll_status upload_repacked(cu_impl *c, stager *s, const cu_weight *e, ll_e
         if (st != LL_OK) return st;
         cu_repack_blocks(e->v.type, src + b0 * bsz, n, buf, buf + n * qs);
         if ((st = copy_async(c, (uint8_t *)e->v.q + b0 * qs, buf, n * qs, err)) != LL_OK) return st;
-        if ((st = copy_async(c, (uint16_t *)e->v.d + b0, buf + n * qs, n * 2, err)) != LL_OK) return st;
+        if ((st = copy_async(c, (uint8_t *)e->v.d + b0 * ds, buf + n * qs, n * ds, err)) != LL_OK) return st;
         if ((st = stage_give(c, s, err)) != LL_OK) return st;
     }
     return LL_OK;
