@@ -27,7 +27,8 @@ __device__ __forceinline__ void am_mma(float d[4], const uint32_t a[4], uint32_t
 template <int HD>
 __global__ void __launch_bounds__(AM_THREADS)
     k_attn_mma(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
-               float *__restrict__ out, int n_tok, int n_head, int n_head_kv, int n_past, float qscale) {
+               float *__restrict__ out, __half *__restrict__ outh, int n_tok, int n_head, int n_head_kv, int n_past,
+               float qscale) {
     constexpr int LD = HD + 8; // halves per shared row: the 32-bit fragment loads hit 32 different banks
     extern __shared__ __half am_smem[];
     __half *Ks = am_smem, *Vs = am_smem + AM_BK * LD;
@@ -136,10 +137,14 @@ __global__ void __launch_bounds__(AM_THREADS)
     for (int row = 0; row < 2; row++) {
         const int t = t0 + g + 8 * row;
         if (t >= n_tok) continue;
-        float *op = out + ((size_t)t * n_head + h) * HD + 2 * c;
+        const size_t off = ((size_t)t * n_head + h) * HD + 2 * c;
         const float inv = 1.0f / l[row];
 #pragma unroll
-        for (int n = 0; n < HD / 8; n++) *(float2 *)(op + 8 * n) = make_float2(o[n][2 * row] * inv, o[n][2 * row + 1] * inv);
+        for (int n = 0; n < HD / 8; n++) {
+            const float2 v = make_float2(o[n][2 * row] * inv, o[n][2 * row + 1] * inv);
+            *(float2 *)(out + off + 8 * n) = v;
+            if (outh) *(__half2 *)(outh + off + 8 * n) = __floats2half2_rn(v.x, v.y);
+        }
     }
 }
 
@@ -153,9 +158,15 @@ template <int HD> static void launch(cu_impl *c, float *out, const float *q, con
     }
     dim3 grid((unsigned)((n_tok + AM_BQ - 1) / AM_BQ), (unsigned)p->n_head);
     const float qscale = p->scale * 1.4426950408889634f; // log2(e): exp(x) = exp2(x log2 e)
-    k_attn_mma<HD><<<grid, AM_THREADS, smem, c->stream>>>(q, kc, vc, out, n_tok, p->n_head, p->n_head_kv, p->n_past,
-                                                          qscale);
+    // out in f16 too, for the output projection's GEMM (matmul.cu: xh), saving it a conversion pass
+    const size_t n = (size_t)n_tok * p->n_head * HD;
+    __half *outh = n * 2 <= c->xh_bytes ? (__half *)c->xh : NULL;
+    k_attn_mma<HD><<<grid, AM_THREADS, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv,
+                                                          p->n_past, qscale);
     CU_LAUNCHED();
+    c->xh_src = outh ? out : NULL;
+    c->xh_n = n;
+    c->xh_bf = false;
 }
 
 bool cu_attention_mma(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,

@@ -279,6 +279,8 @@ void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *
 void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
                       const ll_rope_params *p, int n_head_kv, const float *freq_dev);
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
+// the same from f16 gate and up values (the batch GEMMs' outputs)
+void cu_swiglu_h(cu_impl *c, float *g, const __half *gh, const __half *uh, int n, int n_tok);
 void cu_add(cu_impl *c, float *y, const float *x, size_t n);
 
 // attention_mma.cu: batches of at least CU_ATTN_MMA_MIN_TOK tokens with head_dim 64 or 128 on the tensor cores

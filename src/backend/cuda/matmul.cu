@@ -314,7 +314,8 @@ static unsigned grid_for(cu_impl *c, int64_t n) {
 }
 
 // C (ne1 x n_tok, column-major = y row-major) = A^T B: A = W column-major (ne0 x ne1), B = x (ne0 x n_tok).
-static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
+// y is f32 (ty CUDA_R_32F; acc: y += instead of =) or f16 (CUDA_R_16F: f32 sums rounded once at the store).
+static void gemm(cu_impl *c, const cu_wview *w, const float *x, void *y, cudaDataType ty, int n_tok, bool acc) {
     const int m = (int)w->ne1, k = (int)w->ne0;
     const float one = 1.0f, zero = 0.0f, *beta = acc ? &one : &zero;
     const void *A, *B;
@@ -343,7 +344,7 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_
         }
     }
     cublasStatus_t s = c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, A, ta, k, B, ta, k, beta,
-                                    y, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                                    y, ty, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
         char msg[64];
         snprintf(msg, sizeof msg, "cuBLAS status %d", (int)s);
@@ -365,7 +366,7 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
         if (ys < xe && xs < ye) c->xh_src = NULL;
     }
     if (use_gemm) {
-        gemm(c, w, x, y, n_tok, acc);
+        gemm(c, w, x, y, CUDA_R_32F, n_tok, acc);
         return;
     }
     if (cu_mmvq_supports(w->type)) {
@@ -387,6 +388,19 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
         mv_launch l = {c, wg, wu, x, g, c->mv_rows, false};
         LL_ASSERT(cu_dispatch(*wg, l));
         c->x8_src = c->xh_src = NULL;
+        return;
+    }
+    const bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
+    if (same && use_gemm && wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_BF16) {
+        // Batches: both GEMMs store f16 (u's bytes hold the two), SwiGLU reads them: half the bytes of f32
+        // outputs written and read again (llama.cpp's cuBLAS path stores f16 too). Not for F32/BF16 weights,
+        // whose models may rely on the wider range.
+        const size_t n = (size_t)n_tok * (size_t)wg->ne1;
+        __half *gh = (__half *)u, *uh = gh + n;
+        c->x8_src = NULL; // u's bytes change
+        gemm(c, wg, x, gh, CUDA_R_16F, n_tok, false);
+        gemm(c, wu, x, uh, CUDA_R_16F, n_tok, false);
+        cu_swiglu_h(c, g, gh, uh, (int)wg->ne1, n_tok); // leaves g's f16 copy in xh for the down GEMM
         return;
     }
     cu_matmul(c, wg, x, g, n_tok, false);

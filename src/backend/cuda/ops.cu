@@ -229,6 +229,30 @@ __global__ void k_swiglu(float *g, const float *__restrict__ u, int64_t n, __hal
     }
 }
 
+// g = silu(gh) * uh from f16 inputs (the batch GEMMs' f16 outputs, matmul.cu), and g's f16 copy into xh.
+__global__ void k_swiglu_h(float *__restrict__ g, const __half *__restrict__ gh, const __half *__restrict__ uh,
+                           int64_t n, __half *xh) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = __half2float(gh[i]);
+        v = v / (1.0f + expf(-v)) * __half2float(uh[i]);
+        g[i] = v;
+        if (xh) xh[i] = __float2half_rn(v);
+    }
+}
+
+void cu_swiglu_h(cu_impl *c, float *g, const __half *gh, const __half *uh, int n, int n_tok) {
+    int64_t total = (int64_t)n * n_tok;
+    const bool h = (size_t)total * 2 <= c->xh_bytes;
+    cu_launch(c, k_swiglu_h, dim3(grid_1d(c, total, 256)), dim3(256), 0, g, gh, uh, total,
+              h ? (__half *)c->xh : (__half *)NULL);
+    c->x8_src = NULL;
+    c->xh_src = h ? g : NULL;
+    c->xh_n = (size_t)total;
+    c->xh_bf = false;
+}
+
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok) {
     int64_t total = (int64_t)n * n_tok;
     const bool h = n_tok >= 2 && (size_t)total * 2 <= c->xh_bytes; // g in f16 too, for the GEMM (as rmsnorm)
