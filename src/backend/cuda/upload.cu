@@ -35,17 +35,17 @@ static size_t n_blocks(const cu_wview *v) {
 
 // Q4_K/Q5_K's 16-byte scale part from a GGUF block (d, dmin, 12 bytes of packed 6-bit scales and mins, ...).
 static void q4k_header(const uint8_t *blk, uint8_t out[16]) {
-    uint32_t w[4] = {0, 0, 0, 0};
-    memcpy(&w[0], blk, 4); // d, dmin
+    uint64_t f[4]; // group g's 24 bits
     for (int g = 0; g < 4; g++) {
         uint8_t s0, m0, s1, m1;
         ll_quant_k4_scale_min(2 * g, blk + 4, &s0, &m0);
         ll_quant_k4_scale_min(2 * g + 1, blk + 4, &s1, &m1);
-        const uint64_t f = (uint64_t)s0 | (uint64_t)s1 << 6 | (uint64_t)m0 << 12 | (uint64_t)m1 << 18;
-        const int bit = 24 * g; // within the 96 bits of w[1..3]
-        for (int i = 0; i < 24; i++)
-            if (f >> i & 1) w[1 + (bit + i) / 32] |= 1u << ((bit + i) % 32);
+        f[g] = (uint64_t)s0 | (uint64_t)s1 << 6 | (uint64_t)m0 << 12 | (uint64_t)m1 << 18;
     }
+    // the 96 bits f0 | f1 << 24 | f2 << 48 | f3 << 72 as w[1..3], after d, dmin in w[0]
+    const uint64_t lo = f[0] | f[1] << 24 | f[2] << 48;
+    uint32_t w[4] = {0, (uint32_t)lo, (uint32_t)(lo >> 32), (uint32_t)(f[2] >> 16 | f[3] << 8)};
+    memcpy(&w[0], blk, 4);
     memcpy(out, w, 16);
 }
 
