@@ -218,50 +218,36 @@ void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *
     cu_launch(c, k_kv_store, dim3(grid_1d(c, n, 256)), dim3(256), 0, kc, vc, k, v, n, kvd, n_past, cu_npast_dev(c));
 }
 
-__global__ void k_swiglu(float *g, const float *__restrict__ u, int64_t n, __half *xh) {
+// g = silu(gi) * u from gate and up values of type T: f32 (gi is g: in place) or f16 (the batch GEMMs' outputs,
+// matmul.cu); g's f16 copy into xh when given.
+__device__ __forceinline__ float cu_tof(float v) { return v; }
+__device__ __forceinline__ float cu_tof(__half v) { return __half2float(v); }
+template <class T> __global__ void k_swiglu(float *g, const T *gi, const T *__restrict__ u, int64_t n, __half *xh) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float v = g[i];
-        v = v / (1.0f + expf(-v)) * u[i];
+        float v = cu_tof(gi[i]);
+        v = v / (1.0f + expf(-v)) * cu_tof(u[i]);
         g[i] = v;
         if (xh) xh[i] = __float2half_rn(v);
     }
 }
 
-// g = silu(gh) * uh from f16 inputs (the batch GEMMs' f16 outputs, matmul.cu), and g's f16 copy into xh.
-__global__ void k_swiglu_h(float *__restrict__ g, const __half *__restrict__ gh, const __half *__restrict__ uh,
-                           int64_t n, __half *xh) {
-    CU_PDL_WAIT();
-    CU_PDL_LAUNCH();
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float v = __half2float(gh[i]);
-        v = v / (1.0f + expf(-v)) * __half2float(uh[i]);
-        g[i] = v;
-        if (xh) xh[i] = __float2half_rn(v);
-    }
+// Batches (n_tok >= 2) also leave g in f16 in xh for the down GEMM, as rmsnorm does for its GEMMs.
+template <class T> static void swiglu(cu_impl *c, float *g, const T *gi, const T *u, int n, int n_tok) {
+    int64_t total = (int64_t)n * n_tok;
+    const bool h = n_tok >= 2 && (size_t)total * 2 <= c->xh_bytes;
+    cu_launch(c, k_swiglu<T>, dim3(grid_1d(c, total, 256)), dim3(256), 0, g, gi, u, total,
+              h ? (__half *)c->xh : (__half *)NULL);
+    c->x8_src = NULL;
+    c->xh_src = h ? g : NULL;
+    c->xh_n = (size_t)total;
+    c->xh_bf = false;
 }
 
+void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok) { swiglu(c, g, (const float *)g, u, n, n_tok); }
 void cu_swiglu_h(cu_impl *c, float *g, const __half *gh, const __half *uh, int n, int n_tok) {
-    int64_t total = (int64_t)n * n_tok;
-    const bool h = (size_t)total * 2 <= c->xh_bytes;
-    cu_launch(c, k_swiglu_h, dim3(grid_1d(c, total, 256)), dim3(256), 0, g, gh, uh, total,
-              h ? (__half *)c->xh : (__half *)NULL);
-    c->x8_src = NULL;
-    c->xh_src = h ? g : NULL;
-    c->xh_n = (size_t)total;
-    c->xh_bf = false;
-}
-
-void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok) {
-    int64_t total = (int64_t)n * n_tok;
-    const bool h = n_tok >= 2 && (size_t)total * 2 <= c->xh_bytes; // g in f16 too, for the GEMM (as rmsnorm)
-    cu_launch(c, k_swiglu, dim3(grid_1d(c, total, 256)), dim3(256), 0, g, u, total,
-              h ? (__half *)c->xh : (__half *)NULL);
-    c->x8_src = NULL;
-    c->xh_src = h ? g : NULL;
-    c->xh_n = (size_t)total;
-    c->xh_bf = false;
+    swiglu(c, g, gh, uh, n, n_tok);
 }
 
 __global__ void k_add(float *y, const float *__restrict__ x, int64_t n) {
