@@ -51,13 +51,15 @@ typedef struct shape {
     const char *name;
     kind k;
     int64_t ne0, ne1[3]; // matmul3: three row counts; swiglu: gate and up both ne1[0]; add: ne1[0]
+    bool v_q6k;          // matmul3 with v in Q6_K (llama.cpp's Q4_K_M/Q5_K_M mix); only for Q4_K and Q5_K
 } shape;
 
 static const shape k_shapes[] = {
-    {"qkv 4096 -> 4096+1024+1024", K_MATMUL3, 4096, {4096, 1024, 1024}},
-    {"o 4096 -> 4096 (+= residual)", K_ADD, 4096, {4096, 0, 0}},
-    {"gate/up 4096 -> 2x14336, SwiGLU", K_SWIGLU, 4096, {14336, 14336, 0}},
-    {"down 14336 -> 4096 (+= residual)", K_ADD, 14336, {4096, 0, 0}},
+    {"qkv 4096 -> 4096+1024+1024", K_MATMUL3, 4096, {4096, 1024, 1024}, false},
+    {"qkv, v in Q6_K", K_MATMUL3, 4096, {4096, 1024, 1024}, true},
+    {"o 4096 -> 4096 (+= residual)", K_ADD, 4096, {4096, 0, 0}, false},
+    {"gate/up 4096 -> 2x14336, SwiGLU", K_SWIGLU, 4096, {14336, 14336, 0}, false},
+    {"down 14336 -> 4096 (+= residual)", K_ADD, 14336, {4096, 0, 0}, false},
 };
 
 #define MAX_COPIES 64
@@ -107,8 +109,9 @@ static int bench_one(ll_backend *gpu, ll_backend *cpu, uint32_t t, const shape *
     const int nm = sh->k == K_MATMUL3 ? 3 : sh->k == K_SWIGLU ? 2 : 1;
     size_t per[3] = {0}, total = 0;
     uint8_t *base[3] = {0};
+    uint32_t types[3] = {t, t, sh->v_q6k ? LL_TYPE_Q6_K : t};
     for (int j = 0; j < nm; j++) {
-        base[j] = make_rows(t, sh->ne0, sh->ne1[j], &per[j], &s);
+        base[j] = make_rows(types[j], sh->ne0, sh->ne1[j], &per[j], &s);
         if (!base[j]) { fprintf(stderr, "cannot make a %s weight\n", ll_type_name(t)); exit(1); }
         total += per[j];
     }
@@ -124,7 +127,7 @@ static int bench_one(ll_backend *gpu, ll_backend *cpu, uint32_t t, const shape *
         size_t off = total * (size_t)i;
         for (int j = 0; j < nm; j++) {
             memcpy(host + off, base[j], per[j]);
-            w[i][j] = (ll_weight){host + off, t, sh->ne0, sh->ne1[j], "w", false};
+            w[i][j] = (ll_weight){host + off, types[j], sh->ne0, sh->ne1[j], "w", false};
             all[n_all++] = &w[i][j];
             off += per[j];
         }
@@ -208,7 +211,8 @@ int main(int argc, char **argv) {
         ll_backend_free(cpu);
         return 0;
     }
-    const char *knobs[] = {"LLMLAB_CUDA_PDL", "LLMLAB_CUDA_PRELOAD", "LLMLAB_CUDA_MV_ROWS"};
+    const char *knobs[] = {"LLMLAB_CUDA_PDL", "LLMLAB_CUDA_PRELOAD", "LLMLAB_CUDA_MV_ROWS", "LLMLAB_CUDA_MVQ_ROWS",
+                           "LLMLAB_CUDA_NOFUSE"};
     printf("settings:");
     for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) printf(" %s=%s", knobs[i], getenv(knobs[i]) ? getenv(knobs[i]) : "(default)");
     printf("\n");
@@ -218,7 +222,9 @@ int main(int argc, char **argv) {
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         ll_type t;
         if (!ll_type_from_name(tok, &t)) { fprintf(stderr, "unknown type %s\n", tok); return 2; }
-        for (size_t k = 0; k < sizeof k_shapes / sizeof k_shapes[0]; k++) fails += bench_one(gpu, cpu, t, &k_shapes[k], reps, bw);
+        for (size_t k = 0; k < sizeof k_shapes / sizeof k_shapes[0]; k++)
+            if (!k_shapes[k].v_q6k || t == LL_TYPE_Q4_K || t == LL_TYPE_Q5_K)
+                fails += bench_one(gpu, cpu, t, &k_shapes[k], reps, bw);
     }
     ll_backend_free(gpu);
     ll_backend_free(cpu);

@@ -121,6 +121,32 @@ static void test_decoders_host(void **state) {
 }
 
 // ---- element-wise and per-row ops --------------------------------------------------------------------------
+// RMSNorm at row lengths that take each path of k_rmsnorm: x held in registers for one round (1000) or two
+// (8192), rows not of float4s (1001), rows past what registers hold (16640: read twice), several rows each.
+static void test_rmsnorm_sizes(void **state) {
+    NEED_GPU();
+    uint64_t s = 13;
+    const int ns[] = {1000, 1001, 8192, 16640}, nt = 3;
+    for (int k = 0; k < 4; k++) {
+        const int n = ns[k];
+        float *g = rand_floats(n, &s, 1.0f);
+        ll_weight wg = vec_weight(g, n, "gain");
+        const ll_weight *ws[] = {&wg};
+        duo d = duo_init(ws, 1, 8, 16);
+        float *x = rand_floats((size_t)n * nt, &s, 3.0f), *ref = malloc((size_t)n * nt * sizeof *ref);
+        d.cpu->ops->rmsnorm(d.cpu, ref, x, &wg, n, nt, 1e-5f);
+        float *dx = to_dev(d.gpu, x, (size_t)n * nt), *dy = poisoned_dev(d.gpu, (size_t)n * nt);
+        d.gpu->ops->rmsnorm(d.gpu, dy, dx, &wg, n, nt, 1e-5f);
+        float *got = from_dev(d.gpu, dy, (size_t)n * nt);
+        char what[64];
+        snprintf(what, sizeof what, "rmsnorm, rows of %d", n);
+        check_close(what, got, ref, (size_t)n * nt, TOL_F32);
+        d.gpu->ops->free(d.gpu, dx), d.gpu->ops->free(d.gpu, dy);
+        duo_free(&d);
+        free(g), free(x), free(ref), free(got);
+    }
+}
+
 static void test_rows_ops(void **state) {
     NEED_GPU();
     uint64_t s = 11;
@@ -425,14 +451,16 @@ static void swiglu_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     free(wg), free(wu), free(dg), free(du), free(x), free(xr), free(ref), free(got);
 }
 
-// matmul3 (q, k, v on one x: one launch for quantized decode) against three single matmuls on the GPU.
-static void matmul3_case(uint32_t type, int cols, const int rows[3], int nt, uint64_t *s) {
+// matmul3 (q, k, v on one x: one launch for quantized decode) against three single matmuls on the GPU. q and k
+// are of type, v of vtype (Q6_K beside Q4_K/Q5_K takes the one launch too, as in llama.cpp's Q4_K_M mix).
+static void matmul3_case(uint32_t type, uint32_t vtype, int cols, const int rows[3], int nt, uint64_t *s) {
     float *deq[3];
     void *w[3];
     ll_weight lw[3];
     for (int i = 0; i < 3; i++) {
-        w[i] = make_weight(type, cols, rows[i], s, &deq[i]);
-        lw[i] = (ll_weight){w[i], type, cols, rows[i], "w", false};
+        const uint32_t t = i == 2 ? vtype : type;
+        w[i] = make_weight(t, cols, rows[i], s, &deq[i]);
+        lw[i] = (ll_weight){w[i], t, cols, rows[i], "w", false};
     }
     const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2]};
     duo d = duo_init(ws, 3, 16, 16);
@@ -447,7 +475,8 @@ static void matmul3_case(uint32_t type, int cols, const int rows[3], int nt, uin
     for (int i = 0; i < 3; i++) {
         float *a = from_dev(d.gpu, y3[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, y1[i], (size_t)nt * rows[i]);
         char what[96];
-        snprintf(what, sizeof what, "matmul3 %s, matrix %d, %d tokens", ll_type_name(type), i, nt);
+        snprintf(what, sizeof what, "matmul3 %s (v %s), matrix %d, %d tokens", ll_type_name(type),
+                 ll_type_name(vtype), i, nt);
         check_close(what, a, b, (size_t)nt * rows[i], TOL_F32);
         free(a), free(b);
         d.gpu->ops->free(d.gpu, y3[i]);
@@ -465,22 +494,28 @@ static void test_matmul3(void **state) {
     const uint32_t types[] = {LL_TYPE_F16, LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
     const int rows[3] = {64, 16, 16}, toks[] = {1, 3, 12};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
-        for (int k = 0; k < 3; k++) matmul3_case(types[ti], 512, rows, toks[k], &s);
+        for (int k = 0; k < 3; k++) matmul3_case(types[ti], types[ti], 512, rows, toks[k], &s);
+    for (int k = 0; k < 3; k++) {
+        matmul3_case(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 512, rows, toks[k], &s);
+        matmul3_case(LL_TYPE_Q5_K, LL_TYPE_Q6_K, 512, rows, toks[k], &s);
+        matmul3_case(LL_TYPE_Q4_0, LL_TYPE_Q6_K, 512, rows, toks[k], &s); // no mixed kernel: three launches
+    }
 }
 
 // qkv_rope_store (decode: the q/k/v matvec rotates and caches its own rows) against matmul3 + rope_kv_store on
 // the GPU, both from poisoned outputs and the same random caches. NeoX rotation and batches past the matvec take
 // the unfused path inside the op: the same comparison holds.
-static void qkv_rope_case(uint32_t type, int nh, int nkv, int hd, int n_rot, bool neox, bool with_ff, int nt,
-                          int n_past, uint64_t *s) {
+static void qkv_rope_case(uint32_t type, uint32_t vtype, int nh, int nkv, int hd, int n_rot, bool neox, bool with_ff,
+                          int nt, int n_past, uint64_t *s) {
     const int cols = 256, n_ctx = n_past + nt + 2, kvd = nkv * hd, rows[3] = {nh * hd, kvd, kvd};
     float *deq[3], *ff = rand_floats((size_t)hd / 2, s, 0.4f);
     for (int i = 0; i < hd / 2; i++) ff[i] += 1.5f;
     void *w[3];
     ll_weight lw[4];
     for (int i = 0; i < 3; i++) {
-        w[i] = make_weight(type, cols, rows[i], s, &deq[i]);
-        lw[i] = (ll_weight){w[i], type, cols, rows[i], i == 0 ? "q" : i == 1 ? "k" : "v", false};
+        const uint32_t t = i == 2 ? vtype : type;
+        w[i] = make_weight(t, cols, rows[i], s, &deq[i]);
+        lw[i] = (ll_weight){w[i], t, cols, rows[i], i == 0 ? "q" : i == 1 ? "k" : "v", false};
     }
     lw[3] = vec_weight(ff, hd / 2, "rope_freqs");
     const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2], &lw[3]};
@@ -504,8 +539,9 @@ static void qkv_rope_case(uint32_t type, int nh, int nkv, int hd, int n_rot, boo
     const char *names[3] = {"q", "k", "v"};
     for (int i = 0; i < 3; i++) {
         float *a = from_dev(d.gpu, ya[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, yb[i], (size_t)nt * rows[i]);
-        snprintf(what, sizeof what, "qkv_rope_store %s heads %d/%d dim %d rot %d neox %d ff %d, %d tokens at %d: %s",
-                 ll_type_name(type), nh, nkv, hd, n_rot, neox, with_ff, nt, n_past, names[i]);
+        snprintf(what, sizeof what,
+                 "qkv_rope_store %s (v %s) heads %d/%d dim %d rot %d neox %d ff %d, %d tokens at %d: %s",
+                 ll_type_name(type), ll_type_name(vtype), nh, nkv, hd, n_rot, neox, with_ff, nt, n_past, names[i]);
         check_close(what, b, a, (size_t)nt * rows[i], TOL_F32);
         free(a), free(b);
     }
@@ -525,15 +561,17 @@ static void qkv_rope_case(uint32_t type, int nh, int nkv, int hd, int n_rot, boo
 static void test_qkv_rope_store(void **state) {
     NEED_GPU();
     uint64_t s = 61;
-    qkv_rope_case(LL_TYPE_Q4_0, 8, 2, 64, 64, false, false, 1, 5, &s);    // decode, fused
-    qkv_rope_case(LL_TYPE_Q4_K, 8, 2, 128, 128, false, true, 3, 17, &s);  // 3 tokens, frequency divisors
-    qkv_rope_case(LL_TYPE_Q8_0, 4, 4, 64, 32, false, false, 2, 0, &s);    // partial rotation, MHA
-    qkv_rope_case(LL_TYPE_Q6_K, 8, 4, 8, 8, false, false, 1, 30, &s);     // head dim 8 (stories260K-like)
-    qkv_rope_case(LL_TYPE_F16, 8, 2, 64, 64, false, true, 1, 9, &s);      // the float matvec, fused
-    qkv_rope_case(LL_TYPE_F16, 8, 2, 64, 48, false, false, 1, 3, &s);     // float, partial rotation
-    qkv_rope_case(LL_TYPE_Q4_0, 8, 2, 64, 64, true, false, 1, 5, &s);     // NeoX: not fused
-    qkv_rope_case(LL_TYPE_Q4_K, 8, 2, 64, 64, false, false, 12, 4, &s);   // a batch: the GEMM, not fused
-    qkv_rope_case(LL_TYPE_F16, 8, 2, 64, 64, false, false, 3, 4, &s);     // float batch: not fused
+    qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, false, false, 1, 5, &s);    // decode, fused
+    qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q4_K, 8, 2, 128, 128, false, true, 3, 17, &s);  // 3 tokens, frequency divisors
+    qkv_rope_case(LL_TYPE_Q8_0, LL_TYPE_Q8_0, 4, 4, 64, 32, false, false, 2, 0, &s);    // partial rotation, MHA
+    qkv_rope_case(LL_TYPE_Q6_K, LL_TYPE_Q6_K, 8, 4, 8, 8, false, false, 1, 30, &s);     // head dim 8 (stories260K-like)
+    qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 64, false, true, 1, 9, &s);      // the float matvec, fused
+    qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 48, false, false, 1, 3, &s);     // float, partial rotation
+    qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, true, false, 1, 5, &s);     // NeoX: not fused
+    qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q4_K, 8, 2, 64, 64, false, false, 12, 4, &s);   // a batch: the GEMM, not fused
+    qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 64, false, false, 3, 4, &s);     // float batch: not fused
+    qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 8, 2, 128, 128, false, true, 1, 7, &s); // mixed types, fused
+    qkv_rope_case(LL_TYPE_Q5_K, LL_TYPE_Q6_K, 8, 2, 64, 64, false, false, 2, 3, &s);  // mixed, 2 tokens
 }
 
 // The int8 matvec on decode shapes beside test_matmul's: thousands of rows (many blocks, odd counts: the last
@@ -550,8 +588,9 @@ static void test_mvq_shapes(void **state) {
         matmul_case(types[ti], 4096, 300, 8, &s);
         swiglu_case(types[ti], 256, 2051, 1, &s);
         swiglu_case(types[ti], 4096, 600, 3, &s);
-        matmul3_case(types[ti], 256, rows3, 1, &s);
+        matmul3_case(types[ti], types[ti], 256, rows3, 1, &s);
     }
+    matmul3_case(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 256, rows3, 1, &s);
 }
 
 static void test_matmul_swiglu(void **state) {
@@ -602,8 +641,10 @@ static void test_x8_chains(void **state) {
         ll_weight lg = {wg, t, dim, ff, "gate", false}, lu = {wu, t, dim, ff, "up", false},
                   ld = {wd, t, ff, out_rows, "down", false},
                   lo = {wo, t, dim, out_rows, "o", false};
-        const ll_weight *ws[] = {&lg, &lu, &ld, &lo};
-        duo d = duo_init(ws, 4, 16, n_ctx);
+        float *gain = rand_floats(dim, &s, 1.0f);
+        ll_weight ln = vec_weight(gain, dim, "norm");
+        const ll_weight *ws[] = {&lg, &lu, &ld, &lo, &ln};
+        duo d = duo_init(ws, 5, 16, n_ctx);
         for (int rep = 0; rep < 2; rep++)
             for (int nt = 1; nt <= 3; nt += 2) {
                 char what[128];
@@ -630,12 +671,20 @@ static void test_x8_chains(void **state) {
                 chain_ref(a, nt, dim, dob, out_rows, ref);
                 snprintf(what, sizeof what, "%s attention -> o, %d tokens, run %d", ll_type_name(t), nt, rep);
                 check_close(what, y2, ref, (size_t)nt * out_rows, TOL_F32);
-                float *bufs[] = {dx, dgv, dsc, dy, dk, dv, dq, dout, dy2};
-                for (int i = 0; i < 9; i++) d.gpu->ops->free(d.gpu, bufs[i]);
-                free(x), free(g), free(y), free(ref), free(k), free(v), free(q), free(a), free(y2);
+                // rmsnorm (it writes the int8 copy too) -> o
+                float *dn = poisoned_dev(d.gpu, (size_t)nt * dim), *dy3 = poisoned_dev(d.gpu, (size_t)nt * out_rows);
+                d.gpu->ops->rmsnorm(d.gpu, dn, dx, &ln, dim, nt, 1e-5f);
+                d.gpu->ops->matmul(d.gpu, &lo, dn, dy3, nt);
+                float *xn = from_dev(d.gpu, dn, (size_t)nt * dim), *y3 = from_dev(d.gpu, dy3, (size_t)nt * out_rows);
+                chain_ref(xn, nt, dim, dob, out_rows, ref);
+                snprintf(what, sizeof what, "%s rmsnorm -> o, %d tokens, run %d", ll_type_name(t), nt, rep);
+                check_close(what, y3, ref, (size_t)nt * out_rows, TOL_F32);
+                float *bufs[] = {dx, dgv, dsc, dy, dk, dv, dq, dout, dy2, dn, dy3};
+                for (int i = 0; i < 11; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+                free(x), free(g), free(y), free(ref), free(k), free(v), free(q), free(a), free(y2), free(xn), free(y3);
             }
         duo_free(&d);
-        free(wg), free(wu), free(wd), free(wo), free(dg), free(du), free(dd), free(dob);
+        free(wg), free(wu), free(wd), free(wo), free(dg), free(du), free(dd), free(dob), free(gain);
     }
 }
 
@@ -798,7 +847,7 @@ int main(void) {
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
         cmocka_unit_test(test_mvq_shapes),
-        cmocka_unit_test(test_x8_chains),
+        cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_rmsnorm_sizes),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_qkv_rope_store),
         cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),

@@ -149,7 +149,7 @@ static void op_matmul(ll_backend *b, const ll_weight *w, const float *x, float *
 static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok) {
     cu_impl *c = cu_of(b);
     const cu_wview *v[3] = {cu_weight_find(c, w[0]), cu_weight_find(c, w[1]), cu_weight_find(c, w[2])};
-    if (cu_mmvq3_ok(v, n_tok)) { // decode of a quantized model: one launch (outputs never overlap x here)
+    if (cu_mmvq3_ok(c, v, n_tok)) { // decode of a quantized model: one launch (outputs never overlap x here)
         cu_mmvq3(c, v, x, y, n_tok, NULL);
         return;
     }
@@ -227,7 +227,7 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
     const bool shapes =
         c->fuse_rope && !p->neox && v[0]->ne1 == (int64_t)p->n_head * hd && v[1]->ne1 == kvd && v[2]->ne1 == kvd;
     // the int8 matvec's blocks are 4 rows, the float matvec's 2: a head (and so each pair) within whole blocks
-    const bool q8 = shapes && hd % 4 == 0 && cu_mmvq3_ok(v, n_tok);
+    const bool q8 = shapes && hd % 4 == 0 && cu_mmvq3_ok(c, v, n_tok);
     const bool f = shapes && hd % 2 == 0 && cu_matvec3_ok(v, n_tok);
     const float *ff = rope_ff(c, p);
     if (!q8 && !f) {
@@ -352,12 +352,16 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     blas_open(c);
     const char *mv = getenv("LLMLAB_CUDA_MV_ROWS"); // a tuning knob for bench/cuda_bench.sh (2, 4 or 8)
     c->mv_rows = mv && (atoi(mv) == 4 || atoi(mv) == 8) ? atoi(mv) : 2;
+    const char *mq = getenv("LLMLAB_CUDA_MVQ_ROWS"); // likewise: the single int8 matvec (o, down), 2, 4 or 8
+    c->mvq_rows = mq && (atoi(mq) == 2 || atoi(mq) == 8) ? atoi(mq) : 4;
     const char *pd = getenv("LLMLAB_CUDA_PDL"); // 0: kernels start only when the previous one ended
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
     const char *pl = getenv("LLMLAB_CUDA_PRELOAD"); // 0: int8 matvecs load their weights after waiting for x
     c->mv_preload = !(pl && !strcmp(pl, "0"));
-    const char *nf = getenv("LLMLAB_CUDA_NOFUSE"); // "rope": q/k/v, RoPE and the cache store as two launches
+    const char *nf = getenv("LLMLAB_CUDA_NOFUSE"); // "rope": q/k/v, RoPE and the cache store as two launches;
+    // "mixed": q/k/v of two types (Q4_K + Q6_K) as three matvecs
     c->fuse_rope = !(nf && strstr(nf, "rope"));
+    c->mv_mixed = !(nf && strstr(nf, "mixed"));
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));

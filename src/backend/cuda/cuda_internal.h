@@ -175,8 +175,10 @@ typedef struct cu_impl {
     size_t attn_part_floats;
     cu_x8 x8;           // (CU_X8_ROWS, largest ne0): ne0 here is the capacity
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
+    int mvq_rows;       // rows per block of the single int8 matvec (2, 4 or 8; LLMLAB_CUDA_MVQ_ROWS, default 4)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
+    bool mv_mixed;      // k_mmvq3 takes a v of its own type (Q6_K with Q4_K/Q5_K; LLMLAB_CUDA_NOFUSE=mixed: not)
     bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; LLMLAB_CUDA_NOFUSE=rope: not)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
@@ -258,9 +260,10 @@ void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *c
 // matvec_q8.cu: the int8-activation matvec of the quantized types (n_tok rows of x, any count).
 bool cu_mmvq_supports(uint32_t type);
 void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
-// y_i = x W_i^T for three matrices of one type and row length (q, k, v), one launch; cu_mmvq3_ok says when.
+// y_i = x W_i^T for three matrices of one row length (q, k, v; v may be Q6_K beside Q4_K/Q5_K), one launch;
+// cu_mmvq3_ok says when.
 // re: also RoPE of q and k and the cache store (cu_rope_epi; head_dim a multiple of 4), else NULL.
-bool cu_mmvq3_ok(const cu_wview *const w[3], int n_tok);
+bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok);
 void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok,
               const cu_rope_epi *re);
 // g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)

@@ -103,18 +103,31 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu
 }
 
 // Three matrices on the same x (q, k, v) in one launch: the first nb0 blocks are w0's, the next nb1 w1's, the
-// rest w2's (same type and row length). ROPE: then RoPE of q and k and the cache store as well (re).
-template <class Q, int R, bool PRE, bool ROPE>
+// rest w2's (same row length; q and k of type Q, v of type QV: llama.cpp's Q4_K_M and Q5_K_M mixes keep attn_v
+// in Q6_K in about half the layers). ROPE: then RoPE of q and k and the cache store as well (re).
+template <class Q, class QV, int R, bool PRE, bool ROPE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
                                                       float *__restrict__ y2, cu_rope_epi re) {
     const int b = blockIdx.x;
     if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, re, 0);
     else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
-    else mmvq_block<Q, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
+    else mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
 }
 
 #define MQ3_R 4 // rows per block of k_mmvq3 (op_qkv_rope_store needs it to divide head_dim)
+
+// The v types k_mmvq3 takes besides q's own: Q6_K with the K-quants of 4 and 5 bits.
+template <class Q> struct mq3_mixed {
+    static constexpr bool q6k = false;
+};
+template <bool HIGH> struct mq3_mixed<cu_q8_k45<HIGH>> {
+    static constexpr bool q6k = true;
+};
+
+static bool mq3_types_ok(uint32_t t, uint32_t tv) {
+    return t == tv || ((t == LL_TYPE_Q4_K || t == LL_TYPE_Q5_K) && tv == LL_TYPE_Q6_K);
+}
 
 struct mq3_launch {
     cu_impl *c;
@@ -123,19 +136,28 @@ struct mq3_launch {
     cu_x8 x;
     int n_tok;
     const cu_rope_epi *re; // NULL: no RoPE
-    template <class Q, bool PRE, bool ROPE> void go() {
+    template <class Q, class QV, bool PRE, bool ROPE> void go() {
         constexpr int R = MQ3_R;
         const int nb0 = (int)((w[0]->ne1 + R - 1) / R), nb1 = (int)((w[1]->ne1 + R - 1) / R),
                   nb2 = (int)((w[2]->ne1 + R - 1) / R);
         dim3 grid((unsigned)(nb0 + nb1 + nb2), (unsigned)n_tok);
-        cu_launch(c, k_mmvq3<Q, R, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0], y[1],
-                  y[2], re ? *re : cu_rope_epi{});
+        cu_launch(c, k_mmvq3<Q, QV, R, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0],
+                  y[1], y[2], re ? *re : cu_rope_epi{});
+    }
+    template <class Q, class QV> void run2() {
+        if (c->mv_preload && re) go<Q, QV, true, true>();
+        else if (c->mv_preload) go<Q, QV, true, false>();
+        else if (re) go<Q, QV, false, true>();
+        else go<Q, QV, false, false>();
     }
     template <class Q> void run() {
-        if (c->mv_preload && re) go<Q, true, true>();
-        else if (c->mv_preload) go<Q, true, false>();
-        else if (re) go<Q, false, true>();
-        else go<Q, false, false>();
+        if (w[2]->type == w[0]->type) return run2<Q, Q>();
+        if constexpr (mq3_mixed<Q>::q6k) {
+            LL_ASSERT(w[2]->type == LL_TYPE_Q6_K);
+            run2<Q, cu_q8_q6_K>();
+        } else {
+            LL_ASSERT(!"k_mmvq3: no kernel for these types (cu_mmvq3_ok)");
+        }
     }
 };
 
@@ -146,15 +168,21 @@ struct mq_launch {
     float *y;
     int n_tok;
     bool acc;
-    template <class Q, bool PRE> void go() {
-        constexpr int R = 4; // 2 and 8 measured slower (bench/NOTES.md, second round)
+    template <class Q, bool PRE, int R> void go() {
         dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
         if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false);
         else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc);
     }
+    template <class Q, bool PRE> void rows() {
+        // 4 rows a block; 2 and 8 measured slower for gate/up (bench/NOTES.md, second round); the single matvec
+        // takes c->mvq_rows (a knob)
+        if (w2 || c->mvq_rows == 4) go<Q, PRE, 4>();
+        else if (c->mvq_rows == 2) go<Q, PRE, 2>();
+        else go<Q, PRE, 8>();
+    }
     template <class Q> void run() {
-        if (c->mv_preload) go<Q, true>();
-        else go<Q, false>();
+        if (c->mv_preload) rows<Q, true>();
+        else rows<Q, false>();
     }
 };
 
@@ -189,14 +217,15 @@ void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const fl
     mmvq(c, wg, wu, x, g, n_tok, false);
 }
 
-bool cu_mmvq3_ok(const cu_wview *const w[3], int n_tok) {
+bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok) {
     return n_tok <= CU_X8_ROWS && cu_mmvq_supports(w[0]->type) && w[1]->type == w[0]->type &&
-           w[2]->type == w[0]->type && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0;
+           mq3_types_ok(w[0]->type, w[2]->type) && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0 &&
+           (w[2]->type == w[0]->type || c->mv_mixed);
 }
 
 void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok,
               const cu_rope_epi *re) {
-    LL_ASSERT(cu_mmvq3_ok(w, n_tok));
+    LL_ASSERT(cu_mmvq3_ok(c, w, n_tok));
     LL_ASSERT(!re || (re->hd % MQ3_R == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
     const int64_t ne0 = w[0]->ne0;
     if (!(c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == ne0)) cu_quant_x8(c, x, n_tok, ne0);

@@ -13,22 +13,77 @@ static unsigned grid_1d(cu_impl *c, int64_t n, int threads) {
 // with the arithmetic of cu_x8_quantize_block. With xh set (batches), y is also written as f16 there, the
 // input of the GEMM that follows (matmul.cu).
 #define RMS_THREADS 1024
+#define RMS_HELD 4 // float4s of x and g a thread keeps in registers (rows up to 16384 at 1024 threads)
+
+// One round of the second pass: v = a * scale * w for float4 i of the row (on: i < n4; the others take part in
+// the shuffles only), stored as f32, f16 (hr) and int8 (x8).
+__device__ __forceinline__ void rms_round(float4 a, float4 w, float scale, int i, bool on, float *yr, __half *hr,
+                                          const cu_x8 &x8) {
+    const float4 v = make_float4(a.x * scale * w.x, a.y * scale * w.y, a.z * scale * w.z, a.w * scale * w.w);
+    if (on) {
+        ((float4 *)yr)[i] = v;
+        if (hr) {
+            __half2 a0 = __floats2half2_rn(v.x, v.y), a1 = __floats2half2_rn(v.z, v.w);
+            ((uint2 *)hr)[i] = make_uint2(*(uint32_t *)&a0, *(uint32_t *)&a1);
+        }
+    }
+    if (!x8.q) return;
+    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o)); // 8 lanes = 32 values
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int c0 = (int)rintf(v.x * id), c1 = (int)rintf(v.y * id), c2 = (int)rintf(v.z * id),
+              c3 = (int)rintf(v.w * id);
+    int sum = c0 + c1 + c2 + c3;
+    for (int o = 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o); // 4 lanes = 16 values
+    if (!on) return;
+    const int64_t e = (int64_t)blockIdx.x * x8.ne0 + 4 * (int64_t)i; // x8 rows are packed at n (x8.ne0 = n)
+    *(char4 *)(x8.q + e) = make_char4((signed char)c0, (signed char)c1, (signed char)c2, (signed char)c3);
+    const float d = amax / 127.0f;
+    if ((i & 7) == 0) x8.d[e / 32] = d;
+    if ((i & 3) == 0) x8.s[e / 16] = d * (float)sum;
+}
+
+// Rows of n % 4 == 0 up to RMS_HELD float4s per thread are read once: g before the wait for the kernel that
+// writes x (a weight: constant), x kept in registers between the sum of squares and the scaling.
 __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *x, const float *__restrict__ g, int n,
                                                          float eps, cu_x8 x8, __half *xh) {
+    const bool vec = n % 4 == 0;
+    const int n4 = vec ? n / 4 : n;
+    const bool held = vec && n4 <= RMS_HELD * (int)blockDim.x;
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 xv[RMS_HELD], gv[RMS_HELD];
+    if (held) {
+#pragma unroll
+        for (int k = 0; k < RMS_HELD; k++) {
+            const int i = threadIdx.x + k * blockDim.x;
+            gv[k] = i < n4 ? ((const float4 *)g)[i] : zero;
+        }
+    }
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     __shared__ float part[RMS_THREADS / 32];
     const float *xr = x + (size_t)blockIdx.x * n;
     float *yr = y + (size_t)blockIdx.x * n;
-    const bool vec = n % 4 == 0;
-    const int n4 = vec ? n / 4 : n;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
-        if (vec) {
-            float4 v = ((const float4 *)xr)[i];
+    if (held) {
+#pragma unroll
+        for (int k = 0; k < RMS_HELD; k++) {
+            const int i = threadIdx.x + k * blockDim.x;
+            xv[k] = i < n4 ? ((const float4 *)xr)[i] : zero;
+        }
+#pragma unroll
+        for (int k = 0; k < RMS_HELD; k++) {
+            const float4 v = xv[k];
             ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-        } else {
-            ss = fmaf(xr[i], xr[i], ss);
+        }
+    } else {
+        for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+            if (vec) {
+                float4 v = ((const float4 *)xr)[i];
+                ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+            } else {
+                ss = fmaf(xr[i], xr[i], ss);
+            }
         }
     }
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
@@ -50,33 +105,20 @@ __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *
         return;
     }
     // x8 needs whole blocks of 32 in one pass: every lane of a warp runs every round (base is uniform)
+    if (held) {
+#pragma unroll
+        for (int k = 0; k < RMS_HELD; k++) {
+            const int base = k * blockDim.x, i = base + threadIdx.x;
+            if (base >= n4) break;
+            rms_round(xv[k], gv[k], scale, i, i < n4, yr, hr, x8);
+        }
+        return;
+    }
     for (int base = 0; base < n4; base += blockDim.x) {
         const int i = base + threadIdx.x;
         const bool on = i < n4;
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (on) {
-            float4 a = ((const float4 *)xr)[i], w = ((const float4 *)g)[i];
-            v = make_float4(a.x * scale * w.x, a.y * scale * w.y, a.z * scale * w.z, a.w * scale * w.w);
-            ((float4 *)yr)[i] = v;
-            if (hr) {
-                __half2 a0 = __floats2half2_rn(v.x, v.y), a1 = __floats2half2_rn(v.z, v.w);
-                ((uint2 *)hr)[i] = make_uint2(*(uint32_t *)&a0, *(uint32_t *)&a1);
-            }
-        }
-        if (!x8.q) continue;
-        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-        for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o)); // 8 lanes = 32 values
-        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        const int c0 = (int)rintf(v.x * id), c1 = (int)rintf(v.y * id), c2 = (int)rintf(v.z * id),
-                  c3 = (int)rintf(v.w * id);
-        int sum = c0 + c1 + c2 + c3;
-        for (int o = 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o); // 4 lanes = 16 values
-        if (!on) continue;
-        const int64_t e = (int64_t)blockIdx.x * x8.ne0 + 4 * (int64_t)i; // x8 rows are packed at n (x8.ne0 = n)
-        *(char4 *)(x8.q + e) = make_char4((signed char)c0, (signed char)c1, (signed char)c2, (signed char)c3);
-        const float d = amax / 127.0f;
-        if ((i & 7) == 0) x8.d[e / 32] = d;
-        if ((i & 3) == 0) x8.s[e / 16] = d * (float)sum;
+        const float4 a = on ? ((const float4 *)xr)[i] : zero, w = on ? ((const float4 *)g)[i] : zero;
+        rms_round(a, w, scale, i, on, yr, hr, x8);
     }
 }
 
