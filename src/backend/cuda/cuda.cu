@@ -226,8 +226,8 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
     LL_ASSERT(p->n_rot % 2 == 0 && p->n_rot <= hd && p->n_rot / 2 <= ROPE_MAX_HALF);
     const bool shapes =
         c->fuse_rope && !p->neox && v[0]->ne1 == (int64_t)p->n_head * hd && v[1]->ne1 == kvd && v[2]->ne1 == kvd;
-    // the int8 matvec's blocks are 4 rows, the float matvec's 2: a head (and so each pair) within whole blocks
-    const bool q8 = shapes && hd % 4 == 0 && cu_mmvq3_ok(c, v, n_tok);
+    // a head (and so each pair) within whole blocks: the int8 matvec's are cu_mmvq3_rows, the float matvec's 2
+    const bool q8 = shapes && cu_mmvq3_ok(c, v, n_tok) && hd % cu_mmvq3_rows(c, v[0]->type) == 0;
     const bool f = shapes && hd % 2 == 0 && cu_matvec3_ok(v, n_tok);
     const float *ff = rope_ff(c, p);
     if (!q8 && !f) {
@@ -352,16 +352,18 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     blas_open(c);
     const char *mv = getenv("LLMLAB_CUDA_MV_ROWS"); // a tuning knob for bench/cuda_bench.sh (2, 4 or 8)
     c->mv_rows = mv && (atoi(mv) == 4 || atoi(mv) == 8) ? atoi(mv) : 2;
-    const char *mq = getenv("LLMLAB_CUDA_MVQ_ROWS"); // likewise: the single int8 matvec (o, down), 2, 4 or 8
-    c->mvq_rows = mq && (atoi(mq) == 2 || atoi(mq) == 8) ? atoi(mq) : 4;
+    const char *mq = getenv("LLMLAB_CUDA_MVQ_ROWS"); // likewise for the int8 matvecs (q/k/v: 4 or the default)
+    c->mvq_rows = mq && (atoi(mq) == 2 || atoi(mq) == 4 || atoi(mq) == 8) ? atoi(mq) : 0;
     const char *pd = getenv("LLMLAB_CUDA_PDL"); // 0: kernels start only when the previous one ended
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
     const char *pl = getenv("LLMLAB_CUDA_PRELOAD"); // 0: int8 matvecs load their weights after waiting for x
     c->mv_preload = !(pl && !strcmp(pl, "0"));
     const char *nf = getenv("LLMLAB_CUDA_NOFUSE"); // "rope": q/k/v, RoPE and the cache store as two launches;
-    // "mixed": q/k/v of two types (Q4_K + Q6_K) as three matvecs
+    // "mixed": q/k/v of two types (Q4_K + Q6_K) as three matvecs; "swq8": the int8 copy of SwiGLU's output by
+    // a launch of its own
     c->fuse_rope = !(nf && strstr(nf, "rope"));
     c->mv_mixed = !(nf && strstr(nf, "mixed"));
+    c->swiglu_q8 = !(nf && strstr(nf, "swq8"));
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));
@@ -391,7 +393,7 @@ extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
 }
 
 void cu_release(cu_impl *c) {
-    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8.q};
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8_mem};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CU_CHECK(cudaFree(dev[i]));
     if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
@@ -399,7 +401,8 @@ void cu_release(cu_impl *c) {
     c->wmem = c->deq = c->xh = NULL;
     c->attn_part = NULL;
     c->ids_dev = c->ids_pinned = NULL;
-    c->x8 = cu_x8{NULL, NULL, NULL, 0};
+    c->x8 = c->x8b = cu_x8{NULL, NULL, NULL, 0};
+    c->x8_mem = NULL;
     c->w = NULL;
     c->n_w = 0;
 }

@@ -1,7 +1,8 @@
 // matvec_q8.cu — decode (a few tokens) for quantized weights: each x row quantized once to int8 (cu_x8), then
-// per weight type a block of MQ_THREADS threads computes R = 4 rows: thread i takes units i, i + MQ_THREADS, ...
-// of every row (16-byte loads of consecutive units: coalesced; the first ones issued before the kernel waits for
-// x), dp4a dots, one shuffle + shared-memory sum.
+// per weight type a block of MQ_THREADS threads computes R rows (Q::ROWS; 4 for gate/up): thread i takes units
+// i, i + MQ_THREADS, ... of every row (16-byte loads of consecutive units: coalesced; the first ones issued before
+// the kernel waits for x), dp4a dots, one shuffle + shared-memory sum. Gate/up + SwiGLU with rows % 32 == 0 takes
+// 32 rows a block instead and quantizes its output for the down matvec (k_mmvq_swiglu_q8).
 #include "backend/cuda/cuda_q8.h"
 
 #define MQ_THREADS 128
@@ -102,20 +103,79 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu
     mmvq_block<Q, R, SW, PRE>(w, w2, x, y, accumulate, blockIdx.x);
 }
 
+// Gate/up + SwiGLU whose block takes 32 rows, so that it also quantizes its 32 outputs for the down matvec: one
+// block of yq (the other x8 buffer: x's codes are being read), as k_quant_x8 would, with the same arithmetic
+// (cu_x8_store_warp); one launch less per layer. Each of the SQ_THREADS / 32 warps takes SQ_WR rows of w and w2,
+// its lanes units lane, lane + 32, ... of each; ne1 % 32 == 0.
+#define SQ_THREADS 256
+#define SQ_WR (32 / (SQ_THREADS / 32))
+template <class Q, bool PRE>
+__global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wview w2, cu_x8 x,
+                                                               float *__restrict__ y, cu_x8 yq) {
+    __shared__ float out[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tok = blockIdx.y;
+    const int64_t row0 = (int64_t)blockIdx.x * 32 + warp * SQ_WR;
+    const int n_units = (int)(w.ne0 / Q::UNIT);
+    typename Q::W wu[2 * SQ_WR];
+    int u = lane;
+    if (PRE && u < n_units) {
+#pragma unroll
+        for (int k = 0; k < SQ_WR; k++) {
+            wu[k] = Q::load(w, row0 + k, u);
+            wu[SQ_WR + k] = Q::load(w2, row0 + k, u);
+        }
+    }
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    const int8_t *xq = x.q + tok * x.ne0;
+    const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
+    float acc[2 * SQ_WR];
+#pragma unroll
+    for (int k = 0; k < 2 * SQ_WR; k++) acc[k] = 0.0f;
+    for (; u < n_units; u += 32) {
+        if (!PRE || u != lane) {
+#pragma unroll
+            for (int k = 0; k < SQ_WR; k++) {
+                wu[k] = Q::load(w, row0 + k, u);
+                wu[SQ_WR + k] = Q::load(w2, row0 + k, u);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < 2 * SQ_WR; k++) acc[k] += Q::dotw(wu[k], u, xq, xd, xs);
+    }
+    float g = 0.0f, up = 0.0f;
+#pragma unroll
+    for (int k = 0; k < SQ_WR; k++) {
+        float s = acc[k], s2 = acc[SQ_WR + k];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            s += __shfl_xor_sync(0xffffffffu, s, o);
+            s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+        }
+        if (lane == k) g = s, up = s2;
+    }
+    if (lane < SQ_WR) out[warp * SQ_WR + lane] = g / (1.0f + expf(-g)) * up; // as k_swiglu
+    __syncthreads();
+    if (warp == 0) {
+        const float v = out[lane];
+        y[(int64_t)tok * w.ne1 + (int64_t)blockIdx.x * 32 + lane] = v;
+        cu_x8_store_warp(v, yq, (int64_t)tok * (w.ne1 / 32) + blockIdx.x, lane);
+    }
+}
+
 // Three matrices on the same x (q, k, v) in one launch: the first nb0 blocks are w0's, the next nb1 w1's, the
 // rest w2's (same row length; q and k of type Q, v of type QV: llama.cpp's Q4_K_M and Q5_K_M mixes keep attn_v
 // in Q6_K in about half the layers). ROPE: then RoPE of q and k and the cache store as well (re).
-template <class Q, class QV, int R, bool PRE, bool ROPE>
+// R rows per block of q and k (op_qkv_rope_store needs R to divide head_dim), RV of v.
+template <class Q, class QV, int R, int RV, bool PRE, bool ROPE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
                                                       float *__restrict__ y2, cu_rope_epi re) {
     const int b = blockIdx.x;
     if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, re, 0);
     else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
-    else mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
+    else mmvq_block<QV, RV, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
 }
-
-#define MQ3_R 4 // rows per block of k_mmvq3 (op_qkv_rope_store needs it to divide head_dim)
 
 // The v types k_mmvq3 takes besides q's own: Q6_K with the K-quants of 4 and 5 bits.
 template <class Q> struct mq3_mixed {
@@ -136,19 +196,22 @@ struct mq3_launch {
     cu_x8 x;
     int n_tok;
     const cu_rope_epi *re; // NULL: no RoPE
-    template <class Q, class QV, bool PRE, bool ROPE> void go() {
-        constexpr int R = MQ3_R;
+    template <class Q, class QV, int R, int RV, bool PRE, bool ROPE> void go() {
         const int nb0 = (int)((w[0]->ne1 + R - 1) / R), nb1 = (int)((w[1]->ne1 + R - 1) / R),
-                  nb2 = (int)((w[2]->ne1 + R - 1) / R);
+                  nb2 = (int)((w[2]->ne1 + RV - 1) / RV);
         dim3 grid((unsigned)(nb0 + nb1 + nb2), (unsigned)n_tok);
-        cu_launch(c, k_mmvq3<Q, QV, R, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0],
-                  y[1], y[2], re ? *re : cu_rope_epi{});
+        cu_launch(c, k_mmvq3<Q, QV, R, RV, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x,
+                  y[0], y[1], y[2], re ? *re : cu_rope_epi{});
+    }
+    template <class Q, class QV, bool PRE, bool ROPE> void rows() {
+        if (c->mvq_rows == 4) go<Q, QV, 4, 4, PRE, ROPE>(); // the knob: 4 rows for every type
+        else go<Q, QV, Q::ROWS, QV::ROWS, PRE, ROPE>();
     }
     template <class Q, class QV> void run2() {
-        if (c->mv_preload && re) go<Q, QV, true, true>();
-        else if (c->mv_preload) go<Q, QV, true, false>();
-        else if (re) go<Q, QV, false, true>();
-        else go<Q, QV, false, false>();
+        if (c->mv_preload && re) rows<Q, QV, true, true>();
+        else if (c->mv_preload) rows<Q, QV, true, false>();
+        else if (re) rows<Q, QV, false, true>();
+        else rows<Q, QV, false, false>();
     }
     template <class Q> void run() {
         if (w[2]->type == w[0]->type) return run2<Q, Q>();
@@ -168,17 +231,26 @@ struct mq_launch {
     float *y;
     int n_tok;
     bool acc;
+    cu_x8 *yq; // set: gate/up + SwiGLU quantizes its output there too (ne1 % 32 == 0)
     template <class Q, bool PRE, int R> void go() {
+        if (yq) {
+            cu_x8 o = *yq;
+            o.ne0 = w->ne1;
+            cu_launch(c, k_mmvq_swiglu_q8<Q, PRE>, dim3((unsigned)(w->ne1 / 32), (unsigned)n_tok), dim3(SQ_THREADS),
+                      0, *w, *w2, x, y, o);
+            return;
+        }
         dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
         if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false);
         else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc);
     }
     template <class Q, bool PRE> void rows() {
-        // 4 rows a block; 2 and 8 measured slower for gate/up (bench/NOTES.md, second round); the single matvec
-        // takes c->mvq_rows (a knob)
+        // gate/up: 4 rows a block (2 and 8 measured slower, bench/NOTES.md, second round); the single matvec:
+        // Q::ROWS, or c->mvq_rows (a knob)
         if (w2 || c->mvq_rows == 4) go<Q, PRE, 4>();
         else if (c->mvq_rows == 2) go<Q, PRE, 2>();
-        else go<Q, PRE, 8>();
+        else if (c->mvq_rows == 8) go<Q, PRE, 8>();
+        else go<Q, PRE, Q::ROWS>();
     }
     template <class Q> void run() {
         if (c->mv_preload) rows<Q, true>();
@@ -194,13 +266,20 @@ bool cu_mmvq_supports(uint32_t type) {
 // y = x W^T (+= with acc), or with w2 set: y = silu(x W^T) * (x W2^T).
 static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float *x, float *y, int n_tok, bool acc) {
     const bool reuse = n_tok <= CU_X8_ROWS && c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0;
+    const bool yq = w2 && c->swiglu_q8 && n_tok <= CU_X8_ROWS && w->ne1 % 32 == 0 && w->ne1 <= c->x8b.ne0;
     for (int t0 = 0; t0 < n_tok; t0 += CU_X8_ROWS) {
         int nt = n_tok - t0 < CU_X8_ROWS ? n_tok - t0 : CU_X8_ROWS;
         if (!reuse) cu_quant_x8(c, x + (size_t)t0 * w->ne0, nt, w->ne0);
         cu_x8 xv = c->x8;
         xv.ne0 = w->ne0;
-        mq_launch l = {c, w, w2, xv, y + (size_t)t0 * w->ne1, nt, acc};
+        mq_launch l = {c, w, w2, xv, y + (size_t)t0 * w->ne1, nt, acc, yq ? &c->x8b : NULL};
         LL_ASSERT(cu_dispatch_q8(*w, l));
+    }
+    if (yq) { // the int8 copy of y is in x8b: it becomes the current one
+        const cu_x8 t = c->x8;
+        c->x8 = c->x8b, c->x8b = t;
+        c->x8_src = y, c->x8_ntok = n_tok, c->x8_ne0 = w->ne1;
+        return;
     }
     // x8 now holds x when it fit in one pass (and y, written above, does not overlap x: checked by the caller)
     c->x8_src = n_tok <= CU_X8_ROWS ? x : NULL;
@@ -217,6 +296,19 @@ void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const fl
     mmvq(c, wg, wu, x, g, n_tok, false);
 }
 
+struct mq_rows_of {
+    int r;
+    template <class Q> void run() { r = Q::ROWS; }
+};
+
+int cu_mmvq3_rows(const cu_impl *c, uint32_t type) {
+    mq_rows_of f = {4};
+    cu_wview w = {};
+    w.type = type;
+    if (c->mvq_rows != 4) cu_dispatch_q8(w, f);
+    return f.r;
+}
+
 bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok) {
     return n_tok <= CU_X8_ROWS && cu_mmvq_supports(w[0]->type) && w[1]->type == w[0]->type &&
            mq3_types_ok(w[0]->type, w[2]->type) && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0 &&
@@ -226,7 +318,8 @@ bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok) {
 void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok,
               const cu_rope_epi *re) {
     LL_ASSERT(cu_mmvq3_ok(c, w, n_tok));
-    LL_ASSERT(!re || (re->hd % MQ3_R == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
+    LL_ASSERT(!re || (re->hd % cu_mmvq3_rows(c, w[0]->type) == 0 && w[0]->ne1 % re->hd == 0 &&
+                      w[1]->ne1 % re->hd == 0));
     const int64_t ne0 = w[0]->ne0;
     if (!(c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == ne0)) cu_quant_x8(c, x, n_tok, ne0);
     cu_x8 xv = c->x8;

@@ -222,7 +222,7 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     // x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
     const size_t x8_n = (size_t)CU_X8_ROWS * max_ne0, x8_bytes = ll_align_up(x8_n, CU_ALIGN) +
                         ll_align_up(x8_n / 32 * 4, CU_ALIGN) + ll_align_up(x8_n / 16 * 4, CU_ALIGN);
-    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + x8_bytes + 5 * CU_ALIGN;
+    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 2 * x8_bytes + 5 * CU_ALIGN;
     size_t fr = 0, tot = 0;
     CU_TRY(cudaMemGetInfo(&fr, &tot));
     if (wbytes + scratch > fr)
@@ -235,10 +235,14 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     CU_TRY(cudaMalloc(&c->xh, c->xh_bytes));
     CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
-    CU_TRY(cudaMalloc((void **)&c->x8.q, x8_bytes));
-    c->x8.d = (float *)((uint8_t *)c->x8.q + ll_align_up(x8_n, CU_ALIGN));
-    c->x8.s = (float *)((uint8_t *)c->x8.d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
-    c->x8.ne0 = (int64_t)max_ne0;
+    CU_TRY(cudaMalloc((void **)&c->x8_mem, 2 * x8_bytes));
+    cu_x8 *both[2] = {&c->x8, &c->x8b};
+    for (int i = 0; i < 2; i++) {
+        both[i]->q = (int8_t *)c->x8_mem + i * x8_bytes;
+        both[i]->d = (float *)((uint8_t *)both[i]->q + ll_align_up(x8_n, CU_ALIGN));
+        both[i]->s = (float *)((uint8_t *)both[i]->d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
+        both[i]->ne0 = (int64_t)max_ne0;
+    }
     CU_TRY(cudaMallocHost((void **)&c->ids_pinned, ids_bytes));
     size_t off = 0;
     for (int i = 0; i < c->n_w; i++) {
