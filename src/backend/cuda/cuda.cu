@@ -226,8 +226,8 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
     LL_ASSERT(p->n_rot % 2 == 0 && p->n_rot <= hd && p->n_rot / 2 <= ROPE_MAX_HALF);
     const bool shapes =
         c->fuse_rope && !p->neox && v[0]->ne1 == (int64_t)p->n_head * hd && v[1]->ne1 == kvd && v[2]->ne1 == kvd;
-    // a head (and so each pair) within whole blocks: the int8 matvec's are cu_mmvq3_rows, the float matvec's 2
-    const bool q8 = shapes && cu_mmvq3_ok(c, v, n_tok) && hd % cu_mmvq3_rows(c, v[0]->type) == 0;
+    // the int8 matvec's blocks are 4 rows, the float matvec's 2: a head (and so each pair) within whole blocks
+    const bool q8 = shapes && hd % 4 == 0 && cu_mmvq3_ok(c, v, n_tok);
     const bool f = shapes && hd % 2 == 0 && cu_matvec3_ok(v, n_tok);
     const float *ff = rope_ff(c, p);
     if (!q8 && !f) {
@@ -352,7 +352,7 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     blas_open(c);
     const char *mv = getenv("LLMLAB_CUDA_MV_ROWS"); // a tuning knob for bench/cuda_bench.sh (2, 4 or 8)
     c->mv_rows = mv && (atoi(mv) == 4 || atoi(mv) == 8) ? atoi(mv) : 2;
-    const char *mq = getenv("LLMLAB_CUDA_MVQ_ROWS"); // likewise for the int8 matvecs (q/k/v: 4 or the default)
+    const char *mq = getenv("LLMLAB_CUDA_MVQ_ROWS"); // likewise for the single int8 matvec (o, down)
     c->mvq_rows = mq && (atoi(mq) == 2 || atoi(mq) == 4 || atoi(mq) == 8) ? atoi(mq) : 0;
     const char *pd = getenv("LLMLAB_CUDA_PDL"); // 0: kernels start only when the previous one ended
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));

@@ -177,7 +177,7 @@ typedef struct cu_impl {
     cu_x8 x8b;          // a second one: gate/up + SwiGLU writes its output's int8 copy there, then the two swap
     void *x8_mem;       // both
     bool pdl;           // programmatic dependent launch (sm_90 and later; LLMLAB_CUDA_PDL=0 turns it off)
-    int mvq_rows;       // rows per int8 matvec block but gate/up (LLMLAB_CUDA_MVQ_ROWS 2, 4, 8; 0: per type)
+    int mvq_rows;       // rows per block of the single int8 matvec (LLMLAB_CUDA_MVQ_ROWS 2, 4, 8; 0: per type)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
     bool swiglu_q8;     // gate/up + SwiGLU also quantizes its output (LLMLAB_CUDA_NOFUSE=swq8: k_quant_x8 does)
@@ -265,10 +265,8 @@ bool cu_mmvq_supports(uint32_t type);
 void cu_mmvq(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc);
 // y_i = x W_i^T for three matrices of one row length (q, k, v; v may be Q6_K beside Q4_K/Q5_K), one launch;
 // cu_mmvq3_ok says when.
-// re: also RoPE of q and k and the cache store (cu_rope_epi; head_dim a multiple of cu_mmvq3_rows), else NULL.
+// re: also RoPE of q and k and the cache store (cu_rope_epi; head_dim a multiple of 4), else NULL.
 bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok);
-// The rows per block of q and k in cu_mmvq3 for their type (RoPE in the matvec needs it to divide head_dim).
-int cu_mmvq3_rows(const cu_impl *c, uint32_t type);
 void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok,
               const cu_rope_epi *re);
 // g = silu(x Wg^T) * (x Wu^T) in one launch per CU_X8_ROWS tokens (Wg, Wu: same type and shape)

@@ -203,10 +203,10 @@ struct cu_q8_q6_K {
 };
 
 // Calls f.template run<Q>() with the int8-activation unit for w's type; false when it has none. Q::ROWS: the rows
-// a matvec block takes (q/k/v, o, down), so that a thread has about eight 16-byte weight loads in flight per pass:
+// a single matvec's block takes (o, down), so that a thread has about eight 16-byte weight loads in flight per pass:
 // 8 for the types of one load per unit (Q4_0, Q4_K, Q5_K), 4 for Q8_0 (two) and Q6_K (four). Measured per shape
 // with LLMLAB_CUDA_MVQ_ROWS (bench/NOTES.md, session 13): Q4_0/Q4_K down 16.2/17.2 us at 4 rows, 13.9/14.7 at 8;
-// Q6_K down 20.8 at 4, 23.0 at 8 and 23.5 at 2.
+// Q6_K down 20.8 at 4, 23.0 at 8 and 23.5 at 2. q/k/v and gate/up take 4 rows whatever the type (matvec_q8.cu).
 template <class F> static bool cu_dispatch_q8(const cu_wview &w, F &&f) {
     switch (w.type) {
     case LL_TYPE_Q8_0: f.template run<cu_q8_q8_0>(); return true;

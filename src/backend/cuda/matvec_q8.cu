@@ -1,5 +1,5 @@
 // matvec_q8.cu — decode (a few tokens) for quantized weights: each x row quantized once to int8 (cu_x8), then
-// per weight type a block of MQ_THREADS threads computes R rows (Q::ROWS; 4 for gate/up): thread i takes units
+// per weight type a block of MQ_THREADS threads computes R rows (Q::ROWS for o and down, 4 for q/k/v and gate/up): thread i takes units
 // i, i + MQ_THREADS, ... of every row (16-byte loads of consecutive units: coalesced; the first ones issued before
 // the kernel waits for x), dp4a dots, one shuffle + shared-memory sum. Gate/up + SwiGLU with rows % 32 == 0 takes
 // 32 rows a block instead and quantizes its output for the down matvec (k_mmvq_swiglu_q8).
@@ -166,16 +166,20 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
 // Three matrices on the same x (q, k, v) in one launch: the first nb0 blocks are w0's, the next nb1 w1's, the
 // rest w2's (same row length; q and k of type Q, v of type QV: llama.cpp's Q4_K_M and Q5_K_M mixes keep attn_v
 // in Q6_K in about half the layers). ROPE: then RoPE of q and k and the cache store as well (re).
-// R rows per block of q and k (op_qkv_rope_store needs R to divide head_dim), RV of v.
-template <class Q, class QV, int R, int RV, bool PRE, bool ROPE>
+// R rows per block (MQ3_R: op_qkv_rope_store needs R to divide head_dim).
+template <class Q, class QV, int R, bool PRE, bool ROPE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
                                                       float *__restrict__ y2, cu_rope_epi re) {
     const int b = blockIdx.x;
     if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, re, 0);
     else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
-    else mmvq_block<QV, RV, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
+    else mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
 }
+
+// 4 rows for every type: 8 for Q4_0/Q4_K (as their single matvecs take) measured slower on q/k/v (Q4_K 7.3 -> 7.9
+// us, Q4_0 6.9 -> 7.2: half as many blocks; bench/NOTES.md, session 13).
+#define MQ3_R 4
 
 // The v types k_mmvq3 takes besides q's own: Q6_K with the K-quants of 4 and 5 bits.
 template <class Q> struct mq3_mixed {
@@ -196,22 +200,19 @@ struct mq3_launch {
     cu_x8 x;
     int n_tok;
     const cu_rope_epi *re; // NULL: no RoPE
-    template <class Q, class QV, int R, int RV, bool PRE, bool ROPE> void go() {
+    template <class Q, class QV, bool PRE, bool ROPE> void go() {
+        constexpr int R = MQ3_R;
         const int nb0 = (int)((w[0]->ne1 + R - 1) / R), nb1 = (int)((w[1]->ne1 + R - 1) / R),
-                  nb2 = (int)((w[2]->ne1 + RV - 1) / RV);
+                  nb2 = (int)((w[2]->ne1 + R - 1) / R);
         dim3 grid((unsigned)(nb0 + nb1 + nb2), (unsigned)n_tok);
-        cu_launch(c, k_mmvq3<Q, QV, R, RV, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x,
-                  y[0], y[1], y[2], re ? *re : cu_rope_epi{});
-    }
-    template <class Q, class QV, bool PRE, bool ROPE> void rows() {
-        if (c->mvq_rows == 4) go<Q, QV, 4, 4, PRE, ROPE>(); // the knob: 4 rows for every type
-        else go<Q, QV, Q::ROWS, QV::ROWS, PRE, ROPE>();
+        cu_launch(c, k_mmvq3<Q, QV, R, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0],
+                  y[1], y[2], re ? *re : cu_rope_epi{});
     }
     template <class Q, class QV> void run2() {
-        if (c->mv_preload && re) rows<Q, QV, true, true>();
-        else if (c->mv_preload) rows<Q, QV, true, false>();
-        else if (re) rows<Q, QV, false, true>();
-        else rows<Q, QV, false, false>();
+        if (c->mv_preload && re) go<Q, QV, true, true>();
+        else if (c->mv_preload) go<Q, QV, true, false>();
+        else if (re) go<Q, QV, false, true>();
+        else go<Q, QV, false, false>();
     }
     template <class Q> void run() {
         if (w[2]->type == w[0]->type) return run2<Q, Q>();
@@ -296,19 +297,6 @@ void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const fl
     mmvq(c, wg, wu, x, g, n_tok, false);
 }
 
-struct mq_rows_of {
-    int r;
-    template <class Q> void run() { r = Q::ROWS; }
-};
-
-int cu_mmvq3_rows(const cu_impl *c, uint32_t type) {
-    mq_rows_of f = {4};
-    cu_wview w = {};
-    w.type = type;
-    if (c->mvq_rows != 4) cu_dispatch_q8(w, f);
-    return f.r;
-}
-
 bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok) {
     return n_tok <= CU_X8_ROWS && cu_mmvq_supports(w[0]->type) && w[1]->type == w[0]->type &&
            mq3_types_ok(w[0]->type, w[2]->type) && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0 &&
@@ -318,8 +306,7 @@ bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok) {
 void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], int n_tok,
               const cu_rope_epi *re) {
     LL_ASSERT(cu_mmvq3_ok(c, w, n_tok));
-    LL_ASSERT(!re || (re->hd % cu_mmvq3_rows(c, w[0]->type) == 0 && w[0]->ne1 % re->hd == 0 &&
-                      w[1]->ne1 % re->hd == 0));
+    LL_ASSERT(!re || (re->hd % MQ3_R == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
     const int64_t ne0 = w[0]->ne0;
     if (!(c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == ne0)) cu_quant_x8(c, x, n_tok, ne0);
     cu_x8 xv = c->x8;
