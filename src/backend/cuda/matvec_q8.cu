@@ -163,20 +163,18 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
     }
 }
 
-// Three matrices on the same x (q, k, v) in one launch: the first blocks are w2's, the next nb0 w0's, the last
-// nb1 w1's (same row length; q and k of type Q, v of type QV: llama.cpp's Q4_K_M and Q5_K_M mixes keep attn_v
+// Three matrices on the same x (q, k, v) in one launch: the first nb0 blocks are w0's, the next nb1 w1's, the
+// rest w2's (same row length; q and k of type Q, v of type QV: llama.cpp's Q4_K_M and Q5_K_M mixes keep attn_v
 // in Q6_K in about half the layers). ROPE: then RoPE of q and k and the cache store as well (re).
 // R rows per block (MQ3_R: op_qkv_rope_store needs R to divide head_dim).
 template <class Q, class QV, int R, bool PRE, bool ROPE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
                                                       float *__restrict__ y2, cu_rope_epi re) {
-    // v's blocks first: where v is Q6_K they are the heaviest (13 KB against Q4_K's 9), and the blocks dispatched
-    // last set the tail
-    const int b = blockIdx.x, nb2 = gridDim.x - nb0 - nb1;
-    if (b < nb2) mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b, re, 2);
-    else if (b < nb2 + nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b - nb2, re, 0);
-    else mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb2 - nb0, re, 1);
+    const int b = blockIdx.x;
+    if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, re, 0);
+    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
+    else mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
 }
 
 // 4 rows for every type: 8 for Q4_0/Q4_K (as their single matvecs take) measured slower on q/k/v (Q4_K 7.3 -> 7.9
