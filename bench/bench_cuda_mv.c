@@ -166,7 +166,9 @@ static int bench_one(ll_backend *gpu, ll_backend *cpu, uint32_t t, const shape *
         double e = nmse(got, ref, (size_t)sh->ne1[j], &bad);
         if (e > worst || bad) worst = e > worst ? e : worst, worst_bad += bad;
     }
-    const double tol = t == LL_TYPE_F16 ? 1e-8 : 2e-4; // int8 activations: the x quantization's error
+    // int8 activations: the x quantization's error. F16: the GPU keeps x in f32; the CPU reference rounds x to f16
+    // for rows over 4096 (cpu backend: half the L1 footprint), a relative error of up to 2^-11 per element
+    const double tol = t != LL_TYPE_F16 ? 2e-4 : sh->ne0 > 4096 ? 2e-7 : 1e-8;
     int ok = worst_bad == 0 && worst <= tol;
     // time: reps rounds of `copies` calls each, after one warm-up round
     double *ts = malloc((size_t)reps * sizeof *ts);
