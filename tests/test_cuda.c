@@ -619,26 +619,6 @@ static void test_matmul(void **state) {
     for (int ti = 0; ti < 3; ti++) matmul_case(k_types[ti], 172, 33, 1, &s);
 }
 
-// Prefill GEMMs of quantized weights dequantized in parts (matmul.cu, gemm_dequant), with parts made small by the
-// knobs: whole rows (3 parts of 128, 128, 44 rows) and whole 256-column runs (4 parts; matmul_add accumulates
-// over them), f32 outputs (matmul) and f16 ones (gate/up of matmul_swiglu).
-static void test_gemm_parts(void **state) {
-    NEED_GPU();
-    uint64_t s = 71;
-    const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
-    setenv("LLMLAB_CUDA_DEQ_PART_KB", "16", 1);
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        setenv("LLMLAB_CUDA_DEQ_MIN_TILES", "1", 1); // by rows
-        matmul_case(types[ti], 1024, 300, 16, &s);
-        swiglu_case(types[ti], 1024, 300, 16, &s);
-        setenv("LLMLAB_CUDA_DEQ_MIN_TILES", "1000000", 1); // by columns (f32 outputs), else whole
-        matmul_case(types[ti], 1024, 300, 16, &s);
-        swiglu_case(types[ti], 1024, 300, 16, &s);
-    }
-    unsetenv("LLMLAB_CUDA_DEQ_PART_KB");
-    unsetenv("LLMLAB_CUDA_DEQ_MIN_TILES");
-}
-
 // Decode chains as the model runs them: matmul_swiglu then the down matvec on its output, attention then the
 // output projection: the second matvec against float64 dots of the downloaded first output through the host
 // quantization (bit-exact with the device's), so a stale int8 copy of an earlier input fails. Twice per case.
@@ -870,7 +850,7 @@ int main(void) {
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
         cmocka_unit_test(test_mvq_shapes),
-        cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_rmsnorm_sizes), cmocka_unit_test(test_gemm_parts),
+        cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_rmsnorm_sizes),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_qkv_rope_store),
         cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),

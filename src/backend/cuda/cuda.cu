@@ -364,11 +364,6 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->fuse_rope = !(nf && strstr(nf, "rope"));
     c->mv_mixed = !(nf && strstr(nf, "mixed"));
     c->swiglu_q8 = !(nf && strstr(nf, "swq8"));
-    // prefill's f16 parts of quantized weights (matmul.cu, gemm_dequant): 32 MiB, so that a part, its GEMM's input
-    // and output stay in the H100's 50 MB L2; both knobs for measurements and tests
-    const char *dp = getenv("LLMLAB_CUDA_DEQ_PART_KB"), *dt = getenv("LLMLAB_CUDA_DEQ_MIN_TILES");
-    c->deq_part_bytes = dp && atol(dp) >= 0 ? (size_t)atol(dp) * 1024 : (size_t)32 << 20;
-    c->deq_min_tiles = dt && atoi(dt) > 0 ? atoi(dt) : 100;
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));

@@ -180,8 +180,6 @@ typedef struct cu_impl {
     int mvq_rows;       // rows per block of the single int8 matvec (LLMLAB_CUDA_MVQ_ROWS 2, 4, 8; 0: per type)
     int mv_rows;        // rows per block of the float matvecs (2, 4 or 8; LLMLAB_CUDA_MV_ROWS, default 2)
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
-    size_t deq_part_bytes; // prefill: quantized weights to f16 in parts of about this (LLMLAB_CUDA_DEQ_PART_KB; 0: whole)
-    int deq_min_tiles;     // a row part's GEMM keeps at least this many 128 x 128 output tiles (else column parts)
     bool swiglu_q8;     // gate/up + SwiGLU also quantizes its output (LLMLAB_CUDA_NOFUSE=swq8: k_quant_x8 does)
     bool mv_mixed;      // k_mmvq3 takes a v of its own type (Q6_K with Q4_K/Q5_K; LLMLAB_CUDA_NOFUSE=mixed: not)
     bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; LLMLAB_CUDA_NOFUSE=rope: not)

@@ -229,21 +229,16 @@ struct dq_launch {
 // super-blocks: a contiguous run of elements) into shared memory, then writes them as consecutive 16-byte
 // stores: the decoders' own store pattern (runs of 8-16 values spread over a super-block) made every store
 // instruction touch twice the L2 sectors, and ncu found the kernel L2-bound at 44% of the HBM rate.
-// A part of w: rows [r0, r0 + nr), elements [k0, k0 + kc) of each (k0 and kc multiples of 256: whole super-blocks),
-// to out (nr, kc) with rows out_ld apart.
 #define DQH_UNITS 128
-template <class Q>
-__global__ void __launch_bounds__(DQH_UNITS) k_dequant_h(cu_wview w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
-                                                         __half *__restrict__ out, int64_t out_ld) {
+template <class Q> __global__ void __launch_bounds__(DQH_UNITS) k_dequant_h(cu_wview w, __half *__restrict__ out) {
     constexpr int UE = Q::R * Q::L; // elements per unit
     static_assert(Q::L % 8 == 0, "runs of whole 16-byte pieces");
     __shared__ __align__(16) __half sm[DQH_UNITS * UE];
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
-    const int u_end = (int)((k0 + kc) / UE), u0 = (int)(k0 / UE) + blockIdx.x * DQH_UNITS,
-              nu = min(DQH_UNITS, u_end - u0);
+    const int n_units = (int)(w.ne0 / UE), u0 = blockIdx.x * DQH_UNITS, nu = min(DQH_UNITS, n_units - u0);
     const int64_t base = (int64_t)u0 * UE;
-    for (int64_t row = r0 + blockIdx.y; row < r0 + nr; row += gridDim.y) {
+    for (int64_t row = blockIdx.y; row < w.ne1; row += gridDim.y) {
         if ((int)threadIdx.x < nu) {
             const int u = u0 + threadIdx.x;
             int64_t st[Q::R];
@@ -264,7 +259,7 @@ __global__ void __launch_bounds__(DQH_UNITS) k_dequant_h(cu_wview w, int64_t r0,
                 }
         }
         __syncthreads();
-        __half *o = out + (row - r0) * out_ld + (base - k0);
+        __half *o = out + row * w.ne0 + base;
         for (int k = threadIdx.x; k < nu * UE / 8; k += DQH_UNITS) {
             const uint4 q = ((const uint4 *)sm)[k];
             cu_st16(o + 8 * k, q.x, q.y, q.z, q.w);
@@ -276,16 +271,15 @@ __global__ void __launch_bounds__(DQH_UNITS) k_dequant_h(cu_wview w, int64_t r0,
 struct dqh_launch {
     cu_impl *c;
     const cu_wview *w;
-    int64_t r0, nr, k0, kc; // the part of w (k_dequant_h)
     __half *out;
     template <class Q> void run() {
         if constexpr (Q::L % 8 != 0) {
             LL_ASSERT(!"k_dequant_h: a decoder without whole 16-byte runs");
         } else {
-            const int64_t units = kc / (Q::R * Q::L);
+            const int64_t units = w->ne0 / (Q::R * Q::L);
             const unsigned gx = (unsigned)((units + DQH_UNITS - 1) / DQH_UNITS),
-                           gy = (unsigned)(nr < 65535 ? nr : 65535);
-            cu_launch(c, k_dequant_h<Q>, dim3(gx, gy), dim3(DQH_UNITS), 0, *w, r0, nr, k0, kc, out, kc);
+                           gy = (unsigned)(w->ne1 < 65535 ? w->ne1 : 65535);
+            cu_launch(c, k_dequant_h<Q>, dim3(gx, gy), dim3(DQH_UNITS), 0, *w, out);
         }
     }
 };
@@ -319,61 +313,6 @@ static unsigned grid_for(cu_impl *c, int64_t n) {
     return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
 }
 
-static void blas_gemm(cu_impl *c, int m, int n, int k, const void *A, cudaDataType ta, int lda, const void *B, int ldb,
-                      const float *beta, void *C, cudaDataType tc, int ldc) {
-    const float one = 1.0f;
-    cublasStatus_t s = c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, A, ta, lda, B, ta, ldb, beta,
-                                    C, tc, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "cuBLAS status %d", (int)s);
-        cu_die(__FILE__, __LINE__, "cublasGemmEx", msg);
-    }
-}
-
-// A quantized w's GEMM: w to f16 in parts of about c->deq_part_bytes, each followed by its GEMM, so that the f16
-// part is still in L2 when the GEMM reads it and the next part overwrites it there: the f16 copy need not reach
-// HBM and come back (a 7B's matrices are 8-117 MB in f16; the H100's L2 is 50 MB). A part is whole rows (the
-// output's rows: gate/up) or, where that leaves the GEMM too few output tiles, whole 256-element column runs
-// (down: K split, the later parts accumulating, f32 outputs only). Small matrices, and deq_part_bytes 0: one part.
-static void gemm_dequant(cu_impl *c, const cu_wview *w, const __half *B, void *y, cudaDataType ty, int n_tok,
-                         const float *beta) {
-    const int64_t m = w->ne1, k = w->ne0, part = (int64_t)(c->deq_part_bytes / 2);
-    const float one = 1.0f;
-    __half *A = (__half *)c->deq;
-    const int64_t n_parts = part > 0 ? (m * k + part - 1) / part : 1;
-    // rows per part (a multiple of 128); a part's GEMM should keep >= deq_min_tiles (100) output tiles of 128 x 128
-    const int64_t mc = ((m + n_parts - 1) / n_parts + 127) / 128 * 128;
-    const bool by_rows = n_parts > 1 && mc * n_tok >= (int64_t)c->deq_min_tiles * 128 * 128;
-    const int64_t kc = ((k / 256 + n_parts - 1) / n_parts) * 256;
-    const bool by_cols = n_parts > 1 && !by_rows && ty == CUDA_R_32F && k % 256 == 0 && kc < k;
-    const size_t es = ty == CUDA_R_32F ? 4 : 2;
-    if (by_rows) {
-        for (int64_t r0 = 0; r0 < m; r0 += mc) {
-            const int64_t nr = m - r0 < mc ? m - r0 : mc;
-            dqh_launch l = {c, w, r0, nr, 0, k, A};
-            LL_ASSERT(cu_dispatch(*w, l));
-            blas_gemm(c, (int)nr, n_tok, (int)k, A, CUDA_R_16F, (int)k, B, (int)k, beta, (char *)y + r0 * es, ty,
-                      (int)m);
-        }
-        return;
-    }
-    if (by_cols) {
-        for (int64_t k0 = 0; k0 < k; k0 += kc) {
-            const int64_t nk = k - k0 < kc ? k - k0 : kc;
-            dqh_launch l = {c, w, 0, m, k0, nk, A};
-            LL_ASSERT(cu_dispatch(*w, l));
-            blas_gemm(c, (int)m, n_tok, (int)nk, A, CUDA_R_16F, (int)nk, B + k0, (int)k, k0 ? &one : beta, y, ty,
-                      (int)m);
-        }
-        return;
-    }
-    LL_ASSERT((size_t)m * (size_t)k * 2 <= c->deq_bytes);
-    dqh_launch l = {c, w, 0, m, 0, k, A};
-    LL_ASSERT(cu_dispatch(*w, l));
-    blas_gemm(c, (int)m, n_tok, (int)k, A, CUDA_R_16F, (int)k, B, (int)k, beta, y, ty, (int)m);
-}
-
 // C (ne1 x n_tok, column-major = y row-major) = A^T B: A = W column-major (ne0 x ne1), B = x (ne0 x n_tok).
 // y is f32 (ty CUDA_R_32F; acc: y += instead of =) or f16 (CUDA_R_16F: f32 sums rounded once at the store).
 static void gemm(cu_impl *c, const cu_wview *w, const float *x, void *y, cudaDataType ty, int n_tok, bool acc) {
@@ -397,12 +336,20 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, void *y, cudaDat
         B = c->xh;
         ta = bf ? CUDA_R_16BF : CUDA_R_16F;
         A = w->q;
-        if (w->type != LL_TYPE_F16 && !bf) { // quantized: to f16 first, in parts that stay in L2 for their GEMM
-            gemm_dequant(c, w, (const __half *)B, y, ty, n_tok, beta);
-            return;
+        if (w->type != LL_TYPE_F16 && !bf) { // quantized: the whole matrix to f16 first
+            LL_ASSERT((size_t)w->ne0 * (size_t)w->ne1 * 2 <= c->deq_bytes);
+            dqh_launch l = {c, w, (__half *)c->deq};
+            LL_ASSERT(cu_dispatch(*w, l));
+            A = c->deq;
         }
     }
-    blas_gemm(c, m, n_tok, k, A, ta, k, B, k, beta, y, ty, m);
+    cublasStatus_t s = c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, m, n_tok, k, &one, A, ta, k, B, ta, k, beta,
+                                    y, ty, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "cuBLAS status %d", (int)s);
+        cu_die(__FILE__, __LINE__, "cublasGemmEx", msg);
+    }
 }
 
 void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
