@@ -142,59 +142,50 @@ template <bool HIGH> struct cu_q8_k45 {
     }
 };
 
-// Q6_K, repacked (cu_q_q6_K: 208-byte payloads ql 128, qh 64, scales 16; d apart). Unit p (0..3) of a block:
-// half h = p/2, l0 = 16 (p%2); run j (0..3) = elements 128h + 32j + l0 + i (i < 16) with low 4 bits from
-// ql[64h + l0 + i] (j 0, 2: low/high nibble) or ql[64h + 32 + l0 + i] (j 1, 3) and bits 2j, 2j+1 of
-// qh[32h + l0 + i]; x = d * scale[8h + 2j + l0/16] * (q - 32). One scale per run; a run is 16 elements, one
-// 16-sum of x (xs), which takes the offset 32 off.
+// Q6_K, repacked (cu_q_q6_K: 208-byte payloads ql 128, qh 64, scales 16; d apart). Run j (0..3) of half h and
+// l0 = 0 or 16: elements 128h + 32j + l0 + i (i < 16), low 4 bits from ql[64h + l0 + i] (j 0, 2: low/high nibble)
+// or ql[64h + 32 + l0 + i] (j 1, 3), bits 2j, 2j+1 of qh[32h + l0 + i]; x = d * scale[8h + 2j + l0/16] * (q - 32).
+// Unit p (0..7) of a block: h = p/4, l0 = 16 ((p/2)%2), runs jb = p%2 and jb + 2, which share their 16 ql bytes
+// (low and high nibbles) and 16 qh bytes: 32 elements, so that a 4096-column row has as many units as a block has
+// threads (64-element units left half of them idle there). One scale per run; a run is 16 elements, one 16-sum of
+// x (xs), which takes the offset 32 off.
 struct cu_q8_q6_K {
-    static constexpr int UNIT = 64;
+    static constexpr int UNIT = 32;
     static constexpr int ROWS = 4;
     struct W {
-        uint4 a, b, h, sc;
+        uint4 q, h, sc;
         uint16_t d;
     };
     CU_HD static W load(const cu_wview &w, int64_t row, int64_t u) {
-        const int64_t k = row * (w.ne0 / 256) + (u >> 2);
+        const int64_t k = row * (w.ne0 / 256) + (u >> 3);
         const uint8_t *blk = w.q + k * 208;
-        const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
-        return W{CU_LDG((const uint4 *)(blk + 64 * h + l0)), CU_LDG((const uint4 *)(blk + 64 * h + 32 + l0)),
-                 CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0)), CU_LDG((const uint4 *)(blk + 192)),
-                 CU_LDG(w.d + k)};
+        const int p = (int)(u & 7), h = p >> 2, l0 = ((p >> 1) & 1) * 16, jb = p & 1;
+        return W{CU_LDG((const uint4 *)(blk + 64 * h + 32 * jb + l0)), CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0)),
+                 CU_LDG((const uint4 *)(blk + 192)), CU_LDG(w.d + k)};
     }
     CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
-        const int p = (int)(u & 3), h = p >> 1, l0 = (p & 1) * 16;
-        const int aw[4] = {(int)w.a.x, (int)w.a.y, (int)w.a.z, (int)w.a.w};
-        const int bw[4] = {(int)w.b.x, (int)w.b.y, (int)w.b.z, (int)w.b.w};
+        const int p = (int)(u & 7), h = p >> 2, l0 = ((p >> 1) & 1) * 16, jb = p & 1;
+        const int qw[4] = {(int)w.q.x, (int)w.q.y, (int)w.q.z, (int)w.q.w};
         const int hw[4] = {(int)w.h.x, (int)w.h.y, (int)w.h.z, (int)w.h.w};
-        const int64_t e = (u >> 2) * 256 + 128 * h + l0; // run j starts at e + 32j
-        int s[4] = {0, 0, 0, 0};
+        const int64_t e0 = (u >> 3) * 256 + 128 * h + 32 * jb + l0, e1 = e0 + 64; // runs jb and jb + 2
+        int x0[4], x1[4];
+        cu_x8_load16(xq, e0, x0);
+        cu_x8_load16(xq, e1, x1);
+        int s0 = 0, s1 = 0;
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int x[4];
-            cu_x8_load16(xq, e + 32 * j, x);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int lo4 = j == 0 ? aw[i] & 0x0F0F0F0F
-                              : j == 1 ? bw[i] & 0x0F0F0F0F
-                              : j == 2 ? (aw[i] >> 4) & 0x0F0F0F0F
-                                       : (bw[i] >> 4) & 0x0F0F0F0F;
-                const int hi2 = j == 0 ? (hw[i] << 4) & 0x30303030
-                              : j == 1 ? (hw[i] << 2) & 0x30303030
-                              : j == 2 ? hw[i] & 0x30303030
-                                       : (hw[i] >> 2) & 0x30303030;
-                s[j] = cu_dp4a(lo4 | hi2, x[i], s[j]); // codes 0..63; the offset 32 comes off below
-            }
+        for (int i = 0; i < 4; i++) {
+            // codes 0..63 (the offset 32 comes off below): run jb takes qh bits 2jb, 2jb+1; run jb + 2 bits
+            // 2jb + 4, 2jb + 5, each moved to bits 4-5 of its byte
+            const int c0 = (qw[i] & 0x0F0F0F0F) | ((hw[i] << (4 - 2 * jb)) & 0x30303030);
+            const int c1 = ((qw[i] >> 4) & 0x0F0F0F0F) | ((hw[i] >> (2 * jb)) & 0x30303030);
+            s0 = cu_dp4a(c0, x0[i], s0);
+            s1 = cu_dp4a(c1, x1[i], s1);
         }
         const uint32_t scw[4] = {w.sc.x, w.sc.y, w.sc.z, w.sc.w}; // 16 int8 scales
-        float acc = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int idx = 8 * h + 2 * j + (l0 >> 4);
-            const int scj = (int)(int8_t)(scw[idx >> 2] >> (8 * (idx & 3)));
-            acc += (float)scj * (xd[(e + 32 * j) / 32] * (float)s[j] - 32.0f * xs[(e + 32 * j) / 16]);
-        }
-        return cu_h2f(w.d) * acc;
+        const int i0 = 8 * h + 2 * jb + (l0 >> 4), i1 = i0 + 4;
+        const int sc0 = (int)(int8_t)(scw[i0 >> 2] >> (8 * (i0 & 3))), sc1 = (int)(int8_t)(scw[i1 >> 2] >> (8 * (i1 & 3)));
+        const float a0 = xd[e0 / 32] * (float)s0 - 32.0f * xs[e0 / 16], a1 = xd[e1 / 32] * (float)s1 - 32.0f * xs[e1 / 16];
+        return cu_h2f(w.d) * ((float)sc0 * a0 + (float)sc1 * a1);
     }
     CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
                            const float *xs) {
