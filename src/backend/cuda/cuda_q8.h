@@ -33,7 +33,7 @@ CU_HD void cu_x8_load16(const int8_t *xq, int64_t e, int v[4]) {
 // The codes' offset of 8 comes off as 8 * (x's sum over the block) = 8 * (xs[2b] + xs[2b + 1]), not per byte.
 struct cu_q8_q4_0 {
     static constexpr int UNIT = 32;
-    static constexpr int ROWS = 8; // rows per matvec block (see cu_dispatch_q8)
+    static constexpr int ROWS = 8, ROWS_LONG = 8; // rows per matvec block (see cu_dispatch_q8)
     struct W {
         uint4 q;
         uint16_t d;
@@ -64,7 +64,7 @@ struct cu_q8_q4_0 {
 // Q8_0, repacked (cu_q_q8_0): unit = block b, 32 codes in two 16-byte loads.
 struct cu_q8_q8_0 {
     static constexpr int UNIT = 32;
-    static constexpr int ROWS = 4;
+    static constexpr int ROWS = 4, ROWS_LONG = 4;
     struct W {
         int4 q0, q1;
         uint16_t d;
@@ -95,7 +95,7 @@ struct cu_q8_q8_0 {
 // g = p/2, l0 = 16 (p%2). x = d*sc*q - dmin*m per sub-block: the min term is dmin*m*(x's 16-sum).
 template <bool HIGH> struct cu_q8_k45 {
     static constexpr int UNIT = 32;
-    static constexpr int ROWS = 8;
+    static constexpr int ROWS = 8, ROWS_LONG = 8;
     static constexpr int P = cu_q_k45<HIGH>::P, QS_OFF = cu_q_k45<HIGH>::QS_OFF;
     struct W {
         uint4 q, h;  // h: Q5_K's high bits
@@ -151,7 +151,7 @@ template <bool HIGH> struct cu_q8_k45 {
 // x (xs), which takes the offset 32 off.
 struct cu_q8_q6_K {
     static constexpr int UNIT = 32;
-    static constexpr int ROWS = 4;
+    static constexpr int ROWS = 4, ROWS_LONG = 2; // rows over 4096 columns: 2 (down 22.2 -> 21.0 us; o: 4)
     struct W {
         uint4 q, h, sc;
         uint16_t d;
@@ -194,10 +194,11 @@ struct cu_q8_q6_K {
 };
 
 // Calls f.template run<Q>() with the int8-activation unit for w's type; false when it has none. Q::ROWS: the rows
-// a single matvec's block takes (o, down), so that a thread has about eight 16-byte weight loads in flight per pass:
-// 8 for the types of one load per unit (Q4_0, Q4_K, Q5_K), 4 for Q8_0 (two) and Q6_K (four). Measured per shape
-// with LLMLAB_CUDA_MVQ_ROWS (bench/NOTES.md, session 13): Q4_0/Q4_K down 16.2/17.2 us at 4 rows, 13.9/14.7 at 8;
-// Q6_K down 20.8 at 4, 23.0 at 8 and 23.5 at 2. q/k/v and gate/up take 4 rows whatever the type (matvec_q8.cu).
+// a single matvec's block takes (o, down; ROWS_LONG for rows over 4096 columns), so that a thread has about eight
+// 16-byte weight loads in flight per pass: 8 for the types of one load per unit (Q4_0, Q4_K, Q5_K), 4 for Q8_0
+// (two) and Q6_K (three), 2 for Q6_K's long rows. Measured per shape with LLMLAB_CUDA_MVQ_ROWS (bench/NOTES.md,
+// session 13): Q4_0/Q4_K down 16.2/17.2 us at 4 rows, 13.9/14.7 at 8; Q6_K down 22.2 at 4, 21.0 at 2, 24.8 at 8,
+// Q6_K o 7.3 at 4, 8.0 at 2. q/k/v and gate/up take 4 rows whatever the type (matvec_q8.cu).
 template <class F> static bool cu_dispatch_q8(const cu_wview &w, F &&f) {
     switch (w.type) {
     case LL_TYPE_Q8_0: f.template run<cu_q8_q8_0>(); return true;

@@ -251,6 +251,7 @@ struct mq_launch {
         if (w2 || c->mvq_rows == 4) go<Q, PRE, 4>();
         else if (c->mvq_rows == 2) go<Q, PRE, 2>();
         else if (c->mvq_rows == 8) go<Q, PRE, 8>();
+        else if (w->ne0 > 4096) go<Q, PRE, Q::ROWS_LONG>();
         else go<Q, PRE, Q::ROWS>();
     }
     template <class Q> void run() {
