@@ -86,6 +86,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libllmlab.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libllmlab.a $(TEST_LDLIBS)
 
+# The test programs alone (built, not run).
+.PHONY: tests
+tests: $(TEST_BIN)
+
 # The whole suite: unit, kernel, golden and command tests. Last line: "N passed, N failed, N skipped".
 test: all $(TEST_BIN)
 	@LLMLAB_SHARED=$(SHARED) LLMLAB_BIN=$(BUILD)/llmlab sh tests/run.sh $(BUILD)/tests $(TEST_RUNNER)
