@@ -572,7 +572,7 @@ static void test_qkv_rope_store(void **state) {
     qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 64, false, false, 3, 4, &s);     // float batch: not fused
     qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 8, 2, 128, 128, false, true, 1, 7, &s); // mixed types, fused
     qkv_rope_case(LL_TYPE_Q5_K, LL_TYPE_Q6_K, 8, 2, 64, 64, false, false, 2, 3, &s);  // mixed, 2 tokens
-    qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 6, 6, false, false, 1, 2, &s); // head dim 6: 4-row blocks, not fused
+    qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 6, 6, false, false, 1, 2, &s);     // head dim 6: not fused
 }
 
 // The int8 matvec on decode shapes beside test_matmul's: thousands of rows (many blocks, odd counts: the last

@@ -403,7 +403,8 @@ void ll_matmul_repack(uint32_t to, const void *W, void *dst, int n_in, int n_out
                 const ll_block_q4_K *blk = (const ll_block_q4_K *)(src + ((16 * g + r) * nb + b) * 144);
                 memcpy(o + 2 * r, &blk->d, 2);
                 memcpy(o + 32 + 2 * r, &blk->dmin, 2);
-                for (int j = 0; j < 8; j++) ll_quant_k4_scale_min(j, blk->scales, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
+                for (int j = 0; j < 8; j++)
+                    ll_quant_k4_scale_min(j, blk->scales, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
                 for (size_t run = 0; run < 32; run++) memcpy(o + 320 + 64 * run + 4 * r, blk->qs + 4 * run, 4);
             }
         }

@@ -182,7 +182,7 @@ typedef struct cu_impl {
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
     bool swiglu_q8;     // gate/up + SwiGLU also quantizes its output (LLMLAB_CUDA_NOFUSE=swq8: k_quant_x8 does)
     bool mv_mixed;      // k_mmvq3 takes a v of its own type (Q6_K with Q4_K/Q5_K; LLMLAB_CUDA_NOFUSE=mixed: not)
-    bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; LLMLAB_CUDA_NOFUSE=rope: not)
+    bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; NOFUSE=rope: not)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
     int32_t *ids_pinned, *ids_dev;

@@ -130,11 +130,9 @@ template <bool HIGH> struct cu_q8_k45 {
             s0 = cu_dp4a(lo, x0[i], s0);
             s1 = cu_dp4a(hi, x1[i], s1);
         }
-        const float d = cu_h2f((uint16_t)(w.hd.x & 0xffff)), dmin = cu_h2f((uint16_t)(w.hd.x >> 16));
-        const uint32_t f = cu_k4r_field(w.hd, g);
-        const int sc0 = (int)(f & 63), sc1 = (int)((f >> 6) & 63), m0 = (int)((f >> 12) & 63), m1 = (int)(f >> 18);
-        return d * (xd[e0 / 32] * (float)(sc0 * s0) + xd[e1 / 32] * (float)(sc1 * s1)) -
-               dmin * ((float)m0 * xs[e0 / 16] + (float)m1 * xs[e1 / 16]);
+        const cu_k4r_group s = cu_k4r_group_of(w.hd, g);
+        return s.d * (xd[e0 / 32] * (float)(s.sc0 * s0) + xd[e1 / 32] * (float)(s.sc1 * s1)) -
+               s.dmin * ((float)s.m0 * xs[e0 / 16] + (float)s.m1 * xs[e1 / 16]);
     }
     CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
                            const float *xs) {
@@ -160,8 +158,8 @@ struct cu_q8_q6_K {
         const int64_t k = row * (w.ne0 / 256) + (u >> 3);
         const uint8_t *blk = w.q + k * 208;
         const int p = (int)(u & 7), h = p >> 2, l0 = ((p >> 1) & 1) * 16, jb = p & 1;
-        return W{CU_LDG((const uint4 *)(blk + 64 * h + 32 * jb + l0)), CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0)),
-                 CU_LDG((const uint4 *)(blk + 192)), CU_LDG(w.d + k)};
+        return W{CU_LDG((const uint4 *)(blk + 64 * h + 32 * jb + l0)),
+                 CU_LDG((const uint4 *)(blk + 128 + 32 * h + l0)), CU_LDG((const uint4 *)(blk + 192)), CU_LDG(w.d + k)};
     }
     CU_HD static float dotw(const W &w, int64_t u, const int8_t *xq, const float *xd, const float *xs) {
         const int p = (int)(u & 7), h = p >> 2, l0 = ((p >> 1) & 1) * 16, jb = p & 1;
@@ -182,10 +180,12 @@ struct cu_q8_q6_K {
             s1 = cu_dp4a(c1, x1[i], s1);
         }
         const uint32_t scw[4] = {w.sc.x, w.sc.y, w.sc.z, w.sc.w}; // 16 int8 scales
-        const int i0 = 8 * h + 2 * jb + (l0 >> 4), i1 = i0 + 4;
-        const int sc0 = (int)(int8_t)(scw[i0 >> 2] >> (8 * (i0 & 3))), sc1 = (int)(int8_t)(scw[i1 >> 2] >> (8 * (i1 & 3)));
-        const float a0 = xd[e0 / 32] * (float)s0 - 32.0f * xs[e0 / 16], a1 = xd[e1 / 32] * (float)s1 - 32.0f * xs[e1 / 16];
-        return cu_h2f(w.d) * ((float)sc0 * a0 + (float)sc1 * a1);
+        const int i0 = 8 * h + 2 * jb + (l0 >> 4), i1 = i0 + 4;     // runs jb and jb + 2
+        const float sc0 = (float)(int8_t)(scw[i0 >> 2] >> (8 * (i0 & 3)));
+        const float sc1 = (float)(int8_t)(scw[i1 >> 2] >> (8 * (i1 & 3)));
+        const float a0 = xd[e0 / 32] * (float)s0 - 32.0f * xs[e0 / 16];
+        const float a1 = xd[e1 / 32] * (float)s1 - 32.0f * xs[e1 / 16];
+        return cu_h2f(w.d) * (sc0 * a0 + sc1 * a1);
     }
     CU_HD static float dot(const cu_wview &w, int64_t row, int64_t u, const int8_t *xq, const float *xd,
                            const float *xs) {

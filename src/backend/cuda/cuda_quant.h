@@ -124,6 +124,17 @@ CU_HD uint32_t cu_k4r_field(const uint4 &h, int g) {
 #endif
 }
 
+// Group g of a repacked Q4_K/Q5_K block's scale part h: d, dmin, and the scales and mins of sub-blocks 2g, 2g+1.
+typedef struct cu_k4r_group {
+    float d, dmin;
+    int sc0, sc1, m0, m1;
+} cu_k4r_group;
+CU_HD cu_k4r_group cu_k4r_group_of(const uint4 &h, int g) {
+    const uint32_t f = cu_k4r_field(h, g);
+    return cu_k4r_group{cu_h2f((uint16_t)(h.x & 0xffff)), cu_h2f((uint16_t)(h.x >> 16)), (int)(f & 63),
+                        (int)((f >> 6) & 63), (int)((f >> 12) & 63), (int)(f >> 18)};
+}
+
 // Q4_K (HIGH false) / Q5_K (HIGH true), repacked: block k of row r = payload at q + (r*nb + k)*P (P = 128: qs;
 // Q5_K 160: qh 32, then qs 128), scale part at ((uint4 *)d)[r*nb + k]. Unit p (0..7) of a block: group g = p/2
 // of 64 elements, bytes l0 = (p%2)*16 .. +16 of its 32 qs bytes: elements 64g+l0+i (low nibble, sub-block 2g)
@@ -154,13 +165,11 @@ template <bool HIGH> struct cu_q_k45 {
             v[0][i] = (float)lo;
             v[1][i] = (float)hi;
         }
-        const uint4 hd = CU_LDG((const uint4 *)w.d + k);
-        const float d = cu_h2f((uint16_t)(hd.x & 0xffff)), dmin = cu_h2f((uint16_t)(hd.x >> 16));
-        const uint32_t f = cu_k4r_field(hd, g);
-        a[0] = d * (float)(f & 63);
-        b[0] = -(dmin * (float)((f >> 12) & 63));
-        a[1] = d * (float)((f >> 6) & 63);
-        b[1] = -(dmin * (float)(f >> 18));
+        const cu_k4r_group s = cu_k4r_group_of(CU_LDG((const uint4 *)w.d + k), g);
+        a[0] = s.d * (float)s.sc0;
+        b[0] = -(s.dmin * (float)s.m0);
+        a[1] = s.d * (float)s.sc1;
+        b[1] = -(s.dmin * (float)s.m1);
     }
 };
 

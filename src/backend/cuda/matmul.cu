@@ -352,9 +352,14 @@ static void gemm(cu_impl *c, const cu_wview *w, const float *x, void *y, cudaDat
     }
 }
 
+static bool is_quant(uint32_t type) { return type != LL_TYPE_F32 && type != LL_TYPE_F16 && type != LL_TYPE_BF16; }
+// cuBLAS for batches: from 2 tokens for float weights, CU_GEMM_MIN_TOK_QUANT for quantized ones (the int8 matvec
+// below that)
+static bool use_gemm(const cu_impl *c, const cu_wview *w, int n_tok) {
+    return c->blas.gemm && n_tok >= (is_quant(w->type) ? CU_GEMM_MIN_TOK_QUANT : 2);
+}
+
 void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
-    bool quant = w->type != LL_TYPE_F32 && w->type != LL_TYPE_F16 && w->type != LL_TYPE_BF16;
-    bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
     // the int8 copy of the last input stays valid unless this output overwrites that input
     const char *ys = (const char *)y, *ye = ys + (size_t)n_tok * w->ne1 * sizeof(float);
     if (c->x8_src) {
@@ -365,7 +370,7 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
         const char *xs = (const char *)c->xh_src, *xe = xs + c->xh_n * sizeof(float);
         if (ys < xe && xs < ye) c->xh_src = NULL;
     }
-    if (use_gemm) {
+    if (use_gemm(c, w, n_tok)) {
         gemm(c, w, x, y, CUDA_R_32F, n_tok, acc);
         return;
     }
@@ -383,15 +388,13 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
         cu_mmvq_swiglu(c, wg, wu, x, g, n_tok);
         return;
     }
-    const bool quant = wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_F16 && wg->type != LL_TYPE_BF16;
-    if (same && !quant && n_tok < 2) { // the float matvec, both matrices in one launch
+    if (same && !is_quant(wg->type) && n_tok < 2) { // the float matvec, both matrices in one launch
         mv_launch l = {c, wg, wu, x, g, c->mv_rows, false};
         LL_ASSERT(cu_dispatch(*wg, l));
         c->x8_src = c->xh_src = NULL;
         return;
     }
-    const bool use_gemm = c->blas.gemm && n_tok >= (quant ? CU_GEMM_MIN_TOK_QUANT : 2);
-    if (same && use_gemm && wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_BF16) {
+    if (same && use_gemm(c, wg, n_tok) && wg->type != LL_TYPE_F32 && wg->type != LL_TYPE_BF16) {
         // Batches: both GEMMs store f16 (u's bytes hold the two), SwiGLU reads them: half the bytes of f32
         // outputs written and read again (llama.cpp's cuBLAS path stores f16 too). Not for F32/BF16 weights,
         // whose models may rely on the wider range.

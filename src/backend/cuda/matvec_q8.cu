@@ -1,7 +1,7 @@
 // matvec_q8.cu — decode (a few tokens) for quantized weights: each x row quantized once to int8 (cu_x8), then
-// per weight type a block of MQ_THREADS threads computes R rows (Q::ROWS for o and down, 4 for q/k/v and gate/up): thread i takes units
-// i, i + MQ_THREADS, ... of every row (16-byte loads of consecutive units: coalesced; the first ones issued before
-// the kernel waits for x), dp4a dots, one shuffle + shared-memory sum. Gate/up + SwiGLU with rows % 32 == 0 takes
+// per weight type a block of MQ_THREADS threads computes R rows (Q::ROWS for o and down, 4 for q/k/v and
+// gate/up): thread i takes units i, i + MQ_THREADS, ... of every row (16-byte loads of consecutive units:
+// coalesced; the first ones issued before the kernel waits for x), dp4a dots, one shuffle + shared-memory sum. Gate/up + SwiGLU with rows % 32 == 0 takes
 // 32 rows a block instead and quantizes its output for the down matvec (k_mmvq_swiglu_q8).
 #include "backend/cuda/cuda_q8.h"
 
@@ -234,18 +234,18 @@ struct mq_launch {
     bool acc;
     cu_x8 *yq; // set: gate/up + SwiGLU quantizes its output there too (ne1 % 32 == 0)
     template <class Q, bool PRE, int R> void go() {
-        if (yq) {
+        dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
+        if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false);
+        else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc);
+    }
+    template <class Q, bool PRE> void rows() {
+        if (yq) { // gate/up + SwiGLU in 32-row blocks
             cu_x8 o = *yq;
             o.ne0 = w->ne1;
             cu_launch(c, k_mmvq_swiglu_q8<Q, PRE>, dim3((unsigned)(w->ne1 / 32), (unsigned)n_tok), dim3(SQ_THREADS),
                       0, *w, *w2, x, y, o);
             return;
         }
-        dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
-        if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false);
-        else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc);
-    }
-    template <class Q, bool PRE> void rows() {
         // gate/up: 4 rows a block (2 and 8 measured slower, bench/NOTES.md, second round); the single matvec:
         // Q::ROWS, or c->mvq_rows (a knob)
         if (w2 || c->mvq_rows == 4) go<Q, PRE, 4>();
