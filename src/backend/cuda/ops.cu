@@ -153,94 +153,85 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
     cu_launch(c, k_add_bias, dim3(grid_1d(c, total, 256)), dim3(256), 0, x, bias, n, total);
 }
 
-// RoPE (Su et al. 2021, arXiv:2104.09864). One thread per (token, pair j, head), with the arithmetic of
-// cu_rope_theta / cu_rope_sincos (cuda_internal.h). Positions: pos_dev[t], or pos0 + t when pos_dev is NULL
-// (pos0 = *npast when npast is given: a recorded step).
-__global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_tok,
-                       int n_head, int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
+// RoPE (Su et al. 2021, arXiv:2104.09864). One block per token: the block's threads first take sin and cos of
+// each pair index j for the token's position (the arithmetic of cu_rope_theta / cu_rope_sincos, cuda_internal.h)
+// into shared memory, then walk (head, j) with j fastest, so that a warp reads and writes consecutive bytes of one
+// head. Positions: pos_dev[t], or pos0 + t when pos_dev is NULL (pos0 = *npast when npast is given: a recorded
+// step).
+__device__ __forceinline__ void cu_rope_token_sincos(int pos, int n_rot, float base, const float *__restrict__ ff,
+                                                     float *sn, float *cs) {
+    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x)
+        cu_rope_sincos(pos, cu_rope_theta(j, n_rot, base, ff), &sn[j], &cs[j]);
+    __syncthreads();
+}
+
+// Rotates pair j of one head's row; the rotated pair also goes to cr when given (k's cache row).
+__device__ __forceinline__ void cu_rope_pair(float *row, float *cr, int j, int half, bool neox, float sn, float cs) {
+    const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
+    const float a = row[i0], b = row[i1], r0 = a * cs - b * sn, r1 = a * sn + b * cs;
+    row[i0] = r0, row[i1] = r1;
+    if (cr) cr[i0] = r0, cr[i1] = r1;
+}
+
+__global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_head,
+                       int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
-    const int half = n_rot / 2;
-    __shared__ double th[ROPE_MAX_HALF];
-    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) th[j] = cu_rope_theta(j, n_rot, base, ff);
-    __syncthreads();
+    __shared__ float sn[ROPE_MAX_HALF], cs[ROPE_MAX_HALF];
     if (npast) pos0 = *npast;
-    const int64_t total = (int64_t)n_tok * half * n_head;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        const int h = (int)(i % n_head), j = (int)(i / n_head % half), t = (int)(i / ((int64_t)n_head * half));
-        float sn, cs;
-        cu_rope_sincos(pos_dev ? pos_dev[t] : pos0 + t, th[j], &sn, &cs);
-        const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
-        float *v = x + ((size_t)t * n_head + h) * head_dim;
-        const float a = v[i0], b = v[i1];
-        v[i0] = a * cs - b * sn;
-        v[i1] = a * sn + b * cs;
+    const int t = blockIdx.x, half = n_rot / 2;
+    cu_rope_token_sincos(pos_dev ? pos_dev[t] : pos0 + t, n_rot, base, ff, sn, cs);
+    float *xt = x + (size_t)t * n_head * head_dim;
+    for (int i = threadIdx.x; i < n_head * half; i += blockDim.x) {
+        const int h = i / half, j = i - h * half;
+        cu_rope_pair(xt + (size_t)h * head_dim, NULL, j, half, neox, sn[j], cs[j]);
     }
 }
 
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
              const float *freq_dev) {
-    int64_t total = (int64_t)n_tok * (p->n_rot / 2) * p->n_head;
-    if (total == 0) return;
+    if (n_tok == 0 || p->n_rot == 0 || p->n_head == 0) return;
     LL_ASSERT(p->n_rot / 2 <= ROPE_MAX_HALF);
     const int32_t *npast = cu_npast_dev(c);
-    cu_launch(c, k_rope, dim3(grid_1d(c, total, 128)), dim3(128), 0, x, npast ? NULL : pos_dev, pos0, npast, n_tok,
-              p->n_head, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
+    cu_launch(c, k_rope, dim3((unsigned)n_tok), dim3(256), 0, x, npast ? NULL : pos_dev, pos0, npast, p->n_head,
+              p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
 }
 
-// rope_kv_store in one launch: index i < P: a RoPE pair (token, pair j, head of q then of k; a k pair also goes to
-// the cache); P <= i < P + C: a k value past n_rot (copied as is) or a v value, to the cache. Positions as k_rope.
+// rope_kv_store in one launch, one block per token as k_rope: the q heads' pairs, then the k heads' pairs (also to
+// the k cache's row of the token's position), then k's values past n_rot and the v row, copied to the caches.
 __global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float *kc, float *vc, int pos0,
-                          const int32_t *npast, int n_tok, int n_head, int n_head_kv, int head_dim, int n_rot,
-                          float base, bool neox, const float *__restrict__ ff) {
+                          const int32_t *npast, int n_head, int n_head_kv, int head_dim, int n_rot, float base,
+                          bool neox, const float *__restrict__ ff) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
-    __shared__ double th[ROPE_MAX_HALF];
-    for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x) th[j] = cu_rope_theta(j, n_rot, base, ff);
-    __syncthreads();
+    __shared__ float sn[ROPE_MAX_HALF], cs[ROPE_MAX_HALF];
     if (npast) pos0 = *npast;
-    const int half = n_rot / 2, nh = n_head + n_head_kv, kvd = n_head_kv * head_dim, tail = head_dim - n_rot;
-    const int64_t P = (int64_t)n_tok * half * nh, C = (int64_t)n_tok * n_head_kv * tail + (int64_t)n_tok * kvd;
-    const int64_t cache0 = (int64_t)pos0 * kvd; // row n_past of the caches
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < P + C; i += (int64_t)gridDim.x * blockDim.x) {
-        if (i < P) {
-            const int h = (int)(i % nh), j = (int)(i / nh % half), t = (int)(i / ((int64_t)nh * half));
-            float sn, cs;
-            cu_rope_sincos(pos0 + t, th[j], &sn, &cs);
-            const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
-            const bool is_q = h < n_head;
-            float *row = is_q ? q + ((size_t)t * n_head + h) * head_dim
-                              : k + (size_t)t * kvd + (size_t)(h - n_head) * head_dim;
-            const float a = row[i0], b = row[i1], r0 = a * cs - b * sn, r1 = a * sn + b * cs;
-            row[i0] = r0, row[i1] = r1;
-            if (!is_q) {
-                float *cr = kc + cache0 + (row - k);
-                cr[i0] = r0, cr[i1] = r1;
-            }
-        } else {
-            int64_t e = i - P;
-            const int64_t nk = (int64_t)n_tok * n_head_kv * tail;
-            if (e < nk) { // k past n_rot: (token, head, d)
-                const int d = n_rot + (int)(e % tail);
-                const int64_t th = e / tail; // token * n_head_kv + head
-                const int64_t off = th * head_dim + d;
-                kc[cache0 + off] = k[off];
-            } else {
-                e -= nk;
-                vc[cache0 + e] = v[e];
-            }
+    const int t = blockIdx.x, half = n_rot / 2, kvd = n_head_kv * head_dim, tail = head_dim - n_rot;
+    cu_rope_token_sincos(pos0 + t, n_rot, base, ff, sn, cs);
+    float *qt = q + (size_t)t * n_head * head_dim, *kt = k + (size_t)t * kvd;
+    float *kct = kc + ((size_t)pos0 + t) * kvd, *vct = vc + ((size_t)pos0 + t) * kvd;
+    for (int i = threadIdx.x; i < (n_head + n_head_kv) * half; i += blockDim.x) {
+        const int h = i / half, j = i - h * half;
+        if (h < n_head) cu_rope_pair(qt + (size_t)h * head_dim, NULL, j, half, neox, sn[j], cs[j]);
+        else {
+            const size_t off = (size_t)(h - n_head) * head_dim;
+            cu_rope_pair(kt + off, kct + off, j, half, neox, sn[j], cs[j]);
         }
     }
+    for (int i = threadIdx.x; i < n_head_kv * tail; i += blockDim.x) { // k past n_rot: as is
+        const int hh = i / tail, d = n_rot + (i - hh * tail);
+        kct[(size_t)hh * head_dim + d] = kt[(size_t)hh * head_dim + d];
+    }
+    const float *vt = v + (size_t)t * kvd;
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) vct[i] = vt[i];
 }
 
 void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
                       const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
-    const int kvd = n_head_kv * p->head_dim;
+    if (n_tok == 0) return;
     LL_ASSERT(p->n_rot / 2 <= ROPE_MAX_HALF);
-    const int64_t total = (int64_t)n_tok * (p->n_rot / 2) * (p->n_head + n_head_kv) +
-                          (int64_t)n_tok * n_head_kv * (p->head_dim - p->n_rot) + (int64_t)n_tok * kvd;
-    cu_launch(c, k_rope_kv, dim3(grid_1d(c, total, 128)), dim3(128), 0, q, k, v, kc, vc, pos0, cu_npast_dev(c), n_tok,
-              p->n_head, n_head_kv, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
+    cu_launch(c, k_rope_kv, dim3((unsigned)n_tok), dim3(256), 0, q, k, v, kc, vc, pos0, cu_npast_dev(c), p->n_head,
+              n_head_kv, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
 }
 
 // Cache rows [n_past, n_past + n_tok) = k, v (n_past = *npast in a recorded step).
