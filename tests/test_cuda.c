@@ -308,6 +308,25 @@ static void test_attention(void **state) {
     attn_case(4, 4, 64, 0, 64, 28);     // one full query block from empty, head dim 64
 }
 
+// The batch kernels on more shapes: k_attn_mma2 (the default: 128 (token, head) pairs of a GQA group per block),
+// then k_attn_mma (LLMLAB_CUDA_ATTN2=0). cu_attention_mma reads the variable at every call.
+static void test_attention2(void **state) {
+    NEED_GPU();
+    for (int old = 0; old < 2; old++) {
+        if (old) setenv("LLMLAB_CUDA_ATTN2", "0", 1);
+        attn_case(8, 8, 64, 0, 64, 41);     // MHA, one block of 64 tokens (half the pairs of a block)
+        attn_case(8, 2, 64, 37, 100, 42);   // GQA 4, tokens not a multiple of the tile, after a prefix
+        attn_case(4, 1, 64, 0, 512, 43);    // GQA 4, 16 blocks per kv head
+        attn_case(4, 4, 128, 37, 100, 44);  // MHA, head dim 128, after a prefix
+        attn_case(8, 2, 128, 0, 64, 45);    // GQA 4, two blocks
+        attn_case(32, 8, 128, 0, 512, 46);  // Mistral shapes, 512 tokens
+        attn_case(32, 8, 128, 37, 512, 47); // the same after a prefix
+        attn_case(4, 4, 64, 37, 512, 48);   // MHA 512 tokens after a prefix
+        attn_case(6, 2, 128, 5, 100, 49);   // GQA 3: a block's pairs straddle tokens
+    }
+    unsetenv("LLMLAB_CUDA_ATTN2");
+}
+
 // ---- weights of every type --------------------------------------------------------------------------------
 static const uint32_t k_types[] = {LL_TYPE_F32, LL_TYPE_F16, LL_TYPE_BF16, LL_TYPE_Q8_0,
                                    LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
@@ -847,7 +866,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decoders_host),
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),   cmocka_unit_test(test_get_rows),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_attention2), cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
         cmocka_unit_test(test_mvq_shapes),
         cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_rmsnorm_sizes),

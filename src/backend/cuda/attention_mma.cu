@@ -2,7 +2,9 @@
 // FlashAttention-2 (Dao 2023, arXiv:2307.08691): a block takes 64 queries of one head, each warp 16 of them;
 // tiles of 64 keys and values go through shared memory as f16; S = Q K^T and O += P V are mma.sync m16n8k16
 // (f16 operands, f32 accumulators) with the online softmax in registers (the S accumulators are reused as the
-// A operand of P V). Q is pre-scaled by scale * log2(e), so the softmax uses exp2.
+// A operand of P V). Q is pre-scaled by scale * log2(e), so the softmax uses exp2. Two kernels: k_attn_mma (the first)
+// and k_attn_mma2 (the default: GQA heads share K/V tiles, double-buffered, ldmatrix fragments; 2-3% faster pp512
+// on the H100, bench/NOTES.md, session 14).
 #include "backend/cuda/cuda_internal.h"
 
 #define AM_BQ 64      // queries per block (4 warps x 16)
@@ -169,11 +171,246 @@ template <int HD> static void launch(cu_impl *c, float *out, const float *q, con
     c->xh_bf = false;
 }
 
+// ---- k_attn_mma2: the same attention, the default (LLMLAB_CUDA_ATTN2=0: k_attn_mma) ------------------------
+// Rows are (query, head) pairs of one GQA group: pair p = t G + j (G = n_head / n_head_kv) is token t, head
+// kvh G + j, as in attention.cu's k_attn_split. A block takes 128 consecutive pairs (8 warps x 16), so the G heads
+// that read one kv head share each converted K/V tile (G = 4: 32 tokens x 4 heads; any G works, including 1 and
+// G not dividing 128). K/V tiles are double-buffered in shared memory: the next tile's K is loaded into registers
+// before S = Q K^T and stored converted after it, its V likewise around the softmax and P V, so the global load
+// latency hides behind the math and there is one __syncthreads per tile. Fragments come from ldmatrix (x4; .trans
+// for V). Blocks go heaviest first (the last queries see the most keys), so the light ones fill in behind.
+#define A2_ROWS 128   // pairs per block (8 warps x 16)
+#define A2_BK 64      // keys per tile
+#define A2_THREADS 256
+
+__device__ __forceinline__ void a2_mma(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    // not volatile: no side effects, so the compiler may interleave the independent accumulators
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// volatile: they read shared memory that changes across __syncthreads, they must stay between the barriers
+__device__ __forceinline__ void a2_ldsm(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void a2_ldsm_t(uint32_t r[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// Tile loads: thread i takes the float4 at column c4 = 4 (i % (HD/4)) of rows r0 = i / (HD/4) + A2_LROWS j, the
+// same column in every row, so that the addresses are one base plus constant steps.
+#define A2_LROWS (A2_THREADS * 4 / HD) // rows one pass of the block covers
+// K or V rows kb.. of the tile; src points at row r0 (kv_stride floats a row), column c4 of the kv head. Rows past
+// block_last are zero (never read: they may hold anything).
+template <int HD>
+__device__ __forceinline__ void a2_load(float4 (&x)[A2_BK / A2_LROWS], const float *__restrict__ src, int kb,
+                                        int r0, int block_last, size_t kv_stride) {
+    src += (size_t)kb * kv_stride;
+#pragma unroll
+    for (int j = 0; j < A2_BK / A2_LROWS; j++)
+        x[j] = kb + r0 + A2_LROWS * j <= block_last ? *(const float4 *)(src + (size_t)(A2_LROWS * j) * kv_stride)
+                                                     : make_float4(0.f, 0.f, 0.f, 0.f);
+}
+// ... converted to f16 into the tile at dst (row r0, column c4 already added)
+template <int HD> __device__ __forceinline__ void a2_store(const float4 (&x)[A2_BK / A2_LROWS], __half *dst) {
+#pragma unroll
+    for (int j = 0; j < A2_BK / A2_LROWS; j++)
+        *(uint2 *)(dst + A2_LROWS * j * (HD + 8)) = make_uint2(am_pack(x[j].x, x[j].y), am_pack(x[j].z, x[j].w));
+}
+
+// Grid: n_chunks * n_head_kv blocks (1D), block b: kv head b % n_head_kv, pair chunk n_chunks - 1 - b / n_head_kv.
+// HD 64 fits two blocks per SM in registers; HD 128 (o alone is 64 registers) one.
+template <int HD>
+__global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
+    k_attn_mma2(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+                float *__restrict__ out, __half *__restrict__ outh, int n_tok, int n_head, int n_head_kv, int n_past,
+                float qscale) {
+    constexpr int LD = HD + 8; // halves per shared row (272 or 144 bytes): ldmatrix's 8 rows hit distinct banks
+    constexpr int TILE = A2_BK * LD;
+    extern __shared__ uint4 a2_smem[]; // K buffers 0, 1, then V buffers 0, 1
+    __half *const sm = (__half *)a2_smem;
+    const int G = n_head / n_head_kv, n_pairs = n_tok * G, n_chunks = (n_pairs + A2_ROWS - 1) / A2_ROWS;
+    const int kvh = blockIdx.x % n_head_kv, chunk = n_chunks - 1 - (int)blockIdx.x / n_head_kv;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    const int p0 = chunk * A2_ROWS + warp * 16; // the warp's first pair
+    const int block_last = n_past + min(n_pairs - 1, chunk * A2_ROWS + A2_ROWS - 1) / G; // last key any row sees
+    const bool warp_on = p0 < n_pairs;
+    const int w_first = n_past + min(p0, n_pairs - 1) / G, w_last = n_past + min(p0 + 15, n_pairs - 1) / G;
+    const size_t kv_stride = (size_t)n_head_kv * HD;
+    const int r0 = threadIdx.x / (HD / 4), c4 = threadIdx.x % (HD / 4) * 4; // tile loads: a2_load
+    const float *const kp = kc + (size_t)r0 * kv_stride + (size_t)kvh * HD + c4;
+    const float *const vp = vc + (size_t)r0 * kv_stride + (size_t)kvh * HD + c4;
+    __half *const st = sm + r0 * LD + c4;
+
+    // rows g and g + 8 of the warp; rows past the last pair take its position (key 0 visible: m finite) and q = 0
+    // orow: the row's (token, head) row of q and out, -1 past the last pair
+    int qpos[2], orow[2];
+    uint32_t qf[HD / 16][4];
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        const int pr = p0 + g + 8 * row, pc = min(pr, n_pairs - 1), t = pc / G;
+        qpos[row] = n_past + t;
+        orow[row] = pr < n_pairs ? t * n_head + kvh * G + pc % G : -1;
+        const float *qr = q + (size_t)(t * n_head + kvh * G + pc % G) * HD + 2 * c;
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+            for (int hi = 0; hi < 2; hi++) {
+                float2 v = make_float2(0.f, 0.f);
+                if (pr < n_pairs) v = *(const float2 *)(qr + 16 * ks + 8 * hi);
+                qf[ks][row + 2 * hi] = am_pack(v.x * qscale, v.y * qscale);
+            }
+    }
+    float o[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+    // ldmatrix row addresses (bytes). K, x4 = b0, b1 of key groups 16jp, 16jp + 8 at dims 16ks: lanes 0-7 keys
+    // +0..7 dims +0, 8-15 keys +0..7 dims +8, 16-23 keys +8..15 dims +0, 24-31 keys +8..15 dims +8.
+    // V, x4 .trans = b0, b1 of dims 16np, 16np + 8 at keys 16kk: lanes 0-7 keys +0..7 dims +0, 8-15 keys +8..15
+    // dims +0, 16-23 keys +0..7 dims +8, 24-31 keys +8..15 dims +8.
+    const uint32_t s_base = (uint32_t)__cvta_generic_to_shared(sm);
+    const uint32_t k_lane = s_base + (uint32_t)(((lane & 7) + 8 * (lane >> 4)) * LD + 8 * ((lane >> 3) & 1)) * 2;
+    const uint32_t v_lane =
+        s_base + (uint32_t)(2 * TILE + ((lane & 7) + 8 * ((lane >> 3) & 1)) * LD + 8 * (lane >> 4)) * 2;
+
+    float4 x[A2_BK / A2_LROWS];
+    a2_load<HD>(x, kp, 0, r0, block_last, kv_stride);
+    a2_store<HD>(x, st);
+    a2_load<HD>(x, vp, 0, r0, block_last, kv_stride);
+    a2_store<HD>(x, st + 2 * TILE);
+    __syncthreads();
+
+    for (int kb = 0, buf = 0; kb <= block_last; kb += A2_BK, buf ^= 1) {
+        const bool next = kb + A2_BK <= block_last;
+        const bool on = warp_on && kb <= w_last; // else every key of the tile is after all of the warp's rows
+        if (next) a2_load<HD>(x, kp, kb + A2_BK, r0, block_last, kv_stride);
+
+        float s[A2_BK / 8][4];
+        if (on) {
+            const uint32_t kaddr = k_lane + (uint32_t)(buf * TILE * 2);
+#pragma unroll
+            for (int j = 0; j < A2_BK / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+                for (int jp = 0; jp < A2_BK / 16; jp++) {
+                    uint32_t b[4];
+                    a2_ldsm(b, kaddr + (uint32_t)((16 * jp * LD + 16 * ks) * 2));
+                    a2_mma(s[2 * jp], qf[ks], b[0], b[1]);
+                    a2_mma(s[2 * jp + 1], qf[ks], b[2], b[3]);
+                }
+        }
+        if (next) {
+            a2_store<HD>(x, st + (buf ^ 1) * TILE); // held tile kb - 64, consumed before the last barrier
+            a2_load<HD>(x, vp, kb + A2_BK, r0, block_last, kv_stride);
+        }
+        if (on) {
+            if (kb + A2_BK - 1 > w_first) // the tile crosses the causal edge of some row
+#pragma unroll
+                for (int j = 0; j < A2_BK / 8; j++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++)
+                        if (kb + 8 * j + 2 * c + (r & 1) > qpos[r >> 1]) s[j][r] = -INFINITY;
+            float mx[2] = {m[0], m[1]};
+#pragma unroll
+            for (int j = 0; j < A2_BK / 8; j++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) mx[r >> 1] = fmaxf(mx[r >> 1], s[j][r]);
+#pragma unroll
+            for (int row = 0; row < 2; row++) {
+                mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 1));
+                mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 2));
+            }
+            // key 0 is in the first tile and visible to every row: mx is finite from the first tile on
+            const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
+            m[0] = mx[0], m[1] = mx[1];
+            l[0] *= corr[0], l[1] *= corr[1];
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                o[n][0] *= corr[0], o[n][1] *= corr[0];
+                o[n][2] *= corr[1], o[n][3] *= corr[1];
+            }
+#pragma unroll
+            for (int j = 0; j < A2_BK / 8; j++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    s[j][r] = exp2f(s[j][r] - m[r >> 1]);
+                    l[r >> 1] += s[j][r];
+                }
+            const uint32_t vaddr = v_lane + (uint32_t)(buf * TILE * 2);
+#pragma unroll
+            for (int kk = 0; kk < A2_BK / 16; kk++) {
+                const uint32_t a[4] = {am_pack(s[2 * kk][0], s[2 * kk][1]), am_pack(s[2 * kk][2], s[2 * kk][3]),
+                                       am_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                       am_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+                for (int np = 0; np < HD / 16; np++) {
+                    uint32_t b[4];
+                    a2_ldsm_t(b, vaddr + (uint32_t)((16 * kk * LD + 16 * np) * 2));
+                    a2_mma(o[2 * np], a, b[0], b[1]);
+                    a2_mma(o[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+        if (next) a2_store<HD>(x, st + (2 + (buf ^ 1)) * TILE);
+        __syncthreads(); // the next tile is in; this one is consumed (its buffers take the tile after next)
+    }
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 1);
+        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 2);
+    }
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        if (orow[row] < 0) continue;
+        const size_t off = (size_t)orow[row] * HD + 2 * c;
+        const float inv = 1.0f / l[row];
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) {
+            const float2 v = make_float2(o[n][2 * row] * inv, o[n][2 * row + 1] * inv);
+            *(float2 *)(out + off + 8 * n) = v;
+            if (outh) *(__half2 *)(outh + off + 8 * n) = __floats2half2_rn(v.x, v.y);
+        }
+    }
+}
+
+template <int HD> static void launch2(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
+                                      int n_tok, const ll_attn_params *p) {
+    const size_t smem = 4 * (size_t)A2_BK * (HD + 8) * sizeof(__half); // K, V x 2 buffers: 69632 B at HD 128
+    static bool attr_set = false; // per process: one device
+    if (!attr_set) {
+        CU_CHECK(cudaFuncSetAttribute(k_attn_mma2<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_set = true;
+    }
+    const int64_t n_pairs = (int64_t)n_tok * (p->n_head / p->n_head_kv);
+    LL_ASSERT(n_pairs + A2_ROWS <= INT32_MAX);
+    const unsigned n_blocks = (unsigned)((n_pairs + A2_ROWS - 1) / A2_ROWS * p->n_head_kv);
+    const float qscale = p->scale * 1.4426950408889634f; // log2(e): exp(x) = exp2(x log2 e)
+    const size_t n = (size_t)n_tok * p->n_head * HD;
+    __half *outh = n * 2 <= c->xh_bytes ? (__half *)c->xh : NULL; // as launch: f16 out for the o projection
+    k_attn_mma2<HD><<<n_blocks, A2_THREADS, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv,
+                                                               p->n_past, qscale);
+    CU_LAUNCHED();
+    c->xh_src = outh ? out : NULL;
+    c->xh_n = n;
+    c->xh_bf = false;
+}
+
 bool cu_attention_mma(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
                       const ll_attn_params *p) {
     if (n_tok < CU_ATTN_MMA_MIN_TOK || c->recording) return false;
-    if (p->head_dim == 64) launch<64>(c, out, q, kc, vc, n_tok, p);
-    else if (p->head_dim == 128) launch<128>(c, out, q, kc, vc, n_tok, p);
-    else return false;
+    if (p->head_dim != 64 && p->head_dim != 128) return false;
+    // read at every call (once per layer, cheap next to the launch) so that a test can switch it on
+    const char *a2 = getenv("LLMLAB_CUDA_ATTN2");
+    const bool v2 = !(a2 && a2[0] == '0' && a2[1] == 0); // "0": the first kernel (for comparison)
+    if (p->head_dim == 64) v2 ? launch2<64>(c, out, q, kc, vc, n_tok, p) : launch<64>(c, out, q, kc, vc, n_tok, p);
+    else v2 ? launch2<128>(c, out, q, kc, vc, n_tok, p) : launch<128>(c, out, q, kc, vc, n_tok, p);
     return true;
 }
