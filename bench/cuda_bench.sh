@@ -8,10 +8,11 @@
 #        STAGES="peer build test synth quant bench" (a subset splits the work over several calls while the machine
 #        stays warm: the build dir and WORK survive; extra stages: "sanitize" = test_cuda under compute-sanitizer
 #        memcheck, "ncu" = per-kernel DRAM throughput of decode matvecs, "variants" = pp512 and tg128 with the
-#        tuning knobs (VARIANTS: env settings, by default programmatic dependent launch off, weight preload off,
-#        CUDA graphs off; VTYPES: the files), "prof" = GPU time per kernel name of one pp512 and a few
-#        decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel through ncu (DTYPES), "mv" = the
-#        decode matmuls alone per knob setting (MV_VARIANTS: settings, comma-joined within one, space between)),
+#        tuning knobs (VARIANTS: env settings, comma-joined within one, space between; by default programmatic
+#        dependent launch off, weight preload off, CUDA graphs off; VTYPES: the files), "prof" = GPU time per
+#        kernel name of one pp512 and a few decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel
+#        through ncu (DTYPES), "mv" = the decode matmuls alone per knob setting (MV_VARIANTS: settings,
+#        comma-joined within one, space between)),
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
@@ -152,7 +153,7 @@ if has variants; then
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
         for v in ${VARIANTS:-LLMLAB_CUDA_PDL=0 LLMLAB_CUDA_PRELOAD=0 LLMLAB_CUDA_GRAPHS=0}; do
-            r=$(env $v $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "$REPS" --bw "$BW" 2>&1 | awk '/^(pp512|tg128)/ {printf "%s %s  ", $1, $2}')
+            r=$(env $(echo "$v" | tr , ' ') $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "$REPS" --bw "$BW" 2>&1 | awk '/^(pp512|tg128)/ {printf "%s %s  ", $1, $2}')
             printf 'variant %-6s %-26s %s\n' "$t" "$v" "$r" | tee -a "$OUT/variants.txt"
         done
     done

@@ -594,6 +594,110 @@ static void test_qkv_rope_store(void **state) {
     qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 6, 6, false, false, 1, 2, &s);     // head dim 6: not fused
 }
 
+// matmul_add_rmsnorm: x += in W^T, y = rmsnorm(x) * g, then what reads y: (0) a download (the pending norm runs
+// as its own kernel), (1) a matmul, (2) matmul_swiglu, (3) matmul3 (each takes the pending norm: 1/rms applied to
+// its sums), each followed by a download of y. x against float64 dots, y against a host norm of the downloaded x, the
+// reader's output against float64 dots of the int8 round trip of x * g, times 1/rms, as the kernels compute.
+static void add_norm_case(uint32_t t, int dim, int nt, int reader, uint64_t *s) {
+    const int cols = 256, rows = 64;
+    float *dw, *dc, *du, *gf = rand_floats((size_t)dim, s, 0.5f);
+    for (int i = 0; i < dim; i++) gf[i] += 1.0f;
+    void *w = make_weight(t, cols, dim, s, &dw), *wc = make_weight(t, dim, rows, s, &dc),
+         *wu = make_weight(t, dim, rows, s, &du);
+    ll_weight lw = {w, t, cols, dim, "o", false}, lc = {wc, t, dim, rows, "gate", false},
+              lu = {wu, t, dim, rows, "up", false}, lg = vec_weight(gf, dim, "norm");
+    const ll_weight *ws[] = {&lw, &lc, &lu, &lg};
+    duo d = duo_init(ws, 4, 16, 16);
+    const float eps = 1e-5f;
+    const size_t nx = (size_t)nt * dim, nz = (size_t)nt * rows;
+    float *x0 = rand_floats(nx, s, 2.0f), *in = rand_floats((size_t)nt * cols, s, 1.0f);
+    float *dx = to_dev(d.gpu, x0, nx), *din = to_dev(d.gpu, in, (size_t)nt * cols), *dy = poisoned_dev(d.gpu, nx);
+    float *dz = poisoned_dev(d.gpu, nz), *dz2 = poisoned_dev(d.gpu, nz), *dz3 = poisoned_dev(d.gpu, nz);
+    d.gpu->ops->matmul_add_rmsnorm(d.gpu, &lw, din, dx, &lg, dy, nt, eps);
+    if (reader == 1) d.gpu->ops->matmul(d.gpu, &lc, dy, dz, nt);
+    if (reader == 2) d.gpu->ops->matmul_swiglu(d.gpu, &lc, &lu, dy, dz, dz2, nt);
+    if (reader == 3) {
+        const ll_weight *w3[3] = {&lc, &lu, &lc};
+        float *y3[3] = {dz, dz2, dz3};
+        d.gpu->ops->matmul3(d.gpu, w3, dy, y3, nt);
+    }
+    float *x = from_dev(d.gpu, dx, nx), *y = from_dev(d.gpu, dy, nx);
+    char what[128];
+    snprintf(what, sizeof what, "matmul_add_rmsnorm %s dim %d, %d tokens, reader %d", ll_type_name(t), dim, nt, reader);
+    // x = x0 + in W^T (in through the int8 round trip)
+    // (int8 types at up to CU_X8_ROWS tokens; the float matvec and the f16 GEMM take in as it is)
+    const bool q8 = t != LL_TYPE_F16 && nt <= 8;
+    float *inr = malloc((size_t)nt * cols * sizeof *inr), *xref = malloc(nx * sizeof *xref);
+    memcpy(inr, in, (size_t)nt * cols * sizeof *inr);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+    if (q8) ll_backend_cuda_x8_roundtrip(in, inr, nt * cols);
+#endif
+    dot_ref(inr, nt, cols, dw, dim, xref);
+    for (size_t i = 0; i < nx; i++) xref[i] += x0[i];
+    char w2[160];
+    snprintf(w2, sizeof w2, "%s: x", what);
+    check_close(w2, x, xref, nx, t == LL_TYPE_F16 || q8 ? TOL_F32 : TOL_GEMM_F16);
+    // y = x / rms(x) * g of the x the GPU has
+    float *yref = malloc(nx * sizeof *yref), *xg = malloc(nx * sizeof *xg), *sc = malloc((size_t)nt * sizeof *sc);
+    for (int i = 0; i < nt; i++) {
+        double ss = 0;
+        for (int k = 0; k < dim; k++) ss += (double)x[(size_t)i * dim + k] * x[(size_t)i * dim + k];
+        sc[i] = (float)(1.0 / sqrt(ss / dim + eps));
+        for (int k = 0; k < dim; k++) {
+            yref[(size_t)i * dim + k] = x[(size_t)i * dim + k] * sc[i] * gf[k];
+            xg[(size_t)i * dim + k] = x[(size_t)i * dim + k] * gf[k];
+        }
+    }
+    snprintf(w2, sizeof w2, "%s: y", what), check_close(w2, y, yref, nx, TOL_F32);
+    if (reader > 0) {
+        // the reader: dots with the round trip of x * g, times 1/rms (a download-first norm would quantize y
+        // instead: within the int8 rounding of it, far outside TOL_F32)
+        float *xr = malloc(nx * sizeof *xr), *za = malloc(nz * sizeof *za), *zb = malloc(nz * sizeof *zb);
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
+        ll_backend_cuda_x8_roundtrip(xg, xr, (int)nx);
+#endif
+        dot_ref(xr, nt, dim, dc, rows, za);
+        dot_ref(xr, nt, dim, du, rows, zb);
+        for (int i = 0; i < nt; i++)
+            for (int r = 0; r < rows; r++) {
+                const size_t e = (size_t)i * rows + r;
+                za[e] *= sc[i], zb[e] *= sc[i];
+            }
+        float *z = from_dev(d.gpu, dz, nz);
+        if (reader == 2) {
+            for (size_t e = 0; e < nz; e++) za[e] = (float)(za[e] / (1.0 + exp(-(double)za[e])) * zb[e]);
+            snprintf(w2, sizeof w2, "%s: swiglu", what), check_close(w2, z, za, nz, TOL_F32 * 4);
+        } else {
+            snprintf(w2, sizeof w2, "%s: reader", what), check_close(w2, z, za, nz, TOL_F32);
+        }
+        if (reader == 3) {
+            float *z2 = from_dev(d.gpu, dz2, nz), *z3 = from_dev(d.gpu, dz3, nz);
+            snprintf(w2, sizeof w2, "%s: matmul3 second", what), check_close(w2, z2, zb, nz, TOL_F32);
+            snprintf(w2, sizeof w2, "%s: matmul3 third", what), check_close(w2, z3, za, nz, TOL_F32);
+            free(z2), free(z3);
+        }
+        free(z), free(xr), free(za), free(zb);
+    }
+    float *bufs[] = {dx, din, dy, dz, dz2, dz3};
+    for (int i = 0; i < 6; i++) d.gpu->ops->free(d.gpu, bufs[i]);
+    duo_free(&d);
+    free(w), free(wc), free(wu), free(dw), free(dc), free(du), free(gf), free(x0), free(in), free(x), free(y);
+    free(inr), free(xref), free(yref), free(xg), free(sc);
+}
+
+static void test_add_norm(void **state) {
+    NEED_GPU();
+    uint64_t s = 67;
+    const uint32_t types[] = {LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q5_K, LL_TYPE_Q6_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (int reader = 0; reader < 4; reader++) {
+            add_norm_case(types[ti], 512, 1, reader, &s);
+            add_norm_case(types[ti], 4096, 3, reader, &s);
+        }
+    add_norm_case(LL_TYPE_Q4_0, 4096, 12, 0, &s); // a batch past CU_X8_ROWS: matmul_add, then rmsnorm
+    add_norm_case(LL_TYPE_F16, 512, 1, 0, &s);    // a float weight: likewise
+}
+
 // The int8 matvec on decode shapes beside test_matmul's: thousands of rows (many blocks, odd counts: the last
 // block partial), rows of 14336 (several units per thread), batches of 2, 3 and 8 tokens, q/k/v with uneven
 // matrices, against float64 dots (x through the int8 round trip) and three single matmuls.
@@ -869,7 +973,7 @@ int main(void) {
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_attention2), cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
         cmocka_unit_test(test_mvq_shapes),
-        cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_rmsnorm_sizes),
+        cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_add_norm), cmocka_unit_test(test_rmsnorm_sizes),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_qkv_rope_store),
         cmocka_unit_test(test_model_tiny_llama_f16),
         cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),

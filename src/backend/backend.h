@@ -55,6 +55,10 @@ typedef struct ll_backend_ops {
     void (*matmul3)(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok);
     // Optional: y (n_tok, w.ne1) += x W^T (the residual add folded into the matmul); NULL: matmul, then add
     void (*matmul_add)(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok);
+    // Optional (NULL: matmul_add, then rmsnorm): x (n_tok, w.ne1) += in W^T, then y = x / rms(x) * g per row (g
+    // F32, w.ne1 values): the residual add and the norm that follows it as one op
+    void (*matmul_add_rmsnorm)(ll_backend *b, const ll_weight *w, const float *in, float *x, const ll_weight *g,
+                               float *y, int n_tok, float eps);
     // y = x / rms(x) * w, per row of n (w F32); y may alias x
     void (*rmsnorm)(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps);
     // x (n_tok, n) += bias (n), bias F32 weight

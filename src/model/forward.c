@@ -21,17 +21,27 @@ static ll_status check_batch(const ll_context *c, const int32_t *ids, int n, boo
     return LL_OK;
 }
 
-// x += in W^T: one op where the backend folds the add into the matmul, else through xb.
-static void residual_matmul(ll_context *c, const ll_weight *w, const float *in, int n) {
+// x += in W^T, then xb = rmsnorm(x) * norm when norm is given (the next block's input): one op where the backend
+// fuses them, else the add folded into the matmul where it can, else through xb.
+static void residual_matmul(ll_context *c, const ll_weight *w, const float *in, int n, const ll_weight *norm) {
     const ll_backend_ops *ops = c->be->ops;
-    if (ops->matmul_add) {
-        ops->matmul_add(c->be, w, in, c->x, n);
+    const ll_hparams *hp = &c->m->hp;
+    if (norm && ops->matmul_add_rmsnorm) {
+        ops->matmul_add_rmsnorm(c->be, w, in, c->x, norm, c->xb, n, hp->rms_eps);
         return;
     }
-    ops->matmul(c->be, w, in, c->xb, n);
-    ops->add(c->be, c->x, c->xb, (size_t)n * c->m->hp.n_embd);
+    if (ops->matmul_add) {
+        ops->matmul_add(c->be, w, in, c->x, n);
+    } else {
+        ops->matmul(c->be, w, in, c->xb, n);
+        ops->add(c->be, c->x, c->xb, (size_t)n * hp->n_embd);
+    }
+    if (norm) ops->rmsnorm(c->be, c->xb, c->x, norm, hp->n_embd, n, hp->rms_eps);
 }
 
+// Both blocks start from xb = their norm of x (left by the step before) and end with the residual add and the norm
+// that follows (next: the next block's norm weight, NULL after the last layer when only some rows' logits are
+// wanted).
 static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
     const ll_hparams *hp = &c->m->hp;
     ll_backend *be = c->be;
@@ -40,7 +50,6 @@ static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
     float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd, *vc = c->v_cache + (size_t)il * c->n_ctx * kvd;
     float *kb = c->xb2, *vb = c->hb2; // (n, kvd) this batch's K and V: xb2 is free until the attention, hb2 until the FFN
 
-    ops->rmsnorm(be, c->xb, c->x, &L->attn_norm, hp->n_embd, n, hp->rms_eps);
     const ll_weight *const w3[3] = {&L->wq, &L->wk, &L->wv};
     float *const y3[3] = {c->q, kb, vb};
     ll_rope_params rp = {hp->n_head, hp->head_dim, hp->n_rot, hp->rope_base, hp->rope_neox,
@@ -67,14 +76,13 @@ static void attention_block(ll_context *c, const ll_layer *L, int il, int n) {
     }
     ll_attn_params ap = {hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, c->n_past, 1.0f / sqrtf((float)hp->head_dim)};
     ops->attention(be, c->xb2, c->q, kc, vc, n, &ap);
-    residual_matmul(c, &L->wo, c->xb2, n);
+    residual_matmul(c, &L->wo, c->xb2, n, &L->ffn_norm);
 }
 
-static void ffn_block(ll_context *c, const ll_layer *L, int n) {
+static void ffn_block(ll_context *c, const ll_layer *L, int n, const ll_weight *next) {
     const ll_hparams *hp = &c->m->hp;
     ll_backend *be = c->be;
     const ll_backend_ops *ops = be->ops;
-    ops->rmsnorm(be, c->xb, c->x, &L->ffn_norm, hp->n_embd, n, hp->rms_eps);
     if (ops->matmul_swiglu) {
         ops->matmul_swiglu(be, &L->w_gate, &L->w_up, c->xb, c->hb, c->hb2, n);
     } else {
@@ -82,7 +90,7 @@ static void ffn_block(ll_context *c, const ll_layer *L, int n) {
         ops->matmul(be, &L->w_up, c->xb, c->hb2, n);
         ops->swiglu(be, c->hb, c->hb2, hp->n_ff, n);
     }
-    residual_matmul(c, &L->w_down, c->hb, n);
+    residual_matmul(c, &L->w_down, c->hb, n, next);
 }
 
 ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err) {
@@ -99,16 +107,23 @@ ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, 
     int first = all_logits ? 0 : n - 1, rows = n - first; // logits: every row, or only the last token's
     if (!done) {
         ops->get_rows(be, c->x, &m->tok_embd, ids, n);
+        ops->rmsnorm(be, c->xb, c->x, &m->layers[0].attn_norm, hp->n_embd, n, hp->rms_eps);
         for (int il = 0; il < hp->n_layer; il++) {
             if (c->interrupt && *c->interrupt) {
                 if (step) ops->step_end(be, false);
                 return ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted");
             }
+            // after the last layer, the output norm: in the same op where every row's logits are wanted
+            const ll_weight *next = il + 1 < hp->n_layer ? &m->layers[il + 1].attn_norm
+                                    : first == 0        ? &m->output_norm
+                                                        : NULL;
             attention_block(c, &m->layers[il], il, n);
-            ffn_block(c, &m->layers[il], n);
+            ffn_block(c, &m->layers[il], n, next);
         }
-        float *xr = c->x + (size_t)first * hp->n_embd;
-        ops->rmsnorm(be, c->xb, xr, &m->output_norm, hp->n_embd, rows, hp->rms_eps);
+        if (first != 0) {
+            float *xr = c->x + (size_t)first * hp->n_embd;
+            ops->rmsnorm(be, c->xb, xr, &m->output_norm, hp->n_embd, rows, hp->rms_eps);
+        }
         ops->matmul(be, &m->output, c->xb, c->logits_dev, rows);
         if (step) ops->step_end(be, true);
     }

@@ -102,6 +102,37 @@ const int32_t *cu_ids_to_device(cu_impl *c, const int32_t *ids, int n) {
     return dev;
 }
 
+// ---- the pending norm (cu_norm_in, cuda_internal.h) ---------------------------------------------------------
+static bool overlaps(const void *a, size_t na, const void *b, size_t nb) {
+    const char *p = (const char *)a, *q = (const char *)b;
+    return a && b && p < q + nb && q < p + na;
+}
+
+void cu_norm_settle(cu_impl *c) {
+    if (!c->pend.on) return;
+    c->pend.on = false;
+    const cu_norm_in ni = {c->norm_part, c->pend.n / 32, c->pend.n, c->pend.eps};
+    cu_norm_apply(c, c->pend.y, c->pend.x, c->pend.g, ni, c->pend.n_tok);
+    cu_x8_forget(c); // x8 holds the codes of x * g, not of y
+}
+
+// An op is about to touch bytes [p, p + n): a pending norm whose x or y they overlap is written first.
+void cu_norm_guard(cu_impl *c, const void *p, size_t n) {
+    if (!c->pend.on) return;
+    const size_t nb = (size_t)c->pend.n_tok * (size_t)c->pend.n * sizeof(float);
+    if (overlaps(p, n, c->pend.y, nb) || overlaps(p, n, c->pend.x, nb)) cu_norm_settle(c);
+}
+
+cu_norm_in cu_norm_take(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
+    if (c->pend.on && x == c->pend.y && n_tok == c->pend.n_tok && ne0 == c->pend.n && c->x8_src == x &&
+        c->x8_ntok == n_tok && c->x8_ne0 == ne0)
+        return cu_norm_in{c->norm_part, c->pend.n / 32, c->pend.n, c->pend.eps};
+    cu_norm_guard(c, x, (size_t)n_tok * (size_t)ne0 * sizeof(float));
+    return cu_norm_in{NULL, 0, 0, 0.0f};
+}
+
+static size_t fbytes(int64_t rows, int64_t cols) { return (size_t)rows * (size_t)cols * sizeof(float); }
+
 // ---- ops ------------------------------------------------------------------------------------------------
 static bool op_supports(ll_backend *b, ll_op op, uint32_t type) {
     if (op == LL_OP_MATMUL || op == LL_OP_GET_ROWS) return cu_matmul_supports(type);
@@ -128,27 +159,33 @@ static void graph_drop(cu_impl *c) {
 
 // A recorded step holds the addresses of the buffers it used: freeing any buffer drops it.
 static void op_free(ll_backend *b, void *p) {
+    cu_norm_settle(cu_of(b)); // while its buffers live
     graph_drop(cu_of(b));
     CU_CHECK(cudaFree(p));
 }
 
 static void op_upload(ll_backend *b, void *dst, const void *src, size_t n) {
+    cu_norm_guard(cu_of(b), dst, n);
     cu_x8_forget(cu_of(b));
     CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cu_of(b)->stream));
 }
 
 static void op_download(ll_backend *b, void *dst, const void *src, size_t n) {
+    cu_norm_guard(cu_of(b), src, n);
     CU_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, cu_of(b)->stream));
 }
 
 static void op_matmul(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
     cu_impl *c = cu_of(b);
-    cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, false);
+    const cu_wview *v = cu_weight_find(c, w);
+    cu_norm_guard(c, y, fbytes(n_tok, v->ne1));
+    cu_matmul(c, v, x, y, n_tok, false);
 }
 
 static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3], int n_tok) {
     cu_impl *c = cu_of(b);
     const cu_wview *v[3] = {cu_weight_find(c, w[0]), cu_weight_find(c, w[1]), cu_weight_find(c, w[2])};
+    for (int i = 0; i < 3; i++) cu_norm_guard(c, y[i], fbytes(n_tok, v[i]->ne1));
     if (cu_mmvq3_ok(c, v, n_tok)) { // decode of a quantized model: one launch (outputs never overlap x here)
         cu_mmvq3(c, v, x, y, n_tok, NULL);
         return;
@@ -162,17 +199,44 @@ static void op_matmul3(ll_backend *b, const ll_weight *const w[3], const float *
 
 static void op_matmul_add(ll_backend *b, const ll_weight *w, const float *x, float *y, int n_tok) {
     cu_impl *c = cu_of(b);
-    cu_matmul(c, cu_weight_find(c, w), x, y, n_tok, true);
+    const cu_wview *v = cu_weight_find(c, w);
+    cu_norm_guard(c, y, fbytes(n_tok, v->ne1));
+    cu_matmul(c, v, x, y, n_tok, true);
+}
+
+// x += in W^T, y = rmsnorm(x) * g. Decode of an int8 type: one launch, the norm left pending for its int8 readers
+// (cu_mmvq_add_norm); else matmul_add and rmsnorm.
+static void op_matmul_add_rmsnorm(ll_backend *b, const ll_weight *w, const float *in, float *x, const ll_weight *g,
+                                  float *y, int n_tok, float eps) {
+    cu_impl *c = cu_of(b);
+    const cu_wview *v = cu_weight_find(c, w);
+    const size_t nb = fbytes(n_tok, v->ne1);
+    // a pending norm of this same x into this same y is superseded: y is about to be replaced
+    if (c->pend.on && c->pend.y == y && c->pend.x == x && c->pend.n_tok == n_tok && c->pend.n == v->ne1)
+        c->pend.on = false;
+    cu_norm_guard(c, in, fbytes(n_tok, v->ne0));
+    cu_norm_guard(c, x, nb);
+    cu_norm_guard(c, y, nb);
+    const float *gd = weight_f32(c, g);
+    const bool apart = !overlaps(in, fbytes(n_tok, v->ne0), x, nb) && !overlaps(in, fbytes(n_tok, v->ne0), y, nb) &&
+                       !overlaps(x, nb, y, nb);
+    if (apart && cu_mmvq_add_norm(c, v, in, x, gd, y, n_tok, eps)) return;
+    cu_matmul(c, v, in, x, n_tok, true);
+    cu_x8_forget(c);
+    cu_rmsnorm(c, y, x, gd, (int)v->ne1, n_tok, eps);
 }
 
 static void op_rmsnorm(ll_backend *b, float *y, const float *x, const ll_weight *w, int n, int n_tok, float eps) {
     cu_impl *c = cu_of(b);
+    cu_norm_guard(c, x, fbytes(n_tok, n));
+    cu_norm_guard(c, y, fbytes(n_tok, n));
     cu_x8_forget(c);
     cu_rmsnorm(c, y, x, weight_f32(c, w), n, n_tok, eps);
 }
 
 static void op_add_bias(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok) {
     cu_impl *c = cu_of(b);
+    cu_norm_guard(c, x, fbytes(n_tok, n));
     cu_x8_forget(c);
     cu_add_bias(c, x, weight_f32(c, bias), n, n_tok);
 }
@@ -188,6 +252,7 @@ static const float *rope_ff(cu_impl *c, const ll_rope_params *p) {
 // Positions are n_past + t in the forward pass: then they travel as one kernel argument, else as an array.
 static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p) {
     cu_impl *c = cu_of(b);
+    cu_norm_guard(c, x, fbytes(n_tok, (int64_t)p->n_head * p->head_dim));
     cu_x8_forget(c);
     bool run = true;
     for (int t = 1; t < n_tok && run; t++) run = pos[t] == pos[0] + t;
@@ -198,19 +263,35 @@ static void op_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, cons
 
 static void op_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,
                          const ll_attn_params *p) {
-    cu_x8_forget(cu_of(b));
-    cu_attention(cu_of(b), out, q, kc, vc, n_tok, p);
+    cu_impl *c = cu_of(b);
+    const size_t qb = fbytes(n_tok, (int64_t)p->n_head * p->head_dim),
+                 cb = fbytes(p->n_ctx, (int64_t)p->n_head_kv * p->head_dim);
+    cu_norm_guard(c, out, qb);
+    cu_norm_guard(c, q, qb);
+    cu_norm_guard(c, kc, cb);
+    cu_norm_guard(c, vc, cb);
+    cu_x8_forget(c);
+    cu_attention(c, out, q, kc, vc, n_tok, p);
 }
 
 static void op_matmul_swiglu(ll_backend *b, const ll_weight *wg, const ll_weight *wu, const float *x, float *g,
                              float *u, int n_tok) {
     cu_impl *c = cu_of(b);
-    cu_matmul_swiglu(c, cu_weight_find(c, wg), cu_weight_find(c, wu), x, g, u, n_tok);
+    const cu_wview *vg = cu_weight_find(c, wg), *vu = cu_weight_find(c, wu);
+    cu_norm_guard(c, g, fbytes(n_tok, vg->ne1));
+    cu_norm_guard(c, u, fbytes(n_tok, vu->ne1));
+    cu_matmul_swiglu(c, vg, vu, x, g, u, n_tok);
 }
 
 static void op_rope_kv_store(ll_backend *b, float *q, float *k, const float *v, float *kc, float *vc,
                              const int32_t *pos, int n_tok, int n_past, const ll_rope_params *p, int n_head_kv) {
     cu_impl *c = cu_of(b);
+    const int kvd = n_head_kv * p->head_dim;
+    cu_norm_guard(c, q, fbytes(n_tok, (int64_t)p->n_head * p->head_dim));
+    cu_norm_guard(c, k, fbytes(n_tok, kvd));
+    cu_norm_guard(c, v, fbytes(n_tok, kvd));
+    cu_norm_guard(c, kc + (size_t)n_past * kvd, fbytes(n_tok, kvd));
+    cu_norm_guard(c, vc + (size_t)n_past * kvd, fbytes(n_tok, kvd));
     cu_x8_forget(c);
     for (int t = 0; t < n_tok; t++) LL_ASSERT(pos[t] == n_past + t); // the forward pass's positions
     cu_rope_kv_store(c, q, k, v, kc, vc, n_past, n_tok, p, n_head_kv, rope_ff(c, p));
@@ -223,6 +304,9 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
     cu_impl *c = cu_of(b);
     const cu_wview *v[3] = {cu_weight_find(c, w[0]), cu_weight_find(c, w[1]), cu_weight_find(c, w[2])};
     const int hd = p->head_dim, kvd = n_head_kv * hd;
+    for (int i = 0; i < 3; i++) cu_norm_guard(c, y[i], fbytes(n_tok, v[i]->ne1));
+    cu_norm_guard(c, kc + (size_t)n_past * kvd, fbytes(n_tok, kvd));
+    cu_norm_guard(c, vc + (size_t)n_past * kvd, fbytes(n_tok, kvd));
     LL_ASSERT(p->n_rot % 2 == 0 && p->n_rot <= hd && p->n_rot / 2 <= ROPE_MAX_HALF);
     const bool shapes =
         c->fuse_rope && !p->neox && v[0]->ne1 == (int64_t)p->n_head * hd && v[1]->ne1 == kvd && v[2]->ne1 == kvd;
@@ -244,21 +328,31 @@ static void op_qkv_rope_store(ll_backend *b, const ll_weight *const w[3], const 
 
 static void op_kv_store(ll_backend *b, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok,
                         int n_past) {
-    cu_x8_forget(cu_of(b));
-    cu_kv_store(cu_of(b), kc, vc, k, v, kvd, n_tok, n_past);
+    cu_impl *c = cu_of(b);
+    cu_norm_guard(c, k, fbytes(n_tok, kvd));
+    cu_norm_guard(c, v, fbytes(n_tok, kvd));
+    cu_norm_guard(c, kc + (size_t)n_past * kvd, fbytes(n_tok, kvd));
+    cu_norm_guard(c, vc + (size_t)n_past * kvd, fbytes(n_tok, kvd));
+    cu_x8_forget(c);
+    cu_kv_store(c, kc, vc, k, v, kvd, n_tok, n_past);
 }
 
 static void op_swiglu(ll_backend *b, float *g, const float *u, int n, int n_tok) {
+    cu_norm_guard(cu_of(b), g, fbytes(n_tok, n));
+    cu_norm_guard(cu_of(b), u, fbytes(n_tok, n));
     cu_x8_forget(cu_of(b));
     cu_swiglu(cu_of(b), g, u, n, n_tok);
 }
 static void op_add(ll_backend *b, float *y, const float *x, size_t n) {
+    cu_norm_guard(cu_of(b), y, n * sizeof(float));
+    cu_norm_guard(cu_of(b), x, n * sizeof(float));
     cu_x8_forget(cu_of(b));
     cu_add(cu_of(b), y, x, n);
 }
 
 static void op_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
     cu_impl *c = cu_of(b);
+    cu_norm_guard(c, y, fbytes(n_tok, w->ne0));
     cu_x8_forget(c);
     for (int i = 0; i < n_tok; i++) LL_ASSERT(ids[i] >= 0 && ids[i] < w->ne1);
     // a recorded step reads its token id where step_begin put it
@@ -283,6 +377,7 @@ static bool op_step_begin(ll_backend *b, const int32_t *ids, int n_tok, int n_pa
         CU_CHECK(cudaGraphLaunch(c->step_exec, c->stream));
         return true;
     }
+    cu_norm_settle(c); // not into the record
     cu_x8_forget(c);
     CU_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
     c->recording = true;
@@ -305,6 +400,7 @@ static void op_step_end(ll_backend *b, bool run) {
 
 static ll_status op_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
                             ll_error *err) {
+    cu_norm_settle(cu_of(b)); // before its buffers (and norm_part) are replaced
     graph_drop(cu_of(b));
     cu_x8_forget(cu_of(b));
     return cu_prepare(cu_of(b), ws, n_ws, max_tok, max_ctx, err);
@@ -321,6 +417,7 @@ static const ll_backend_ops k_cuda_ops = {
     .matmul = op_matmul,
     .matmul3 = op_matmul3,
     .matmul_add = op_matmul_add,
+    .matmul_add_rmsnorm = op_matmul_add_rmsnorm,
     .rmsnorm = op_rmsnorm,
     .add_bias = op_add_bias,
     .rope = op_rope,
@@ -364,6 +461,13 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->fuse_rope = !(nf && strstr(nf, "rope"));
     c->mv_mixed = !(nf && strstr(nf, "mixed"));
     c->swiglu_q8 = !(nf && strstr(nf, "swq8"));
+    c->fuse_norm = !(nf && strstr(nf, "norm")); // "norm": the residual matvec and the next RMSNorm as two launches
+    const char *aw = getenv("LLMLAB_CUDA_AN_WARPS"); // a tuning knob (8, 16 or 32)
+    c->an_warps = aw && (atoi(aw) == 8 || atoi(aw) == 16) ? atoi(aw) : 32;
+    // which residual matvecs take the norm: "o" (the default: rows no longer than the output, where the launch
+    // saved is the larger share), "down" (rows longer), "all" (both slower, bench/NOTES.md, session 14)
+    const char *ao = getenv("LLMLAB_CUDA_AN_ONLY");
+    c->an_only = ao && !strcmp(ao, "all") ? 0 : ao && !strcmp(ao, "down") ? 2 : 1;
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));
@@ -393,7 +497,7 @@ extern "C" ll_backend *ll_backend_cuda_init(int n_threads, ll_error *err) {
 }
 
 void cu_release(cu_impl *c) {
-    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8_mem};
+    void *dev[] = {c->wmem, c->deq, c->xh, c->attn_part, c->ids_dev, c->x8_mem, c->norm_part};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i]) CU_CHECK(cudaFree(dev[i]));
     if (c->ids_pinned) CU_CHECK(cudaFreeHost(c->ids_pinned));
@@ -403,6 +507,8 @@ void cu_release(cu_impl *c) {
     c->ids_dev = c->ids_pinned = NULL;
     c->x8 = c->x8b = cu_x8{NULL, NULL, NULL, 0};
     c->x8_mem = NULL;
+    c->norm_part = NULL;
+    c->pend.on = false;
     c->w = NULL;
     c->n_w = 0;
 }

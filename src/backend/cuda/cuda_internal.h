@@ -91,6 +91,15 @@ typedef struct cu_x8 {
     float *d, *s;
     int64_t ne0;
 } cu_x8;
+// A pending RMSNorm (op_matmul_add_rmsnorm on the int8 path, matvec_q8.cu): y = x / rms(x) * g is not written.
+// The x8 copy holds the int8 codes of x * g, which are y's codes up to the common factor 1/rms, and part the sums
+// of squares of x per 32 values (n_part = n / 32 per token). An int8 matvec reading y takes it so (its sums times
+// 1/rms, cu_norm_inv_warp); any other access to y or x writes y first (cu_norm_settle, cuda.cu).
+typedef struct cu_norm_in {
+    const float *part; // NULL: no pending norm (x8 is x itself)
+    int n_part, n;
+    float eps;
+} cu_norm_in;
 #define CU_X8_ROWS 8 // tokens quantized per pass (batches from CU_GEMM_MIN_TOK_QUANT tokens take the GEMM)
 
 // A warp quantizes block b of 32 values (lane i holds value i) into o: amax over the warp, codes round-to-nearest-
@@ -109,6 +118,16 @@ __device__ __forceinline__ void cu_x8_store_warp(float v, const cu_x8 &o, int64_
     const float d = amax / 127.0f;
     if (lane == 0) o.d[b] = d;
     if ((lane & 15) == 0) o.s[2 * b + (lane >> 4)] = d * (float)sum;
+}
+// 1/rms of token tok's row from the partial sums of squares: every lane gets the same value (xor butterfly), the
+// formula of k_rmsnorm.
+__device__ __forceinline__ float cu_norm_inv_warp(const cu_norm_in &ni, int tok, int lane) {
+    const float *p = ni.part + (int64_t)tok * ni.n_part;
+    float s = 0.0f;
+    for (int i = lane; i < ni.n_part; i += 32) s += p[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    return (float)(1.0 / sqrt((double)s / ni.n + ni.eps));
 }
 #endif
 
@@ -182,6 +201,18 @@ typedef struct cu_impl {
     bool mv_preload;    // int8 matvecs load their first weights before waiting for x (LLMLAB_CUDA_PRELOAD=0: not)
     bool swiglu_q8;     // gate/up + SwiGLU also quantizes its output (LLMLAB_CUDA_NOFUSE=swq8: k_quant_x8 does)
     bool mv_mixed;      // k_mmvq3 takes a v of its own type (Q6_K with Q4_K/Q5_K; LLMLAB_CUDA_NOFUSE=mixed: not)
+    bool fuse_norm;     // op_matmul_add_rmsnorm leaves the norm pending for int8 readers (LLMLAB_CUDA_NOFUSE=norm: not)
+    float *norm_part;   // (CU_X8_ROWS, max ne0 / 32): the pending norm's sums of squares
+    int an_warps;       // warps per 32-row block of the residual matvec + norm (LLMLAB_CUDA_AN_WARPS: 8, 16, 32)
+    int an_only;        // 1: rows no longer than the output's (o; the default), 2: longer (down), 0: both (AN_ONLY)
+    struct {
+        bool on;
+        float *y;
+        float *x;
+        const float *g;
+        int n, n_tok;
+        float eps;
+    } pend;             // the pending norm (cu_norm_in above)
     bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; NOFUSE=rope: not)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
@@ -274,7 +305,21 @@ void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const fl
 // y (n, ne0) = rows ids (device memory, n of them) of w dequantized to f32.
 void cu_dequant_rows(cu_impl *c, const cu_wview *w, const int32_t *ids, int n, float *y);
 
+// y = x W^T added to x, then the norm of x left pending for y (cu_norm_in): false (nothing done) where the int8
+// path does not apply (type, n_tok > CU_X8_ROWS, w.ne1 % 32, knob)
+bool cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, const float *g, float *y, int n_tok,
+                      float eps);
+// cuda.cu: the pending norm's reader: its cu_norm_in when the int8 matvec about to read x (n_tok rows of ne0) may take
+// y's codes as they are, else writes y first (if a norm is pending) and returns {NULL}.
+cu_norm_in cu_norm_take(cu_impl *c, const float *x, int n_tok, int64_t ne0);
+// writes the pending norm's y (one launch), if any
+void cu_norm_settle(cu_impl *c);
+// an op is about to touch n bytes at p: a pending norm whose x or y they overlap is written first
+void cu_norm_guard(cu_impl *c, const void *p, size_t n);
+
 // ops.cu
+// y = x * (1/rms from part) * g for the pending norm
+void cu_norm_apply(cu_impl *c, float *y, const float *x, const float *g, const cu_norm_in &ni, int n_tok);
 void cu_rmsnorm(cu_impl *c, float *y, const float *x, const float *g, int n, int n_tok, float eps);
 void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok);
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,

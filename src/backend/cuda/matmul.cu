@@ -136,6 +136,7 @@ bool cu_matvec3_ok(const cu_wview *const w[3], int n_tok) {
 
 void cu_matvec3(cu_impl *c, const cu_wview *const w[3], const float *x, float *const y[3], const cu_rope_epi *re) {
     LL_ASSERT(!re || (re->hd % MV3_RB == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
+    cu_norm_guard(c, x, (size_t)w[0]->ne0 * sizeof(float));
     mv3_launch l = {c, w, x, y, re};
     LL_ASSERT(cu_dispatch(*w[0], l));
     c->x8_src = c->xh_src = NULL;
@@ -370,6 +371,8 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
         const char *xs = (const char *)c->xh_src, *xe = xs + c->xh_n * sizeof(float);
         if (ys < xe && xs < ye) c->xh_src = NULL;
     }
+    if (use_gemm(c, w, n_tok) || !cu_mmvq_supports(w->type)) // the int8 matvec may read a pending norm's y as is
+        cu_norm_guard(c, x, (size_t)n_tok * (size_t)w->ne0 * sizeof(float));
     if (use_gemm(c, w, n_tok)) {
         gemm(c, w, x, y, CUDA_R_32F, n_tok, acc);
         return;
@@ -388,6 +391,7 @@ void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const 
         cu_mmvq_swiglu(c, wg, wu, x, g, n_tok);
         return;
     }
+    cu_norm_guard(c, x, (size_t)n_tok * (size_t)wg->ne0 * sizeof(float));
     if (same && !is_quant(wg->type) && n_tok < 2) { // the float matvec, both matrices in one launch
         mv_launch l = {c, wg, wu, x, g, c->mv_rows, false};
         LL_ASSERT(cu_dispatch(*wg, l));

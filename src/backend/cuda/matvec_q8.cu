@@ -30,15 +30,16 @@ void cu_quant_x8(cu_impl *c, const float *x, int n_tok, int64_t ne0) {
 
 // y (n_tok = gridDim.y, ne1) = rows [R*blockIdx.x, +R) of w against the quantized rows of x. SW: the same rows
 // of w2 too (same shape and type), and y = silu(x w^T) * (x w2^T) (gate and up with SwiGLU, one launch). ROPE:
-// the rows rotated and cached (cu_rope_store, matrix `which` of q, k, v; R even). The body: block `blk` of the
-// row blocks of w (and w2).
+// the rows rotated and cached (cu_rope_store, matrix `which` of q, k, v; R even). ni.part: x is a pending norm's
+// output (cu_norm_in): the sums are scaled by its 1/rms. The body: block `blk` of the row blocks of w (and w2).
 template <class Q, int R, bool SW, bool PRE, bool ROPE = false>
 __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2, const cu_x8 &x,
-                                           float *__restrict__ y, bool accumulate, int64_t blk,
+                                           float *__restrict__ y, bool accumulate, int64_t blk, const cu_norm_in &ni,
                                            const cu_rope_epi &re = cu_rope_epi{}, int which = 0) {
     static_assert(!ROPE || (R % 2 == 0 && !SW), "RoPE pairs within a block");
     constexpr int NA = SW ? 2 * R : R;
     __shared__ float red[MQ_THREADS / 32][NA];
+    __shared__ float inv_s;
     const int tok = blockIdx.y;
     const int64_t row0 = blk * R;
     const int n_units = (int)(w.ne0 / Q::UNIT);
@@ -56,6 +57,10 @@ __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2
     }
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
+    if (ni.part && threadIdx.x < 32) {
+        const float v = cu_norm_inv_warp(ni, tok, threadIdx.x);
+        if (threadIdx.x == 0) inv_s = v;
+    }
     const int8_t *xq = x.q + tok * x.ne0;
     const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
     float acc[NA];
@@ -90,6 +95,7 @@ __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2
             if (SW) s2 += red[wi][R + threadIdx.x];
             if (ROPE) sp += red[wi][threadIdx.x ^ 1]; // the partner row's sum, in the same order as its own
         }
+        if (ni.part) s *= inv_s, s2 *= inv_s, sp *= inv_s;
         float *o = y + (int64_t)tok * w.ne1 + row0 + threadIdx.x;
         if (SW) *o = s / (1.0f + expf(-s)) * s2; // as k_swiglu
         else if (ROPE) cu_rope_store(re, which, tok, row0 + threadIdx.x, s, sp, o);
@@ -99,8 +105,8 @@ __device__ __forceinline__ void mmvq_block(const cu_wview &w, const cu_wview &w2
 
 template <class Q, int R, bool SW, bool PRE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu_x8 x, float *__restrict__ y,
-                                                     bool accumulate) {
-    mmvq_block<Q, R, SW, PRE>(w, w2, x, y, accumulate, blockIdx.x);
+                                                     bool accumulate, cu_norm_in ni) {
+    mmvq_block<Q, R, SW, PRE>(w, w2, x, y, accumulate, blockIdx.x, ni);
 }
 
 // Gate/up + SwiGLU whose block takes 32 rows, so that it also quantizes its 32 outputs for the down matvec: one
@@ -111,8 +117,8 @@ __global__ void __launch_bounds__(MQ_THREADS) k_mmvq(cu_wview w, cu_wview w2, cu
 #define SQ_WR (32 / (SQ_THREADS / 32))
 template <class Q, bool PRE>
 __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wview w2, cu_x8 x,
-                                                               float *__restrict__ y, cu_x8 yq) {
-    __shared__ float out[32];
+                                                               float *__restrict__ y, cu_x8 yq, cu_norm_in ni) {
+    __shared__ float gs[32], us[32], inv_s;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tok = blockIdx.y;
     const int64_t row0 = (int64_t)blockIdx.x * 32 + warp * SQ_WR;
     const int n_units = (int)(w.ne0 / Q::UNIT);
@@ -127,6 +133,10 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
     }
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
+    if (ni.part && warp == 0) {
+        const float v = cu_norm_inv_warp(ni, tok, lane);
+        if (lane == 0) inv_s = v;
+    }
     const int8_t *xq = x.q + tok * x.ne0;
     const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
     float acc[2 * SQ_WR];
@@ -154,12 +164,92 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
         }
         if (lane == k) g = s, up = s2;
     }
-    if (lane < SQ_WR) out[warp * SQ_WR + lane] = g / (1.0f + expf(-g)) * up; // as k_swiglu
+    if (lane < SQ_WR) gs[warp * SQ_WR + lane] = g, us[warp * SQ_WR + lane] = up;
     __syncthreads();
     if (warp == 0) {
-        const float v = out[lane];
+        float gv = gs[lane], uv = us[lane];
+        if (ni.part) gv *= inv_s, uv *= inv_s;
+        const float v = gv / (1.0f + expf(-gv)) * uv; // as k_swiglu
         y[(int64_t)tok * w.ne1 + (int64_t)blockIdx.x * 32 + lane] = v;
         cu_x8_store_warp(v, yq, (int64_t)tok * (w.ne1 / 32) + blockIdx.x, lane);
+    }
+}
+
+// The residual matvec (o, down) with the next RMSNorm folded in: a block takes 32 rows (ne1 % 32 == 0), so that it
+// holds whole blocks of 32 of the output: NW warps of 32 / NW rows each, each lane U units of each of its warp's rows
+// per pass. Warp 0 then adds the block's 32 sums to res, stores the int8 codes of res * g in yq
+// (cu_x8_store_warp: the next reader's input up to 1/rms) and the 32 values' sum of squares in part: the norm's
+// launch (rmsnorm) is gone, its readers scale by 1/rms (cu_norm_in). No block waits for another (session 12's
+// version counted finished blocks per group with atomics and was slower). ne1 / 32 blocks: one per SM on a
+// 4096-row matrix, hence the NW warps with up to 8 loads each in flight (8 warps x 4 rows x 2 units measured slower
+// than the 8-row single matvec plus rmsnorm: bench/NOTES.md, session 14).
+template <class Q, int NW> struct an_shape {
+    static constexpr int WR = 32 / NW; // rows per warp
+    // units per lane and row per pass: up to 8 loads, at most ~128 bytes of weights in registers (more spilled
+    // for Q5_K and Q6_K at 512 and 1024 threads)
+    static constexpr int B = (int)sizeof(typename Q::W), UB = 128 / (WR * B);
+    static constexpr int U = UB < 1 ? 1 : UB > 8 / WR ? 8 / WR : UB > 4 ? 4 : UB;
+};
+template <class Q, bool PRE, int NW>
+__global__ void __launch_bounds__(NW * 32) k_mmvq_add_norm(cu_wview w, cu_x8 x, float *__restrict__ res,
+                                                           const float *__restrict__ g, cu_x8 yq,
+                                                           float *__restrict__ part) {
+    constexpr int WR = an_shape<Q, NW>::WR, U = an_shape<Q, NW>::U;
+    __shared__ float out[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tok = blockIdx.y;
+    const int64_t row0 = (int64_t)blockIdx.x * 32 + warp * WR, rl = (int64_t)blockIdx.x * 32 + lane;
+    const int n_units = (int)(w.ne0 / Q::UNIT);
+    const float gl = warp == 0 ? g[rl] : 0.0f; // a weight: read before the wait
+    typename Q::W wu[U][WR];
+    int u = lane;
+    if (PRE) {
+#pragma unroll
+        for (int j = 0; j < U; j++)
+            if (u + 32 * j < n_units)
+#pragma unroll
+                for (int k = 0; k < WR; k++) wu[j][k] = Q::load(w, row0 + k, u + 32 * j);
+    }
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    const int8_t *xq = x.q + tok * x.ne0;
+    const float *xd = x.d + tok * (x.ne0 / 32), *xs = x.s + tok * (x.ne0 / 16);
+    float acc[WR];
+#pragma unroll
+    for (int k = 0; k < WR; k++) acc[k] = 0.0f;
+    for (; u < n_units; u += 32 * U) {
+        if (!PRE || u != lane) {
+#pragma unroll
+            for (int j = 0; j < U; j++)
+                if (u + 32 * j < n_units)
+#pragma unroll
+                    for (int k = 0; k < WR; k++) wu[j][k] = Q::load(w, row0 + k, u + 32 * j);
+        }
+#pragma unroll
+        for (int j = 0; j < U; j++)
+            if (u + 32 * j < n_units)
+#pragma unroll
+                for (int k = 0; k < WR; k++) acc[k] += Q::dotw(wu[j][k], u + 32 * j, xq, xd, xs);
+    }
+    float mine = 0.0f;
+#pragma unroll
+    for (int k = 0; k < WR; k++) {
+        float s = acc[k];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == k) mine = s;
+    }
+    if (lane < WR) out[warp * WR + lane] = mine;
+    __syncthreads();
+    if (warp == 0) {
+        float *xr = res + (int64_t)tok * w.ne1 + rl;
+        const float v = *xr + out[lane]; // as the matvec's accumulate
+        *xr = v;
+        const int64_t b = (int64_t)tok * (w.ne1 / 32) + blockIdx.x;
+        cu_x8_store_warp(v * gl, yq, b, lane);
+        float ss = v * v;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) part[b] = ss;
     }
 }
 
@@ -170,11 +260,11 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
 template <class Q, class QV, int R, bool PRE, bool ROPE>
 __global__ void __launch_bounds__(MQ_THREADS) k_mmvq3(cu_wview w0, cu_wview w1, cu_wview w2, int nb0, int nb1,
                                                       cu_x8 x, float *__restrict__ y0, float *__restrict__ y1,
-                                                      float *__restrict__ y2, cu_rope_epi re) {
+                                                      float *__restrict__ y2, cu_rope_epi re, cu_norm_in ni) {
     const int b = blockIdx.x;
-    if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, re, 0);
-    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, re, 1);
-    else mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, re, 2);
+    if (b < nb0) mmvq_block<Q, R, false, PRE, ROPE>(w0, w0, x, y0, false, b, ni, re, 0);
+    else if (b < nb0 + nb1) mmvq_block<Q, R, false, PRE, ROPE>(w1, w1, x, y1, false, b - nb0, ni, re, 1);
+    else mmvq_block<QV, R, false, PRE, ROPE>(w2, w2, x, y2, false, b - nb0 - nb1, ni, re, 2);
 }
 
 // 4 rows for every type: 8 for Q4_0/Q4_K (as their single matvecs take) measured slower on q/k/v (Q4_K 7.3 -> 7.9
@@ -200,13 +290,14 @@ struct mq3_launch {
     cu_x8 x;
     int n_tok;
     const cu_rope_epi *re; // NULL: no RoPE
+    cu_norm_in ni;
     template <class Q, class QV, bool PRE, bool ROPE> void go() {
         constexpr int R = MQ3_R;
         const int nb0 = (int)((w[0]->ne1 + R - 1) / R), nb1 = (int)((w[1]->ne1 + R - 1) / R),
                   nb2 = (int)((w[2]->ne1 + R - 1) / R);
         dim3 grid((unsigned)(nb0 + nb1 + nb2), (unsigned)n_tok);
         cu_launch(c, k_mmvq3<Q, QV, R, PRE, ROPE>, grid, dim3(MQ_THREADS), 0, *w[0], *w[1], *w[2], nb0, nb1, x, y[0],
-                  y[1], y[2], re ? *re : cu_rope_epi{});
+                  y[1], y[2], re ? *re : cu_rope_epi{}, ni);
     }
     template <class Q, class QV> void run2() {
         if (c->mv_preload && re) go<Q, QV, true, true>();
@@ -233,17 +324,18 @@ struct mq_launch {
     int n_tok;
     bool acc;
     cu_x8 *yq; // set: gate/up + SwiGLU quantizes its output there too (ne1 % 32 == 0)
+    cu_norm_in ni;
     template <class Q, bool PRE, int R> void go() {
         dim3 grid((unsigned)((w->ne1 + R - 1) / R), (unsigned)n_tok);
-        if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false);
-        else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc);
+        if (w2) cu_launch(c, k_mmvq<Q, R, true, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w2, x, y, false, ni);
+        else cu_launch(c, k_mmvq<Q, R, false, PRE>, grid, dim3(MQ_THREADS), 0, *w, *w, x, y, acc, ni);
     }
     template <class Q, bool PRE> void rows() {
         if (yq) { // gate/up + SwiGLU in 32-row blocks
             cu_x8 o = *yq;
             o.ne0 = w->ne1;
             cu_launch(c, k_mmvq_swiglu_q8<Q, PRE>, dim3((unsigned)(w->ne1 / 32), (unsigned)n_tok), dim3(SQ_THREADS),
-                      0, *w, *w2, x, y, o);
+                      0, *w, *w2, x, y, o, ni);
             return;
         }
         // gate/up: 4 rows a block (2 and 8 measured slower, bench/NOTES.md, second round); the single matvec:
@@ -267,6 +359,7 @@ bool cu_mmvq_supports(uint32_t type) {
 
 // y = x W^T (+= with acc), or with w2 set: y = silu(x W^T) * (x W2^T).
 static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float *x, float *y, int n_tok, bool acc) {
+    const cu_norm_in ni = cu_norm_take(c, x, n_tok, w->ne0); // before the reuse test: settling forgets x8
     const bool reuse = n_tok <= CU_X8_ROWS && c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0;
     const bool yq = w2 && c->swiglu_q8 && n_tok <= CU_X8_ROWS && w->ne1 % 32 == 0 && w->ne1 <= c->x8b.ne0;
     for (int t0 = 0; t0 < n_tok; t0 += CU_X8_ROWS) {
@@ -274,7 +367,7 @@ static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float 
         if (!reuse) cu_quant_x8(c, x + (size_t)t0 * w->ne0, nt, w->ne0);
         cu_x8 xv = c->x8;
         xv.ne0 = w->ne0;
-        mq_launch l = {c, w, w2, xv, y + (size_t)t0 * w->ne1, nt, acc, yq ? &c->x8b : NULL};
+        mq_launch l = {c, w, w2, xv, y + (size_t)t0 * w->ne1, nt, acc, yq ? &c->x8b : NULL, ni};
         LL_ASSERT(cu_dispatch_q8(*w, l));
     }
     if (yq) { // the int8 copy of y is in x8b: it becomes the current one
@@ -309,10 +402,54 @@ void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *con
     LL_ASSERT(cu_mmvq3_ok(c, w, n_tok));
     LL_ASSERT(!re || (re->hd % MQ3_R == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
     const int64_t ne0 = w[0]->ne0;
+    const cu_norm_in ni = cu_norm_take(c, x, n_tok, ne0);
     if (!(c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == ne0)) cu_quant_x8(c, x, n_tok, ne0);
     cu_x8 xv = c->x8;
     xv.ne0 = ne0;
-    mq3_launch l = {c, w, y, xv, n_tok, re};
+    mq3_launch l = {c, w, y, xv, n_tok, re, ni};
     LL_ASSERT(cu_dispatch_q8(*w[0], l));
     c->x8_src = x, c->x8_ntok = n_tok, c->x8_ne0 = ne0;
+}
+
+struct an_launch {
+    cu_impl *c;
+    const cu_wview *w;
+    cu_x8 x, yq;
+    float *res;
+    const float *g;
+    int n_tok;
+    template <class Q, int NW> void go() {
+        dim3 grid((unsigned)(w->ne1 / 32), (unsigned)n_tok);
+        if (c->mv_preload)
+            cu_launch(c, k_mmvq_add_norm<Q, true, NW>, grid, dim3(NW * 32), 0, *w, x, res, g, yq, c->norm_part);
+        else cu_launch(c, k_mmvq_add_norm<Q, false, NW>, grid, dim3(NW * 32), 0, *w, x, res, g, yq, c->norm_part);
+    }
+    template <class Q> void run() {
+        if (c->an_warps == 8) go<Q, 8>();
+        else if (c->an_warps == 16) go<Q, 16>();
+        else go<Q, 32>();
+    }
+};
+
+bool cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, const float *g, float *y, int n_tok,
+                      float eps) {
+    if (!c->fuse_norm || !c->norm_part || n_tok > CU_X8_ROWS || !cu_mmvq_supports(w->type) || w->ne1 % 32 != 0 ||
+        w->ne1 > c->x8b.ne0 || w->ne0 > c->x8.ne0 || (c->an_only == 1 && w->ne0 > w->ne1) ||
+        (c->an_only == 2 && w->ne0 <= w->ne1))
+        return false;
+    // in's codes: as the plain matvec takes them (in is never a pending norm's y: the caller settled any)
+    if (!(c->x8_src == in && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0)) cu_quant_x8(c, in, n_tok, w->ne0);
+    cu_x8 xv = c->x8, o = c->x8b;
+    xv.ne0 = w->ne0;
+    o.ne0 = w->ne1;
+    an_launch l = {c, w, xv, o, x, g, n_tok};
+    LL_ASSERT(cu_dispatch_q8(*w, l));
+    const cu_x8 t = c->x8; // the codes of x * g become the current x8, standing for y
+    c->x8 = c->x8b, c->x8b = t;
+    c->x8_src = y, c->x8_ntok = n_tok, c->x8_ne0 = w->ne1;
+    c->xh_src = NULL;
+    c->pend.on = true;
+    c->pend.y = y, c->pend.x = x, c->pend.g = g;
+    c->pend.n = (int)w->ne1, c->pend.n_tok = n_tok, c->pend.eps = eps;
+    return true;
 }

@@ -153,6 +153,20 @@ void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok) {
     cu_launch(c, k_add_bias, dim3(grid_1d(c, total, 256)), dim3(256), 0, x, bias, n, total);
 }
 
+// The pending norm's y (cu_norm_in): a block per token, each warp takes 1/rms from the partial sums (all the same),
+// then y = x * scale * g in the order of k_rmsnorm.
+__global__ void k_norm_apply(float *y, const float *__restrict__ x, const float *__restrict__ g, cu_norm_in ni) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    const float scale = cu_norm_inv_warp(ni, blockIdx.x, threadIdx.x & 31);
+    const size_t r = (size_t)blockIdx.x * ni.n;
+    for (int i = threadIdx.x; i < ni.n; i += blockDim.x) y[r + i] = x[r + i] * scale * g[i];
+}
+
+void cu_norm_apply(cu_impl *c, float *y, const float *x, const float *g, const cu_norm_in &ni, int n_tok) {
+    cu_launch(c, k_norm_apply, dim3((unsigned)n_tok), dim3(256), 0, y, x, g, ni);
+}
+
 // RoPE (Su et al. 2021, arXiv:2104.09864). One block per token: the block's threads first take sin and cos of
 // each pair index j for the token's position (the arithmetic of cu_rope_theta / cu_rope_sincos, cuda_internal.h)
 // into shared memory, then walk (head, j) with j fastest, so that a warp reads and writes consecutive bytes of one

@@ -222,7 +222,8 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     // x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
     const size_t x8_n = (size_t)CU_X8_ROWS * max_ne0, x8_bytes = ll_align_up(x8_n, CU_ALIGN) +
                         ll_align_up(x8_n / 32 * 4, CU_ALIGN) + ll_align_up(x8_n / 16 * 4, CU_ALIGN);
-    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 2 * x8_bytes + 5 * CU_ALIGN;
+    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 2 * x8_bytes +
+                     x8_n / 32 * 4 + 6 * CU_ALIGN;
     size_t fr = 0, tot = 0;
     CU_TRY(cudaMemGetInfo(&fr, &tot));
     if (wbytes + scratch > fr)
@@ -236,6 +237,7 @@ ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_t
     CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
     CU_TRY(cudaMalloc((void **)&c->x8_mem, 2 * x8_bytes));
+    CU_TRY(cudaMalloc((void **)&c->norm_part, x8_n / 32 * sizeof(float)));
     cu_x8 *both[2] = {&c->x8, &c->x8b};
     for (int i = 0; i < 2; i++) {
         both[i]->q = (int8_t *)c->x8_mem + i * x8_bytes;
