@@ -23,6 +23,62 @@ __device__ __forceinline__ void am_mma(float d[4], const uint32_t a[4], uint32_t
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// The online softmax step of a warp's two rows on its masked S tile (BK keys), both kernels: the running max m and
+// sum l, O rescaled by exp2(m_old - m), S replaced by exp2(S - m). Key 0 is in the first tile and visible to every
+// row, so m is finite from the first tile on.
+template <int HD, int BK>
+__device__ __forceinline__ void am_softmax_step(float (&s)[BK / 8][4], float (&m)[2], float (&l)[2],
+                                                float (&o)[HD / 8][4]) {
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) mx[r >> 1] = fmaxf(mx[r >> 1], s[j][r]);
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 1));
+        mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 2));
+    }
+    const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
+    m[0] = mx[0], m[1] = mx[1];
+    l[0] *= corr[0], l[1] *= corr[1];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        o[n][0] *= corr[0], o[n][1] *= corr[0];
+        o[n][2] *= corr[1], o[n][3] *= corr[1];
+    }
+#pragma unroll
+    for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            s[j][r] = exp2f(s[j][r] - m[r >> 1]);
+            l[r >> 1] += s[j][r];
+        }
+}
+
+// O / l of the warp's two rows to out (f32) and outh (f16, when given) at element offsets off[row] (< 0: a row
+// past the batch, not stored), both kernels.
+template <int HD>
+__device__ __forceinline__ void am_store_rows(const float (&o)[HD / 8][4], float (&l)[2], const int64_t off[2],
+                                              float *__restrict__ out, __half *__restrict__ outh) {
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 1);
+        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 2);
+    }
+#pragma unroll
+    for (int row = 0; row < 2; row++) {
+        if (off[row] < 0) continue;
+        const float inv = 1.0f / l[row];
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) {
+            const float2 v = make_float2(o[n][2 * row] * inv, o[n][2 * row + 1] * inv);
+            *(float2 *)(out + off[row] + 8 * n) = v;
+            if (outh) *(__half2 *)(outh + off[row] + 8 * n) = __floats2half2_rn(v.x, v.y);
+        }
+    }
+}
+
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4 g + c. A (16x16): a0 = (g, 2c..2c+1), a1 = (g+8, 2c..),
 // a2 = (g, 2c+8..), a3 = (g+8, 2c+8..). B (16x8, k x n): b0 = (k 2c..2c+1, n g), b1 = (k 2c+8.., n g).
 // C (16x8): c0, c1 = (g, 2c..2c+1), c2, c3 = (g+8, 2c..2c+1).
@@ -86,36 +142,12 @@ __global__ void __launch_bounds__(AM_THREADS)
             for (int ks = 0; ks < HD / 16; ks++)
                 am_mma(s[j], qf[ks], *(const uint32_t *)(kr + 16 * ks), *(const uint32_t *)(kr + 16 * ks + 8));
         }
-        float mx[2] = {m[0], m[1]};
 #pragma unroll
         for (int j = 0; j < AM_BK / 8; j++)
 #pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const int key = kb + 8 * j + 2 * c + (r & 1), row = r >> 1;
-                if (key > qpos[row]) s[j][r] = -INFINITY; // causal
-                mx[row] = fmaxf(mx[row], s[j][r]);
-            }
-#pragma unroll
-        for (int row = 0; row < 2; row++) {
-            mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 1));
-            mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 2));
-        }
-        // key 0 is in the first tile and visible to every query: mx is finite from the first tile on
-        const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
-        m[0] = mx[0], m[1] = mx[1];
-        l[0] *= corr[0], l[1] *= corr[1];
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            o[n][0] *= corr[0], o[n][1] *= corr[0];
-            o[n][2] *= corr[1], o[n][3] *= corr[1];
-        }
-#pragma unroll
-        for (int j = 0; j < AM_BK / 8; j++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                s[j][r] = exp2f(s[j][r] - m[r >> 1]);
-                l[r >> 1] += s[j][r];
-            }
+            for (int r = 0; r < 4; r++)
+                if (kb + 8 * j + 2 * c + (r & 1) > qpos[r >> 1]) s[j][r] = -INFINITY; // causal
+        am_softmax_step<HD, AM_BK>(s, m, l, o);
 #pragma unroll
         for (int kk = 0; kk < AM_BK / 16; kk++) {
             const uint32_t a[4] = {am_pack(s[2 * kk][0], s[2 * kk][1]), am_pack(s[2 * kk][2], s[2 * kk][3]),
@@ -130,24 +162,13 @@ __global__ void __launch_bounds__(AM_THREADS)
             }
         }
     }
-#pragma unroll
-    for (int row = 0; row < 2; row++) {
-        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 1);
-        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 2);
-    }
+    int64_t off[2];
 #pragma unroll
     for (int row = 0; row < 2; row++) {
         const int t = t0 + g + 8 * row;
-        if (t >= n_tok) continue;
-        const size_t off = ((size_t)t * n_head + h) * HD + 2 * c;
-        const float inv = 1.0f / l[row];
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            const float2 v = make_float2(o[n][2 * row] * inv, o[n][2 * row + 1] * inv);
-            *(float2 *)(out + off + 8 * n) = v;
-            if (outh) *(__half2 *)(outh + off + 8 * n) = __floats2half2_rn(v.x, v.y);
-        }
+        off[row] = t < n_tok ? ((int64_t)t * n_head + h) * HD + 2 * c : -1;
     }
+    am_store_rows<HD>(o, l, off, out, outh);
 }
 
 template <int HD> static void launch(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
@@ -318,32 +339,7 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
 #pragma unroll
                     for (int r = 0; r < 4; r++)
                         if (kb + 8 * j + 2 * c + (r & 1) > qpos[r >> 1]) s[j][r] = -INFINITY;
-            float mx[2] = {m[0], m[1]};
-#pragma unroll
-            for (int j = 0; j < A2_BK / 8; j++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) mx[r >> 1] = fmaxf(mx[r >> 1], s[j][r]);
-#pragma unroll
-            for (int row = 0; row < 2; row++) {
-                mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 1));
-                mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 2));
-            }
-            // key 0 is in the first tile and visible to every row: mx is finite from the first tile on
-            const float corr[2] = {exp2f(m[0] - mx[0]), exp2f(m[1] - mx[1])};
-            m[0] = mx[0], m[1] = mx[1];
-            l[0] *= corr[0], l[1] *= corr[1];
-#pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                o[n][0] *= corr[0], o[n][1] *= corr[0];
-                o[n][2] *= corr[1], o[n][3] *= corr[1];
-            }
-#pragma unroll
-            for (int j = 0; j < A2_BK / 8; j++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    s[j][r] = exp2f(s[j][r] - m[r >> 1]);
-                    l[r >> 1] += s[j][r];
-                }
+            am_softmax_step<HD, A2_BK>(s, m, l, o);
             const uint32_t vaddr = v_lane + (uint32_t)(buf * TILE * 2);
 #pragma unroll
             for (int kk = 0; kk < A2_BK / 16; kk++) {
@@ -362,23 +358,10 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
         if (next) a2_store<HD>(x, st + (2 + (buf ^ 1)) * TILE);
         __syncthreads(); // the next tile is in; this one is consumed (its buffers take the tile after next)
     }
+    int64_t off[2];
 #pragma unroll
-    for (int row = 0; row < 2; row++) {
-        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 1);
-        l[row] += __shfl_xor_sync(0xffffffffu, l[row], 2);
-    }
-#pragma unroll
-    for (int row = 0; row < 2; row++) {
-        if (orow[row] < 0) continue;
-        const size_t off = (size_t)orow[row] * HD + 2 * c;
-        const float inv = 1.0f / l[row];
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            const float2 v = make_float2(o[n][2 * row] * inv, o[n][2 * row + 1] * inv);
-            *(float2 *)(out + off + 8 * n) = v;
-            if (outh) *(__half2 *)(outh + off + 8 * n) = __floats2half2_rn(v.x, v.y);
-        }
-    }
+    for (int row = 0; row < 2; row++) off[row] = orow[row] < 0 ? -1 : (int64_t)orow[row] * HD + 2 * c;
+    am_store_rows<HD>(o, l, off, out, outh);
 }
 
 template <int HD> static void launch2(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
