@@ -203,8 +203,9 @@ typedef struct cu_impl {
     bool mv_mixed;      // k_mmvq3 takes a v of its own type (Q6_K with Q4_K/Q5_K; LLMLAB_CUDA_NOFUSE=mixed: not)
     bool fuse_norm;     // op_matmul_add_rmsnorm leaves the norm pending for int8 readers (LLMLAB_CUDA_NOFUSE=norm: not)
     float *norm_part;   // (CU_X8_ROWS, max ne0 / 32): the pending norm's sums of squares
-    int an_warps;       // warps per 32-row block of the residual matvec + norm (LLMLAB_CUDA_AN_WARPS: 8, 16, 32)
-    int an_only;        // 1: rows no longer than the output's (o; the default), 2: longer (down), 0: both (AN_ONLY)
+    int an_warps;       // warps per 32-row block of the residual matvec + norm (LLMLAB_CUDA_AN_WARPS; 0: by type)
+    int an_ks;          // warps sharing a row group there (LLMLAB_CUDA_AN_KS: 1, 2, 4; 0: by type)
+    int an_only;        // 0: o and down, 1: o (rows no longer than the output), 2: down; -1: by type (AN_ONLY)
     struct {
         bool on;
         float *y;

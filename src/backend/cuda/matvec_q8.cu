@@ -181,33 +181,38 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
 // (cu_x8_store_warp: the next reader's input up to 1/rms) and the 32 values' sum of squares in part: the norm's
 // launch (rmsnorm) is gone, its readers scale by 1/rms (cu_norm_in). No block waits for another (session 12's
 // version counted finished blocks per group with atomics and was slower). ne1 / 32 blocks: one per SM on a
-// 4096-row matrix, hence the NW warps with up to 8 loads each in flight (8 warps x 4 rows x 2 units measured slower
-// than the 8-row single matvec plus rmsnorm: bench/NOTES.md, session 14).
-template <class Q, int NW> struct an_shape {
-    static constexpr int WR = 32 / NW; // rows per warp
+// 4096-row matrix, hence up to 1024 threads; rows in groups that KS warps share, so that x's codes serve several
+// rows (one row per warp re-read them per row: slower after down, bench/NOTES.md, session 14). Shapes per type:
+// an_default below.
+// KS warps share a group of WR = 32 KS / NW rows, each taking every KS-th run of 32 units of them: x's codes are
+// read once per unit for WR rows (KS = 1: one row per warp at NW = 32).
+template <class Q, int NW, int KS> struct an_shape {
+    static constexpr int WR = 32 * KS / NW; // rows per warp
     // units per lane and row per pass: up to 8 loads, at most ~128 bytes of weights in registers (more spilled
     // for Q5_K and Q6_K at 512 and 1024 threads)
     static constexpr int B = (int)sizeof(typename Q::W), UB = 128 / (WR * B);
     static constexpr int U = UB < 1 ? 1 : UB > 8 / WR ? 8 / WR : UB > 4 ? 4 : UB;
 };
-template <class Q, bool PRE, int NW>
+template <class Q, bool PRE, int NW, int KS>
 __global__ void __launch_bounds__(NW * 32) k_mmvq_add_norm(cu_wview w, cu_x8 x, float *__restrict__ res,
                                                            const float *__restrict__ g, cu_x8 yq,
                                                            float *__restrict__ part) {
-    constexpr int WR = an_shape<Q, NW>::WR, U = an_shape<Q, NW>::U;
-    __shared__ float out[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tok = blockIdx.y;
-    const int64_t row0 = (int64_t)blockIdx.x * 32 + warp * WR, rl = (int64_t)blockIdx.x * 32 + lane;
+    constexpr int WR = an_shape<Q, NW, KS>::WR, U = an_shape<Q, NW, KS>::U, RG = NW / KS;
+    static_assert(WR * RG == 32 && WR >= 1, "32 rows a block");
+    __shared__ float out[KS][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tok = blockIdx.y, rg = warp % RG, ks = warp / RG;
+    const int64_t row0 = (int64_t)blockIdx.x * 32 + rg * WR, rl = (int64_t)blockIdx.x * 32 + lane;
     const int n_units = (int)(w.ne0 / Q::UNIT);
     const float gl = warp == 0 ? g[rl] : 0.0f; // a weight: read before the wait
     typename Q::W wu[U][WR];
-    int u = lane;
+    const int u0 = ks * 32 + lane;
+    int u = u0;
     if (PRE) {
 #pragma unroll
         for (int j = 0; j < U; j++)
-            if (u + 32 * j < n_units)
+            if (u + 32 * KS * j < n_units)
 #pragma unroll
-                for (int k = 0; k < WR; k++) wu[j][k] = Q::load(w, row0 + k, u + 32 * j);
+                for (int k = 0; k < WR; k++) wu[j][k] = Q::load(w, row0 + k, u + 32 * KS * j);
     }
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
@@ -216,19 +221,19 @@ __global__ void __launch_bounds__(NW * 32) k_mmvq_add_norm(cu_wview w, cu_x8 x, 
     float acc[WR];
 #pragma unroll
     for (int k = 0; k < WR; k++) acc[k] = 0.0f;
-    for (; u < n_units; u += 32 * U) {
-        if (!PRE || u != lane) {
+    for (; u < n_units; u += 32 * KS * U) {
+        if (!PRE || u != u0) {
 #pragma unroll
             for (int j = 0; j < U; j++)
-                if (u + 32 * j < n_units)
+                if (u + 32 * KS * j < n_units)
 #pragma unroll
-                    for (int k = 0; k < WR; k++) wu[j][k] = Q::load(w, row0 + k, u + 32 * j);
+                    for (int k = 0; k < WR; k++) wu[j][k] = Q::load(w, row0 + k, u + 32 * KS * j);
         }
 #pragma unroll
         for (int j = 0; j < U; j++)
-            if (u + 32 * j < n_units)
+            if (u + 32 * KS * j < n_units)
 #pragma unroll
-                for (int k = 0; k < WR; k++) acc[k] += Q::dotw(wu[j][k], u + 32 * j, xq, xd, xs);
+                for (int k = 0; k < WR; k++) acc[k] += Q::dotw(wu[j][k], u + 32 * KS * j, xq, xd, xs);
     }
     float mine = 0.0f;
 #pragma unroll
@@ -238,11 +243,14 @@ __global__ void __launch_bounds__(NW * 32) k_mmvq_add_norm(cu_wview w, cu_x8 x, 
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         if (lane == k) mine = s;
     }
-    if (lane < WR) out[warp * WR + lane] = mine;
+    if (lane < WR) out[ks][rg * WR + lane] = mine;
     __syncthreads();
     if (warp == 0) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < KS; k++) sum += out[k][lane];
         float *xr = res + (int64_t)tok * w.ne1 + rl;
-        const float v = *xr + out[lane]; // as the matvec's accumulate
+        const float v = *xr + sum; // as the matvec's accumulate
         *xr = v;
         const int64_t b = (int64_t)tok * (w.ne1 / 32) + blockIdx.x;
         cu_x8_store_warp(v * gl, yq, b, lane);
@@ -411,6 +419,19 @@ void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *con
     c->x8_src = x, c->x8_ntok = n_tok, c->x8_ne0 = ne0;
 }
 
+// Block shape per type, as measured (session 14, call 14, tg128 with the norm after o and down): Q4_0 32 warps in
+// groups of 4 rows x 4 slices (500.1 t/s; 1 row per warp: 467-468); the K-quants 16 warps, 4 rows x 2 slices
+// (Q4_K_M 450.0; 32 warps x 4 slices spills: 377.1). Q8_0 keeps 1 row per warp (its norm after o only).
+template <class Q> struct an_default {
+    static constexpr int NW = 16, KS = 2;
+};
+template <> struct an_default<cu_q8_q4_0> {
+    static constexpr int NW = 32, KS = 4;
+};
+template <> struct an_default<cu_q8_q8_0> {
+    static constexpr int NW = 32, KS = 1;
+};
+
 struct an_launch {
     cu_impl *c;
     const cu_wview *w;
@@ -418,25 +439,32 @@ struct an_launch {
     float *res;
     const float *g;
     int n_tok;
-    template <class Q, int NW> void go() {
+    template <class Q, int NW, int KS> void go() {
         dim3 grid((unsigned)(w->ne1 / 32), (unsigned)n_tok);
         if (c->mv_preload)
-            cu_launch(c, k_mmvq_add_norm<Q, true, NW>, grid, dim3(NW * 32), 0, *w, x, res, g, yq, c->norm_part);
-        else cu_launch(c, k_mmvq_add_norm<Q, false, NW>, grid, dim3(NW * 32), 0, *w, x, res, g, yq, c->norm_part);
+            cu_launch(c, k_mmvq_add_norm<Q, true, NW, KS>, grid, dim3(NW * 32), 0, *w, x, res, g, yq, c->norm_part);
+        else cu_launch(c, k_mmvq_add_norm<Q, false, NW, KS>, grid, dim3(NW * 32), 0, *w, x, res, g, yq,
+                       c->norm_part);
     }
     template <class Q> void run() {
-        if (c->an_warps == 8) go<Q, 8>();
-        else if (c->an_warps == 16) go<Q, 16>();
-        else go<Q, 32>();
+        const int nw = c->an_warps ? c->an_warps : an_default<Q>::NW, ks = c->an_ks ? c->an_ks : an_default<Q>::KS;
+        if (nw == 16 && ks == 2) go<Q, 16, 2>();
+        else if (nw == 16) go<Q, 16, 1>();
+        else if (ks == 4) go<Q, 32, 4>();
+        else if (ks == 2) go<Q, 32, 2>();
+        else go<Q, 32, 1>();
     }
 };
 
 bool cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, const float *g, float *y, int n_tok,
                       float eps) {
     if (!c->fuse_norm || !c->norm_part || n_tok > CU_X8_ROWS || !cu_mmvq_supports(w->type) || w->ne1 % 32 != 0 ||
-        w->ne1 > c->x8b.ne0 || w->ne0 > c->x8.ne0 || (c->an_only == 1 && w->ne0 > w->ne1) ||
-        (c->an_only == 2 && w->ne0 <= w->ne1))
+        w->ne1 > c->x8b.ne0 || w->ne0 > c->x8.ne0)
         return false;
+    // which residual matvecs take the norm: by default both o and down, but only o for Q8_0 (measured; o's rows are
+    // no longer than its output, down's are)
+    const int only = c->an_only >= 0 ? c->an_only : w->type == LL_TYPE_Q8_0 ? 1 : 0;
+    if ((only == 1 && w->ne0 > w->ne1) || (only == 2 && w->ne0 <= w->ne1)) return false;
     // in's codes: as the plain matvec takes them (in is never a pending norm's y: the caller settled any)
     if (!(c->x8_src == in && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0)) cu_quant_x8(c, in, n_tok, w->ne0);
     cu_x8 xv = c->x8, o = c->x8b;
