@@ -16,11 +16,11 @@ __device__ __forceinline__ uint32_t am_pack(float a, float b) {
     return *(uint32_t *)&h;
 }
 
+// Not volatile: no side effects, so the compiler may interleave independent accumulators (both kernels).
 __device__ __forceinline__ void am_mma(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // The online softmax step of a warp's two rows on its masked S tile (BK keys), both kernels: the running max m and
@@ -204,13 +204,6 @@ template <int HD> static void launch(cu_impl *c, float *out, const float *q, con
 #define A2_BK 64      // keys per tile
 #define A2_THREADS 256
 
-__device__ __forceinline__ void a2_mma(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    // not volatile: no side effects, so the compiler may interleave the independent accumulators
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // volatile: they read shared memory that changes across __syncthreads, they must stay between the barriers
 __device__ __forceinline__ void a2_ldsm(uint32_t r[4], uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -324,8 +317,8 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
                 for (int jp = 0; jp < A2_BK / 16; jp++) {
                     uint32_t b[4];
                     a2_ldsm(b, kaddr + (uint32_t)((16 * jp * LD + 16 * ks) * 2));
-                    a2_mma(s[2 * jp], qf[ks], b[0], b[1]);
-                    a2_mma(s[2 * jp + 1], qf[ks], b[2], b[3]);
+                    am_mma(s[2 * jp], qf[ks], b[0], b[1]);
+                    am_mma(s[2 * jp + 1], qf[ks], b[2], b[3]);
                 }
         }
         if (next) {
@@ -350,8 +343,8 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
                 for (int np = 0; np < HD / 16; np++) {
                     uint32_t b[4];
                     a2_ldsm_t(b, vaddr + (uint32_t)((16 * kk * LD + 16 * np) * 2));
-                    a2_mma(o[2 * np], a, b[0], b[1]);
-                    a2_mma(o[2 * np + 1], a, b[2], b[3]);
+                    am_mma(o[2 * np], a, b[0], b[1]);
+                    am_mma(o[2 * np + 1], a, b[2], b[3]);
                 }
             }
         }

@@ -391,10 +391,11 @@ static void op_step_end(ll_backend *b, bool run) {
     c->recording = false;
     CU_CHECK(cudaStreamEndCapture(c->stream, &g));
     cu_x8_forget(c);
-    if (!run) c->pend.on = false; // a norm left pending by the record: its kernels never ran
     if (run) {
         CU_CHECK(cudaGraphInstantiate(&c->step_exec, g, 0));
         CU_CHECK(cudaGraphLaunch(c->step_exec, c->stream));
+    } else {
+        c->pend.on = false; // a norm left pending by the record: its kernels never ran
     }
     CU_CHECK(cudaGraphDestroy(g));
 }

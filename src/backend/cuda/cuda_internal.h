@@ -119,15 +119,20 @@ __device__ __forceinline__ void cu_x8_store_warp(float v, const cu_x8 &o, int64_
     if (lane == 0) o.d[b] = d;
     if ((lane & 15) == 0) o.s[2 * b + (lane >> 4)] = d * (float)sum;
 }
-// 1/rms of token tok's row from the partial sums of squares: every lane gets the same value (xor butterfly), the
-// formula of k_rmsnorm.
+// RMSNorm's scale from a row's sum of squares ss over n values: 1 / sqrt(ss / n + eps), in double (k_rmsnorm and
+// the pending norm's readers alike).
+__device__ __forceinline__ float cu_rms_scale(float ss, int n, float eps) {
+    return (float)(1.0 / sqrt((double)ss / n + eps));
+}
+
+// 1/rms of token tok's row from the partial sums of squares: every lane gets the same value (xor butterfly).
 __device__ __forceinline__ float cu_norm_inv_warp(const cu_norm_in &ni, int tok, int lane) {
     const float *p = ni.part + (int64_t)tok * ni.n_part;
     float s = 0.0f;
     for (int i = lane; i < ni.n_part; i += 32) s += p[i];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    return (float)(1.0 / sqrt((double)s / ni.n + ni.eps));
+    return cu_rms_scale(s, ni.n, ni.eps);
 }
 #endif
 

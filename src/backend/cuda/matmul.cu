@@ -371,9 +371,10 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
         const char *xs = (const char *)c->xh_src, *xe = xs + c->xh_n * sizeof(float);
         if (ys < xe && xs < ye) c->xh_src = NULL;
     }
-    if (use_gemm(c, w, n_tok) || !cu_mmvq_supports(w->type)) // the int8 matvec may read a pending norm's y as is
+    const bool blas = use_gemm(c, w, n_tok);
+    if (blas || !cu_mmvq_supports(w->type)) // the int8 matvec may read a pending norm's y as is
         cu_norm_guard(c, x, (size_t)n_tok * (size_t)w->ne0 * sizeof(float));
-    if (use_gemm(c, w, n_tok)) {
+    if (blas) {
         gemm(c, w, x, y, CUDA_R_32F, n_tok, acc);
         return;
     }

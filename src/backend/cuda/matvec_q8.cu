@@ -1,8 +1,9 @@
 // matvec_q8.cu — decode (a few tokens) for quantized weights: each x row quantized once to int8 (cu_x8), then
 // per weight type a block of MQ_THREADS threads computes R rows (Q::ROWS for o and down, 4 for q/k/v and
 // gate/up): thread i takes units i, i + MQ_THREADS, ... of every row (16-byte loads of consecutive units:
-// coalesced; the first ones issued before the kernel waits for x), dp4a dots, one shuffle + shared-memory sum. Gate/up + SwiGLU with rows % 32 == 0 takes
-// 32 rows a block instead and quantizes its output for the down matvec (k_mmvq_swiglu_q8).
+// coalesced; the first ones issued before the kernel waits for x), dp4a dots, one shuffle + shared-memory sum.
+// Gate/up + SwiGLU with rows % 32 == 0 takes 32 rows a block instead and quantizes its output for the down matvec
+// (k_mmvq_swiglu_q8); so do o and down with the next RMSNorm (k_mmvq_add_norm).
 #include "backend/cuda/cuda_q8.h"
 
 #define MQ_THREADS 128
@@ -176,16 +177,14 @@ __global__ void __launch_bounds__(SQ_THREADS) k_mmvq_swiglu_q8(cu_wview w, cu_wv
 }
 
 // The residual matvec (o, down) with the next RMSNorm folded in: a block takes 32 rows (ne1 % 32 == 0), so that it
-// holds whole blocks of 32 of the output: NW warps of 32 / NW rows each, each lane U units of each of its warp's rows
-// per pass. Warp 0 then adds the block's 32 sums to res, stores the int8 codes of res * g in yq
-// (cu_x8_store_warp: the next reader's input up to 1/rms) and the 32 values' sum of squares in part: the norm's
-// launch (rmsnorm) is gone, its readers scale by 1/rms (cu_norm_in). No block waits for another (session 12's
-// version counted finished blocks per group with atomics and was slower). ne1 / 32 blocks: one per SM on a
-// 4096-row matrix, hence up to 1024 threads; rows in groups that KS warps share, so that x's codes serve several
-// rows (one row per warp re-read them per row: slower after down, bench/NOTES.md, session 14). Shapes per type:
-// an_default below.
-// KS warps share a group of WR = 32 KS / NW rows, each taking every KS-th run of 32 units of them: x's codes are
-// read once per unit for WR rows (KS = 1: one row per warp at NW = 32).
+// holds whole blocks of 32 of the output. Its NW warps form NW / KS groups of WR = 32 KS / NW rows; the KS warps of
+// a group each take every KS-th run of 32 units of those rows, each lane U units per row and pass, so that x's codes
+// serve WR rows (one row per warp re-read them per row: slower after down, bench/NOTES.md, session 14). Warp 0 then
+// adds the block's 32 sums to res, stores the int8 codes of res * g in yq (cu_x8_store_warp: the next reader's
+// input up to 1/rms) and the 32 values' sum of squares in part: the norm's launch (rmsnorm) is gone, its readers
+// scale by 1/rms (cu_norm_in). No block waits for another (session 12's version counted finished blocks per group
+// with atomics and was slower). ne1 / 32 blocks, one per SM on a 4096-row matrix: hence up to 1024 threads.
+// Shapes per type: an_default below.
 template <class Q, int NW, int KS> struct an_shape {
     static constexpr int WR = 32 * KS / NW; // rows per warp
     // units per lane and row per pass: up to 8 loads, at most ~128 bytes of weights in registers (more spilled
@@ -365,6 +364,13 @@ bool cu_mmvq_supports(uint32_t type) {
            type == LL_TYPE_Q6_K;
 }
 
+// A kernel wrote the int8 copy of y (n_tok rows of ne0) into x8b: it becomes the current x8.
+static void x8_take_b(cu_impl *c, const float *y, int n_tok, int64_t ne0) {
+    const cu_x8 t = c->x8;
+    c->x8 = c->x8b, c->x8b = t;
+    c->x8_src = y, c->x8_ntok = n_tok, c->x8_ne0 = ne0;
+}
+
 // y = x W^T (+= with acc), or with w2 set: y = silu(x W^T) * (x W2^T).
 static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float *x, float *y, int n_tok, bool acc) {
     const cu_norm_in ni = cu_norm_take(c, x, n_tok, w->ne0); // before the reuse test: settling forgets x8
@@ -378,12 +384,7 @@ static void mmvq(cu_impl *c, const cu_wview *w, const cu_wview *w2, const float 
         mq_launch l = {c, w, w2, xv, y + (size_t)t0 * w->ne1, nt, acc, yq ? &c->x8b : NULL, ni};
         LL_ASSERT(cu_dispatch_q8(*w, l));
     }
-    if (yq) { // the int8 copy of y is in x8b: it becomes the current one
-        const cu_x8 t = c->x8;
-        c->x8 = c->x8b, c->x8b = t;
-        c->x8_src = y, c->x8_ntok = n_tok, c->x8_ne0 = w->ne1;
-        return;
-    }
+    if (yq) return x8_take_b(c, y, n_tok, w->ne1);
     // x8 now holds x when it fit in one pass (and y, written above, does not overlap x: checked by the caller)
     c->x8_src = n_tok <= CU_X8_ROWS ? x : NULL;
     c->x8_ntok = n_tok;
@@ -472,9 +473,7 @@ bool cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, 
     o.ne0 = w->ne1;
     an_launch l = {c, w, xv, o, x, g, n_tok};
     LL_ASSERT(cu_dispatch_q8(*w, l));
-    const cu_x8 t = c->x8; // the codes of x * g become the current x8, standing for y
-    c->x8 = c->x8b, c->x8b = t;
-    c->x8_src = y, c->x8_ntok = n_tok, c->x8_ne0 = w->ne1;
+    x8_take_b(c, y, n_tok, w->ne1); // the codes of x * g, standing for y
     c->xh_src = NULL;
     c->pend.on = true;
     c->pend.y = y, c->pend.x = x, c->pend.g = g;

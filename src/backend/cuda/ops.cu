@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(RMS_THREADS) k_rmsnorm(float *y, const float *
         if (threadIdx.x == 0) part[0] = s;
     }
     __syncthreads();
-    const float scale = (float)(1.0 / sqrt((double)part[0] / n + eps));
+    const float scale = cu_rms_scale(part[0], n, eps);
     __half *hr = xh ? xh + (size_t)blockIdx.x * n : NULL;
     if (!vec) {
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
