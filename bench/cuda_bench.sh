@@ -115,6 +115,14 @@ fi
 if has bench; then
     : >"$OUT/table.txt"
     : >"$OUT/ours.tsv"
+    # This GPU's HBM read in this run (the engine's read kernel, `bench hw`), beside BW from BENCHMARKS.md: H100s
+    # of one kind differ by a few percent, so decode's fraction is given against both.
+    say "HBM read on this GPU (llmlab bench hw --only memory)"
+    timeout 150 $BUILD/llmlab bench hw --only memory -t 1 --json "$OUT/hw-mem" >"$OUT/hw-mem.txt" 2>"$OUT/hw-mem.err" \
+        || tail -3 "$OUT/hw-mem.err"
+    BW_RUN=$(awk '$1 == "cuda:0" && $2 == "hbm" && /measured/ {print $3; exit}' "$OUT/hw-mem.txt")
+    echo "HBM read measured in this run: ${BW_RUN:-?} GB/s (the table's ceiling: $BW GB/s, ../shared/BENCHMARKS.md)" \
+        | tee "$OUT/hbm.txt"
     for t in $TYPES; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || { echo "$t: no file" >>"$OUT/table.txt"; continue; }
@@ -128,11 +136,14 @@ if has bench; then
         pp=$(awk '/^pp512/ {print $2}' "$OUT/bench-$t.txt")
         tg=$(awk '/^tg128/ {print $2}' "$OUT/bench-$t.txt")
         frac=$(sed -n 's/.*, \([0-9]*%\) of.*/\1/p' "$OUT/bench-$t.txt")
+        gbs=$(sed -n 's/.*= \([0-9.]*\) GB\/s of weights.*/\1/p' "$OUT/bench-$t.txt")
+        frun=$([ -n "${BW_RUN:-}" ] && [ -n "$gbs" ] && awk -v g="$gbs" -v b="$BW_RUN" 'BEGIN {printf "%.0f%%", 100 * g / b}') || frun=
         size=$(du -h "$f" | cut -f1)
         mem=$(cat "$OUT/mem-$t")
-        printf '%-7s %6s  pp512 %10s t/s  tg128 %8s t/s  %s of %s GB/s  GPU memory %s MiB\n' "$t" "$size" "$pp" "$tg" \
-            "$frac" "$BW" "$mem" >>"$OUT/table.txt"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(stat -c %s "$f")" "$pp" "$tg" "$frac" "$mem" >>"$OUT/ours.tsv"
+        printf '%-7s %6s  pp512 %10s t/s  tg128 %8s t/s  %s of %s GB/s (%s of %s)  GPU memory %s MiB\n' "$t" "$size" \
+            "$pp" "$tg" "$frac" "$BW" "${frun:--}" "${BW_RUN:-?}" "$mem" >>"$OUT/table.txt"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(stat -c %s "$f")" "$pp" "$tg" "$frac / ${frun:--}" "$mem" \
+            >>"$OUT/ours.tsv"
     done
 fi
 
@@ -296,6 +307,7 @@ say "summary"
 echo "(BENCHMARKS.md's llama.cpp b10587 on an H100, another run: F16 19436 / 173, Q8_0 10832 / 240, Q4_0 10823 / 336, Q4_K_M 9302 / 273)"
 [ -f "$OUT/peer.txt" ] && { echo "llama.cpp, this run:"; cat "$OUT/peer.txt"; }
 [ -f "$OUT/variants.txt" ] && cat "$OUT/variants.txt"
+[ -f "$OUT/hbm.txt" ] && cat "$OUT/hbm.txt"
 [ -f "$OUT/table.txt" ] && cat "$OUT/table.txt"
 # Both engines side by side (ours.tsv, peer.tsv of this call): t/s, ratio, % of the HBM ceiling at decode,
 # GPU memory at its peak against the file's size.
@@ -312,7 +324,7 @@ def num(x):
     except ValueError: return None
 def ratio(a, b): return f"{a / b:.2f}" if a and b else "-"
 def gib(mib): return f"{mib / 1024:.1f} GiB" if mib is not None else "?"
-print("| type | file | llmlab pp512 | llama.cpp pp512 | ratio | llmlab tg128 | llama.cpp tg128 | ratio | decode % of HBM | GPU memory llmlab / llama.cpp |")
+print("| type | file | llmlab pp512 | llama.cpp pp512 | ratio | llmlab tg128 | llama.cpp tg128 | ratio | decode % of HBM (BENCHMARKS.md / this run) | GPU memory llmlab / llama.cpp |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for l in open(sys.argv[1]):
     t, size, pp, tg, frac, mem = l.rstrip("\n").split("\t")

@@ -8,7 +8,9 @@
 // for transparent huge pages like `bench hw` does (--small-pages: not), since one thread's stream over 4 KiB
 // pages loses ~15% to TLB misses on some machines. The main thread is worker 0 and the threads meet at a
 // spinning barrier (as OpenMP's STREAM does): waking sleeping threads each pass would be timed too.
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>

@@ -301,8 +301,9 @@ static void test_attention(void **state) {
     attn_case(8, 2, 64, 0, 17, 21);    // prefill from empty, GQA 4
     attn_case(4, 4, 128, 300, 1, 22);  // decode, MHA
     attn_case(32, 8, 128, 1500, 1, 23); // decode, Mistral shapes, many splits
+    attn_case(32, 8, 128, 20, 1, 29);  // decode, Mistral shapes, a short context: most splits empty
     attn_case(8, 4, 8, 5, 3, 24);      // stories260K-like head dim 8
-    attn_case(4, 1, 256, 40, 4, 25);   // MQA, head dim 256
+    attn_case(4, 1, 256, 40, 4, 25);   // MQA, head dim 256, two blocks of pairs
     attn_case(6, 2, 80, 100, 33, 26);  // head dim not a multiple of 32, batch after a prefix
     attn_case(32, 8, 128, 70, 130, 27); // prefill after a prefix, Mistral shapes: tensor cores, 3 query blocks
     attn_case(4, 4, 64, 0, 64, 28);     // one full query block from empty, head dim 64
@@ -627,7 +628,8 @@ static void add_norm_case(uint32_t t, int dim, int cols, int nt, int reader, uin
     snprintf(what, sizeof what, "matmul_add_rmsnorm %s dim %d, %d tokens, reader %d", ll_type_name(t), dim, nt, reader);
     // x = x0 + in W^T (in through the int8 round trip)
     // (int8 types at up to CU_X8_ROWS tokens; the float matvec and the f16 GEMM take in as it is)
-    const bool q8 = t != LL_TYPE_F16 && nt <= 8;
+    const bool quant = t != LL_TYPE_F16 && t != LL_TYPE_BF16 && t != LL_TYPE_F32, q8 = quant && nt <= 8;
+    const double rtol = !quant && nt >= 2 ? TOL_GEMM_F16 : TOL_F32; // float batches: the f16 GEMM (F16 weights)
     float *inr = malloc((size_t)nt * cols * sizeof *inr), *xref = malloc(nx * sizeof *xref);
     memcpy(inr, in, (size_t)nt * cols * sizeof *inr);
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
@@ -637,7 +639,7 @@ static void add_norm_case(uint32_t t, int dim, int cols, int nt, int reader, uin
     for (size_t i = 0; i < nx; i++) xref[i] += x0[i];
     char w2[160];
     snprintf(w2, sizeof w2, "%s: x", what);
-    check_close(w2, x, xref, nx, t == LL_TYPE_F16 || q8 ? TOL_F32 : TOL_GEMM_F16);
+    check_close(w2, x, xref, nx, !quant ? rtol : q8 ? TOL_F32 : TOL_GEMM_F16);
     // y = x / rms(x) * g of the x the GPU has
     float *yref = malloc(nx * sizeof *yref), *xg = malloc(nx * sizeof *xg), *sc = malloc((size_t)nt * sizeof *sc);
     for (int i = 0; i < nt; i++) {
@@ -652,10 +654,11 @@ static void add_norm_case(uint32_t t, int dim, int cols, int nt, int reader, uin
     snprintf(w2, sizeof w2, "%s: y", what), check_close(w2, y, yref, nx, TOL_F32);
     if (reader > 0) {
         // the reader: dots with the round trip of x * g, times 1/rms (a download-first norm would quantize y
-        // instead: within the int8 rounding of it, far outside TOL_F32)
+        // instead: within the int8 rounding of it, far outside TOL_F32); float weights: with x * g itself
         float *xr = malloc(nx * sizeof *xr), *za = malloc(nz * sizeof *za), *zb = malloc(nz * sizeof *zb);
+        memcpy(xr, xg, nx * sizeof *xr);
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
-        ll_backend_cuda_x8_roundtrip(xg, xr, (int)nx);
+        if (quant) ll_backend_cuda_x8_roundtrip(xg, xr, (int)nx);
 #endif
         dot_ref(xr, nt, dim, dc, rows, za);
         dot_ref(xr, nt, dim, du, rows, zb);
@@ -667,14 +670,14 @@ static void add_norm_case(uint32_t t, int dim, int cols, int nt, int reader, uin
         float *z = from_dev(d.gpu, dz, nz);
         if (reader == 2) {
             for (size_t e = 0; e < nz; e++) za[e] = (float)(za[e] / (1.0 + exp(-(double)za[e])) * zb[e]);
-            snprintf(w2, sizeof w2, "%s: swiglu", what), check_close(w2, z, za, nz, TOL_F32 * 4);
+            snprintf(w2, sizeof w2, "%s: swiglu", what), check_close(w2, z, za, nz, rtol * 4);
         } else {
-            snprintf(w2, sizeof w2, "%s: reader", what), check_close(w2, z, za, nz, TOL_F32);
+            snprintf(w2, sizeof w2, "%s: reader", what), check_close(w2, z, za, nz, rtol);
         }
         if (reader == 3) {
             float *z2 = from_dev(d.gpu, dz2, nz), *z3 = from_dev(d.gpu, dz3, nz);
-            snprintf(w2, sizeof w2, "%s: matmul3 second", what), check_close(w2, z2, zb, nz, TOL_F32);
-            snprintf(w2, sizeof w2, "%s: matmul3 third", what), check_close(w2, z3, za, nz, TOL_F32);
+            snprintf(w2, sizeof w2, "%s: matmul3 second", what), check_close(w2, z2, zb, nz, rtol);
+            snprintf(w2, sizeof w2, "%s: matmul3 third", what), check_close(w2, z3, za, nz, rtol);
             free(z2), free(z3);
         }
         free(z), free(xr), free(za), free(zb);
@@ -695,12 +698,17 @@ static void test_add_norm(void **state) {
             add_norm_case(types[ti], 512, 256, 1, reader, &s);
             add_norm_case(types[ti], 4096, 256, 3, reader, &s);
         }
-    // rows of 144 units: every block shape takes several passes over them, the last one partial (down's shape
-    // for all but Q8_0, whose norm after down is not fused: there its rows are no longer than the output)
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
-        add_norm_case(types[ti], types[ti] == LL_TYPE_Q8_0 ? 4608 : 1024, 4608, 2, 1, &s);
+    // rows of 144 units: every block shape takes several passes over them, the last one partial (down's shape)
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) add_norm_case(types[ti], 1024, 4608, 2, 1, &s);
     add_norm_case(LL_TYPE_Q4_0, 4096, 256, 12, 0, &s); // a batch past CU_X8_ROWS: matmul_add, then rmsnorm
-    add_norm_case(LL_TYPE_F16, 512, 256, 1, 0, &s);    // a float weight: likewise
+    // float weights: matmul_add and rmsnorm, then each reader (the float matvec; a batch of 3: the f16 GEMM)
+    const uint32_t ftypes[] = {LL_TYPE_F16, LL_TYPE_BF16, LL_TYPE_F32};
+    for (size_t ti = 0; ti < sizeof ftypes / sizeof ftypes[0]; ti++)
+        for (int reader = 0; reader < 4; reader++) {
+            add_norm_case(ftypes[ti], 512, 256, 1, reader, &s);
+            add_norm_case(ftypes[ti], 4096, 1024, 1, reader, &s);
+        }
+    add_norm_case(LL_TYPE_F16, 512, 256, 3, 2, &s);
 }
 
 // The int8 matvec on decode shapes beside test_matmul's: thousands of rows (many blocks, odd counts: the last

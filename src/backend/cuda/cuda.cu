@@ -438,6 +438,17 @@ static const ll_backend_ops k_cuda_ops = {
     .destroy = op_destroy,
 };
 
+// word w in the list s (words separated by spaces, commas or '+'); s may be NULL
+static bool has_word(const char *s, const char *w) {
+    const size_t n = strlen(w);
+    for (const char *p = s; p && *p;) {
+        const size_t k = strcspn(p, " ,+");
+        if (k == n && !strncmp(p, w, n)) return true;
+        p += k + (p[k] != 0);
+    }
+    return false;
+}
+
 static ll_status init_device(cu_impl *c, ll_error *err) {
     char why[256];
     if (ll_backend_cuda_device_count(why, sizeof why) < 1) return ll_err_set(err, LL_ERR_UNSUPPORTED, "%s", why);
@@ -457,13 +468,15 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->pdl = prop.major >= 9 && !(pd && !strcmp(pd, "0"));
     const char *pl = getenv("LLMLAB_CUDA_PRELOAD"); // 0: int8 matvecs load their weights after waiting for x
     c->mv_preload = !(pl && !strcmp(pl, "0"));
-    const char *nf = getenv("LLMLAB_CUDA_NOFUSE"); // "rope": q/k/v, RoPE and the cache store as two launches;
-    // "mixed": q/k/v of two types (Q4_K + Q6_K) as three matvecs; "swq8": the int8 copy of SwiGLU's output by
-    // a launch of its own
-    c->fuse_rope = !(nf && strstr(nf, "rope"));
-    c->mv_mixed = !(nf && strstr(nf, "mixed"));
-    c->swiglu_q8 = !(nf && strstr(nf, "swq8"));
-    c->fuse_norm = !(nf && strstr(nf, "norm")); // "norm": the residual matvec and the next RMSNorm as two launches
+    // LLMLAB_CUDA_NOFUSE: fusions to leave out (words, separated by spaces, commas or '+'): "rope": q/k/v, RoPE
+    // and the cache store as two launches; "mixed": q/k/v of two types (Q4_K + Q6_K) as three matvecs; "swq8": the
+    // int8 copy of SwiGLU's output by a launch of its own; "norm": the residual matvec and the next RMSNorm as two
+    // launches
+    const char *nf = getenv("LLMLAB_CUDA_NOFUSE");
+    c->fuse_rope = !has_word(nf, "rope");
+    c->mv_mixed = !has_word(nf, "mixed");
+    c->swiglu_q8 = !has_word(nf, "swq8");
+    c->fuse_norm = !has_word(nf, "norm");
     const char *aw = getenv("LLMLAB_CUDA_AN_WARPS"); // a tuning knob (8, 16 or 32)
     c->an_warps = aw && (atoi(aw) == 16 || atoi(aw) == 32) ? atoi(aw) : 0; // 0: by type (an_default)
     const char *ak = getenv("LLMLAB_CUDA_AN_KS"); // likewise (1, 2 or 4; 4 only at 32 warps)

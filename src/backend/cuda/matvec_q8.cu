@@ -422,7 +422,8 @@ void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *con
 
 // Block shape per type, as measured (session 14, call 14, tg128 with the norm after o and down): Q4_0 32 warps in
 // groups of 4 rows x 4 slices (500.1 t/s; 1 row per warp: 467-468); the K-quants 16 warps, 4 rows x 2 slices
-// (Q4_K_M 450.0; 32 warps x 4 slices spills: 377.1). Q8_0 keeps 1 row per warp (its norm after o only).
+// (Q4_K_M 450.0; 32 warps x 4 slices spills: 377.1). Q8_0 (session 15, call 5): 32 warps, 2 rows x 2 slices,
+// both norms (320.2; 16 x 2: 319.3; 32 x 4: 310.6; before, 1 row per warp after o only: 313.7-314.4).
 template <class Q> struct an_default {
     static constexpr int NW = 16, KS = 2;
 };
@@ -430,7 +431,7 @@ template <> struct an_default<cu_q8_q4_0> {
     static constexpr int NW = 32, KS = 4;
 };
 template <> struct an_default<cu_q8_q8_0> {
-    static constexpr int NW = 32, KS = 1;
+    static constexpr int NW = 32, KS = 2;
 };
 
 struct an_launch {
@@ -462,9 +463,9 @@ bool cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, 
     if (!c->fuse_norm || !c->norm_part || n_tok > CU_X8_ROWS || !cu_mmvq_supports(w->type) || w->ne1 % 32 != 0 ||
         w->ne1 > c->x8b.ne0 || w->ne0 > c->x8.ne0)
         return false;
-    // which residual matvecs take the norm: by default both o and down, but only o for Q8_0 (measured; o's rows are
-    // no longer than its output, down's are)
-    const int only = c->an_only >= 0 ? c->an_only : w->type == LL_TYPE_Q8_0 ? 1 : 0;
+    // which residual matvecs take the norm: by default both o and down (o's rows are no longer than its output,
+    // down's are)
+    const int only = c->an_only >= 0 ? c->an_only : 0;
     if ((only == 1 && w->ne0 > w->ne1) || (only == 2 && w->ne0 <= w->ne1)) return false;
     // in's codes: as the plain matvec takes them (in is never a pending norm's y: the caller settled any)
     if (!(c->x8_src == in && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0)) cu_quant_x8(c, in, n_tok, w->ne0);
