@@ -171,25 +171,33 @@ __global__ void __launch_bounds__(AM_THREADS)
     am_store_rows<HD>(o, l, off, out, outh);
 }
 
-template <int HD> static void launch(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
-                                     int n_tok, const ll_attn_params *p) {
-    const size_t smem = 2 * (size_t)AM_BK * (HD + 8) * sizeof(__half);
-    static bool attr_set = false; // per process: one device
-    if (!attr_set) {
-        CU_CHECK(cudaFuncSetAttribute(k_attn_mma<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attr_set = true;
+// Either kernel's launch: its dynamic shared memory allowed once (*attr_set, per process: one device), q's scale
+// times log2(e) (exp(x) = exp2(x log2 e)), and out in f16 too for the output projection's GEMM (matmul.cu: xh),
+// saving it a conversion pass.
+typedef void (*am_kernel)(const float *, const float *, const float *, float *, __half *, int, int, int, int, float);
+static void am_launch(cu_impl *c, am_kernel k, bool *attr_set, dim3 grid, int threads, size_t smem, int hd,
+                      float *out, const float *q, const float *kc, const float *vc, int n_tok,
+                      const ll_attn_params *p) {
+    if (!*attr_set) {
+        CU_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        *attr_set = true;
     }
-    dim3 grid((unsigned)((n_tok + AM_BQ - 1) / AM_BQ), (unsigned)p->n_head);
-    const float qscale = p->scale * 1.4426950408889634f; // log2(e): exp(x) = exp2(x log2 e)
-    // out in f16 too, for the output projection's GEMM (matmul.cu: xh), saving it a conversion pass
-    const size_t n = (size_t)n_tok * p->n_head * HD;
+    const float qscale = p->scale * 1.4426950408889634f;
+    const size_t n = (size_t)n_tok * p->n_head * hd;
     __half *outh = n * 2 <= c->xh_bytes ? (__half *)c->xh : NULL;
-    k_attn_mma<HD><<<grid, AM_THREADS, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv,
-                                                          p->n_past, qscale);
+    k<<<grid, threads, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv, p->n_past, qscale);
     CU_LAUNCHED();
     c->xh_src = outh ? out : NULL;
     c->xh_n = n;
     c->xh_bf = false;
+}
+
+template <int HD> static void launch(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
+                                     int n_tok, const ll_attn_params *p) {
+    static bool attr_set = false;
+    const dim3 grid((unsigned)((n_tok + AM_BQ - 1) / AM_BQ), (unsigned)p->n_head);
+    am_launch(c, k_attn_mma<HD>, &attr_set, grid, AM_THREADS, 2 * (size_t)AM_BK * (HD + 8) * sizeof(__half), HD, out,
+              q, kc, vc, n_tok, p);
 }
 
 // ---- k_attn_mma2: the same attention, the default (LLMLAB_CUDA_ATTN2=0: k_attn_mma) ------------------------
@@ -360,23 +368,11 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
 template <int HD> static void launch2(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
                                       int n_tok, const ll_attn_params *p) {
     const size_t smem = 4 * (size_t)A2_BK * (HD + 8) * sizeof(__half); // K, V x 2 buffers: 69632 B at HD 128
-    static bool attr_set = false; // per process: one device
-    if (!attr_set) {
-        CU_CHECK(cudaFuncSetAttribute(k_attn_mma2<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attr_set = true;
-    }
+    static bool attr_set = false;
     const int64_t n_pairs = (int64_t)n_tok * (p->n_head / p->n_head_kv);
     LL_ASSERT(n_pairs + A2_ROWS <= INT32_MAX);
     const unsigned n_blocks = (unsigned)((n_pairs + A2_ROWS - 1) / A2_ROWS * p->n_head_kv);
-    const float qscale = p->scale * 1.4426950408889634f; // log2(e): exp(x) = exp2(x log2 e)
-    const size_t n = (size_t)n_tok * p->n_head * HD;
-    __half *outh = n * 2 <= c->xh_bytes ? (__half *)c->xh : NULL; // as launch: f16 out for the o projection
-    k_attn_mma2<HD><<<n_blocks, A2_THREADS, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv,
-                                                               p->n_past, qscale);
-    CU_LAUNCHED();
-    c->xh_src = outh ? out : NULL;
-    c->xh_n = n;
-    c->xh_bf = false;
+    am_launch(c, k_attn_mma2<HD>, &attr_set, dim3(n_blocks), A2_THREADS, smem, HD, out, q, kc, vc, n_tok, p);
 }
 
 bool cu_attention_mma(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,

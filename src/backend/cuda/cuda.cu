@@ -477,14 +477,14 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     c->mv_mixed = !has_word(nf, "mixed");
     c->swiglu_q8 = !has_word(nf, "swq8");
     c->fuse_norm = !has_word(nf, "norm");
-    const char *aw = getenv("LLMLAB_CUDA_AN_WARPS"); // a tuning knob (8, 16 or 32)
+    const char *aw = getenv("LLMLAB_CUDA_AN_WARPS"); // a tuning knob (16 or 32)
     c->an_warps = aw && (atoi(aw) == 16 || atoi(aw) == 32) ? atoi(aw) : 0; // 0: by type (an_default)
     const char *ak = getenv("LLMLAB_CUDA_AN_KS"); // likewise (1, 2 or 4; 4 only at 32 warps)
     c->an_ks = ak && (atoi(ak) == 1 || atoi(ak) == 2 || atoi(ak) == 4) ? atoi(ak) : 0;
-    // which residual matvecs take the norm: "all", "o" (rows no longer than the output), "down" (rows longer); by
-    // default by type (cu_mmvq_add_norm)
+    // which residual matvecs take the norm: "all" (the default), "o" (rows no longer than the output), "down" (rows
+    // longer)
     const char *ao = getenv("LLMLAB_CUDA_AN_ONLY");
-    c->an_only = !ao ? -1 : !strcmp(ao, "all") ? 0 : !strcmp(ao, "o") ? 1 : !strcmp(ao, "down") ? 2 : -1;
+    c->an_only = !ao ? 0 : !strcmp(ao, "o") ? 1 : !strcmp(ao, "down") ? 2 : 0;
     const char *gr = getenv("LLMLAB_CUDA_GRAPHS"); // 0: decode op by op (for comparison)
     c->graphs = !(gr && !strcmp(gr, "0"));
     CU_TRY(cudaMallocHost((void **)&c->step_pin, 2 * sizeof(int32_t)));

@@ -210,7 +210,7 @@ typedef struct cu_impl {
     float *norm_part;   // (CU_X8_ROWS, max ne0 / 32): the pending norm's sums of squares
     int an_warps;       // warps per 32-row block of the residual matvec + norm (LLMLAB_CUDA_AN_WARPS; 0: by type)
     int an_ks;          // warps sharing a row group there (LLMLAB_CUDA_AN_KS: 1, 2, 4; 0: by type)
-    int an_only;        // 0: o and down, 1: o (rows no longer than the output), 2: down; -1: by type (AN_ONLY)
+    int an_only;        // 0: o and down, 1: o (rows no longer than the output), 2: down (LLMLAB_CUDA_AN_ONLY)
     struct {
         bool on;
         float *y;

@@ -463,10 +463,9 @@ bool cu_mmvq_add_norm(cu_impl *c, const cu_wview *w, const float *in, float *x, 
     if (!c->fuse_norm || !c->norm_part || n_tok > CU_X8_ROWS || !cu_mmvq_supports(w->type) || w->ne1 % 32 != 0 ||
         w->ne1 > c->x8b.ne0 || w->ne0 > c->x8.ne0)
         return false;
-    // which residual matvecs take the norm: by default both o and down (o's rows are no longer than its output,
-    // down's are)
-    const int only = c->an_only >= 0 ? c->an_only : 0;
-    if ((only == 1 && w->ne0 > w->ne1) || (only == 2 && w->ne0 <= w->ne1)) return false;
+    // which residual matvecs take the norm (a knob; by default both): o's rows are no longer than its output,
+    // down's are
+    if ((c->an_only == 1 && w->ne0 > w->ne1) || (c->an_only == 2 && w->ne0 <= w->ne1)) return false;
     // in's codes: as the plain matvec takes them (in is never a pending norm's y: the caller settled any)
     if (!(c->x8_src == in && c->x8_ntok == n_tok && c->x8_ne0 == w->ne0)) cu_quant_x8(c, in, n_tok, w->ne0);
     cu_x8 xv = c->x8, o = c->x8b;
