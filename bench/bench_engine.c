@@ -1,7 +1,8 @@
 // bench_engine.c — prompt and generation speed of the engine on a model file, measured the way llama-bench
 // measures (pp N: one batch of N random tokens from an empty cache; tg N: N single-token steps from an empty
-// cache), with warm-up, repeats, median and spread, and the decode bandwidth it implies.
-// Build: make bench   Run: build/bench_engine -m FILE [-p 128] [-n 32] [-r 5] [-t 2] [--bw GBPS]
+// cache, each step sampling its next token: greedy by default), with warm-up, repeats, median and spread, and the
+// decode bandwidth it implies.
+// Build: make bench   Run: build/bench_engine -m FILE [-p 128] [-n 32] [-r 5] [-t 2] [--bw GBPS] [-s greedy|default|none]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,16 @@ static double run_pp(ll_context *c, const int32_t *ids, int n) {
     return ll_time_s() - t0;
 }
 
-static double run_tg(ll_context *c, const int32_t *ids, int n) {
+// Each step also samples its next token (smp; NULL: none), as a generation does; the fixed ids go on, so every
+// engine and setting sees the same inputs.
+static double run_tg(ll_context *c, const int32_t *ids, int n, ll_sampler *smp) {
     ll_error err;
     ll_context_reset(c);
     double t0 = ll_time_s();
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (ll_eval(c, ids + i, 1, false, &err) != LL_OK) { fprintf(stderr, "eval: %s\n", err.message); exit(1); }
+        if (smp) (void)ll_sample(c, smp);
+    }
     return ll_time_s() - t0;
 }
 
@@ -35,6 +40,7 @@ int main(int argc, char **argv) {
     const char *path = NULL;
     int pp = 128, tg = 32, reps = 5, threads = 0;
     double bw = 0;
+    const char *sampling = "greedy"; // tg's sampling: greedy, default (llama.cpp's chain: top-k 40 ...), none
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) pp = atoi(argv[++i]);
@@ -42,9 +48,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
-        else { fprintf(stderr, "usage: bench_engine -m FILE [-p N] [-n N] [-r REPS] [-t THREADS] [--bw GB/s]\n"); return 1; }
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc) sampling = argv[++i];
+        else { fprintf(stderr, "usage: bench_engine -m FILE [-p N] [-n N] [-r REPS] [-t THREADS] [--bw GB/s] [-s greedy|default|none]\n"); return 1; }
     }
     if (!path || pp < 1 || tg < 1 || reps < 1) { fprintf(stderr, "bench_engine: -m FILE required\n"); return 1; }
+    if (strcmp(sampling, "greedy") && strcmp(sampling, "default") && strcmp(sampling, "none")) {
+        fprintf(stderr, "bench_engine: -s takes greedy, default or none, not '%s'\n", sampling);
+        return 1;
+    }
     ll_error err = {0};
     ll_model_params mp = ll_model_default_params();
     mp.n_threads = threads;
@@ -66,11 +77,14 @@ int main(int argc, char **argv) {
     const float *lg = ll_logits(c, -1);
     for (int i = 0; i < m->hp.n_vocab; i++)
         if (!(lg[i] == lg[i]) || lg[i] > 1e30f || lg[i] < -1e30f) { fprintf(stderr, "non-finite logits\n"); return 1; }
+    ll_sampler_params sp = ll_sampler_default_params();
+    if (!strcmp(sampling, "greedy")) sp.temp = 0.0f;
+    ll_sampler *smp = strcmp(sampling, "none") ? ll_sampler_init(&sp, m->hp.n_vocab) : NULL;
     double *tp = malloc((size_t)reps * sizeof *tp), *tt = malloc((size_t)reps * sizeof *tt);
     run_pp(c, ids, pp); // warm-up
-    run_tg(c, ids, tg < 4 ? tg : 4);
+    run_tg(c, ids, tg < 4 ? tg : 4, smp);
     for (int r = 0; r < reps; r++) tp[r] = pp / run_pp(c, ids, pp);
-    for (int r = 0; r < reps; r++) tt[r] = tg / run_tg(c, ids, tg);
+    for (int r = 0; r < reps; r++) tt[r] = tg / run_tg(c, ids, tg, smp);
     qsort(tp, (size_t)reps, sizeof *tp, cmp_d);
     qsort(tt, (size_t)reps, sizeof *tt, cmp_d);
     char desc[256];
@@ -82,7 +96,9 @@ int main(int argc, char **argv) {
     printf("pp%-4d %9.2f t/s  (min %.2f, max %.2f, %d reps)\n", pp, tp[reps / 2], tp[0], tp[reps - 1], reps);
     printf("tg%-4d %9.2f t/s  (min %.2f, max %.2f)  = %.1f GB/s of weights", tg, tt[reps / 2], tt[0], tt[reps - 1], gbs);
     if (bw > 0) printf(", %.0f%% of %.1f GB/s measured read bandwidth", 100 * gbs / bw, bw);
-    printf("\n");
+    printf("\ntg sampling: %s%s\n", sampling,
+           !smp ? "" : c->be->ops->topk && c->device_sample ? " (candidates selected on the device)" : " (the whole logits row on the host)");
+    ll_sampler_free(smp);
     free(tp), free(tt), free(ids);
     ll_context_free(c);
     ll_model_free(m);

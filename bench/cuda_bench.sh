@@ -12,7 +12,7 @@
 #        dependent launch off, weight preload off, CUDA graphs off; VTYPES: the files), "prof" = GPU time per
 #        kernel name of one pp512 and a few decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel
 #        through ncu (DTYPES), "mv" = the decode matmuls alone per knob setting (MV_VARIANTS: settings,
-#        comma-joined within one, space between)),
+#        comma-joined within one, space between), "sample" = tg128's sampling cost, on the device or off (SREPS)),
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
@@ -149,6 +149,33 @@ fi
 
 # The decode matmuls alone at Mistral-7B shapes (bench/bench_cuda_mv.c: no model file needed), per setting of
 # the int8 matvec's knobs (MV_VARIANTS; "-" = the defaults), MVTYPES the weight types.
+# Sampling's cost per generated token: tg128 with no sampling, greedy and llama.cpp's default chain (top-k 40,
+# top-p 0.95, min-p 0.05, temp 0.8), candidates selected on the device against the whole row downloaded
+# (LLMLAB_DEVICE_SAMPLE=0), on Mistral-7B Q4_0 (32000-token vocabulary) and Llama-3.2-1B Q4_0 at Llama 3's
+# 128256 tokens (--full-vocab), where the row is 501 KB and a step ~4x shorter.
+if has sample; then
+    S1="$WORK/llama-3.2-1b-F16.gguf"
+    if [ ! -s "$WORK/llama-3.2-1b-Q4_0.gguf" ]; then
+        say "synth llama-3.2-1b F16 --full-vocab, quantize Q4_0"
+        $BUILD/llmlab synth --arch llama-3.2-1b --full-vocab --type F16 --vocab "$VOCAB" -o "$S1" --quiet \
+            >"$OUT/synth-1b.log" 2>&1 || tail -5 "$OUT/synth-1b.log"
+        $BUILD/llmlab quantize "$S1" "$WORK/llama-3.2-1b-Q4_0.gguf" Q4_0 16 >"$OUT/quant-1b.log" 2>&1 \
+            || tail -5 "$OUT/quant-1b.log"
+    fi
+    for f in "$WORK/mistral-7b-Q4_0.gguf" "$WORK/llama-3.2-1b-Q4_0.gguf"; do
+        [ -s "$f" ] || continue
+        say "sampling: $(basename "$f")"
+        for sm in none greedy default; do
+            for ds in 1 0; do
+                [ "$sm" = none ] && [ "$ds" = 0 ] && continue
+                r=$(LLMLAB_DEVICE_SAMPLE=$ds $BUILD/bench/bench_engine -m "$f" -p 16 -n 128 -r "${SREPS:-7}" -s $sm 2>&1 \
+                    | awk '/^tg128/ {t=$2" ("$4" "$5" "$6" "$7} /^tg sampling/ {sub(/^tg sampling: /, ""); s=$0} END {print t"  "s}')
+                echo "  tg128 $r"
+            done
+        done
+    done | tee "$OUT/sample.txt"
+fi
+
 if has mv; then
     for v in ${MV_VARIANTS:--}; do
         say "bench_cuda_mv $v"

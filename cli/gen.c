@@ -161,7 +161,7 @@ ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, in
     append(&text, &len, "");
     double t1 = ll_time_s();
     while ((o->n_predict < 0 || st->n_gen < o->n_predict) && !g_gen_interrupted) {
-        int32_t id = ll_sampler_sample(g->s, ll_logits(g->c, -1));
+        int32_t id = ll_sample(g->c, g->s);
         ll_sampler_accept(g->s, id);
         st->n_gen++;
         bool eog = !o->ignore_eos && ll_model_is_eog(g->m, id);

@@ -102,8 +102,9 @@ void ll_context_set_interrupt(ll_context *c, volatile int *flag);
 // every token (else only the last); it needs a context made with all_logits and n <= n_batch. Fails with
 // LL_ERR_ARG when the context would overflow.
 ll_status ll_eval(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_error *err);
-// Logits of the i-th token of the last ll_eval (i = -1: the last one). n_vocab floats.
-const float *ll_logits(const ll_context *c, int i);
+// Logits of the i-th token of the last ll_eval (i = -1: the last one). n_vocab floats. The first call after an
+// eval copies them from the device (where the backend has one).
+const float *ll_logits(ll_context *c, int i);
 
 typedef struct ll_sampler_params {
     float temp;           // 0 = greedy
@@ -120,6 +121,11 @@ ll_sampler *ll_sampler_init(const ll_sampler_params *p, int n_vocab);
 void ll_sampler_free(ll_sampler *s);
 int32_t ll_sampler_sample(ll_sampler *s, const float *logits); // does not modify logits
 void ll_sampler_accept(ll_sampler *s, int32_t id);             // remember id for the repetition penalty
+// The next id from the last token's logits of c's last ll_eval: the same id as ll_sampler_sample(s,
+// ll_logits(c, -1)), with the same draws. Where c's backend can select the best candidates on the device and s's
+// chain starts from them (greedy, or top-k on with k < 512, and no repetition penalty to apply), only those are
+// copied to the host (LLMLAB_DEVICE_SAMPLE=0: never).
+int32_t ll_sample(ll_context *c, ll_sampler *s);
 
 #ifdef __cplusplus
 }

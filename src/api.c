@@ -6,6 +6,7 @@
 
 #include "formats/llama2c.h"
 #include "model/model.h"
+#include "sampler/sampler.h"
 
 ll_model_params ll_model_default_params(void) { return (ll_model_params){0}; }
 
@@ -154,7 +155,9 @@ ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_conte
     for (int attempt = 0;; attempt++) {
         ll_context *c = ll_calloc(1, sizeof *c, err);
         if (!c) return LL_ERR_NOMEM;
-        *c = (ll_context){.m = m, .n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .n_logits_cap = n_logits};
+        const char *ds = getenv("LLMLAB_DEVICE_SAMPLE"); // 0: ll_sample always reads the whole row (comparisons)
+        *c = (ll_context){.m = m, .n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .n_logits_cap = n_logits,
+                          .device_sample = !(ds && !strcmp(ds, "0"))};
         s = ll_backend_init(&c->be, attempt ? "cpu" : p.device, n_threads, err);
         if (s == LL_OK) s = context_alloc(c, err);
         if (s == LL_OK) {
@@ -210,9 +213,29 @@ ll_status ll_eval(ll_context *c, const int32_t *ids, int n, bool all_logits, ll_
     return LL_OK;
 }
 
-const float *ll_logits(const ll_context *c, int i) {
+const float *ll_logits(ll_context *c, int i) {
     if (c->n_logits == 0) return NULL;
     if (i < 0) i = c->n_logits - 1;
     if (i >= c->n_logits) return NULL;
+    if (!c->logits_host) {
+        c->be->ops->download(c->be, c->logits, c->logits_dev, (size_t)c->n_logits * c->m->hp.n_vocab * sizeof(float));
+        c->be->ops->synchronize(c->be);
+        c->logits_host = true;
+    }
     return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+int32_t ll_sample(ll_context *c, ll_sampler *s) {
+    LL_ASSERT(c->n_logits > 0);
+    const int want = ll_sampler_top_wanted(s), nv = c->m->hp.n_vocab;
+    const ll_backend_ops *ops = c->be->ops;
+    if (want > 0 && want <= LL_BACKEND_TOPK_MAX && ops->topk && c->device_sample && !c->logits_host) {
+        float vals[LL_BACKEND_TOPK_MAX];
+        int32_t ids[LL_BACKEND_TOPK_MAX];
+        const float *row = c->logits_dev + (size_t)(c->n_logits - 1) * nv;
+        int n = ops->topk(c->be, row, nv, want, vals, ids);
+        int32_t id;
+        if (n >= 0 && ll_sampler_sample_top(s, vals, ids, n, &id)) return id;
+    }
+    return ll_sampler_sample(s, ll_logits(c, -1));
 }

@@ -3,6 +3,8 @@
 // models (cuda vs cpu logits, golden logits, greedy tokens). Skips with a message where no GPU answers.
 #include "testutil.h"
 
+#include <float.h>
+
 #include "backend/backend.h"
 #include "core/half.h"
 #include "model/model.h"
@@ -192,6 +194,77 @@ static void test_rows_ops(void **state) {
     d.gpu->ops->free(d.gpu, du);
     duo_free(&d);
     free(g), free(bias), free(x), free(u), free(ref);
+}
+
+// ---- topk (sampling's candidates on the device) ------------------------------------------------------------
+// The reference: every index whose value can be a candidate (NaN and -inf out, +inf as FLT_MAX), sorted by value
+// descending, then index ascending.
+typedef struct tk_ref {
+    float v;
+    int32_t i;
+} tk_ref;
+
+static int tk_cmp(const void *a, const void *b) {
+    const tk_ref *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int tk_reference(const float *x, int n, tk_ref *out) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        if (!(v > -INFINITY)) continue;
+        if (v == INFINITY) v = FLT_MAX;
+        out[m++] = (tk_ref){v == 0.0f ? 0.0f : v, i};
+    }
+    qsort(out, (size_t)m, sizeof *out, tk_cmp);
+    return m;
+}
+
+// Random rows of several lengths (one block, several passes) with many ties (values on a coarse grid), -0 and
+// +0, NaN, +-inf and rows with fewer candidates than k; vals and ids compared exactly, the count too.
+static void test_topk(void **state) {
+    NEED_GPU();
+    ll_error err = {0};
+    ll_backend *g = ll_backend_cuda_init(1, &err);
+    if (!g) fail_msg("cuda init: %s", err.message);
+    const int ns[] = {1, 7, 2048, 2049, 32000, 128256, 262144}, ks[] = {1, 2, 41, 100, 512};
+    uint64_t s = 5;
+    float vals[LL_BACKEND_TOPK_MAX];
+    int32_t ids[LL_BACKEND_TOPK_MAX];
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        const int n = ns[a];
+        float *x = malloc((size_t)n * sizeof *x);
+        tk_ref *ref = malloc((size_t)n * sizeof *ref);
+        for (int variant = 0; variant < 3; variant++) {
+            for (int i = 0; i < n; i++) {
+                float u = tu_rng_uniform(&s);
+                x[i] = variant == 0 ? u * 20.0f : roundf(u * 8.0f) * 0.5f; // 1: ties everywhere
+                if (variant == 2) { // specials: a few of each, and most values NaN / -inf
+                    uint64_t r = tu_rng_u64(&s) % 16;
+                    x[i] = r < 6 ? NAN : r < 11 ? -INFINITY : r == 11 ? INFINITY : r == 12 ? -0.0f : r == 13 ? 0.0f : x[i];
+                }
+            }
+            if (variant == 2 && n > 3) x[n - 1] = INFINITY, x[0] = -0.0f;
+            float *dx = to_dev(g, x, (size_t)n);
+            const int m = tk_reference(x, n, ref);
+            for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++) {
+                const int k = ks[b];
+                tu_poison(vals, LL_BACKEND_TOPK_MAX);
+                const int got = g->ops->topk(g, dx, n, k, vals, ids);
+                const int want = m < k ? m : k;
+                if (got != want) fail_msg("topk n %d k %d variant %d: %d candidates, want %d", n, k, variant, got, want);
+                for (int i = 0; i < got; i++)
+                    if (ids[i] != ref[i].i || memcmp(&vals[i], &ref[i].v, sizeof(float)))
+                        fail_msg("topk n %d k %d variant %d, rank %d: (%d, %a), want (%d, %a)", n, k, variant, i, ids[i],
+                                 (double)vals[i], ref[i].i, (double)ref[i].v);
+            }
+            g->ops->free(g, dx);
+        }
+        free(x), free(ref);
+    }
+    ll_backend_free(g);
 }
 
 // ---- RoPE: normal, NeoX, partial rotary, frequency factors, contiguous and scattered positions ---------
@@ -930,6 +1003,43 @@ static void test_greedy_stories260k(void **state) {
     ll_model_free(m);
 }
 
+// ll_sample on the GPU: the candidates selected there give the ids that the whole downloaded row gives, draw for
+// draw (two samplers, same seed), for greedy, top-k alone, the default chain (top-k 40, top-p, min-p, temp 0.8) and
+// a top-k of 511 (512 candidates: the most topk serves, the whole 512-token vocabulary); and the device path is
+// taken wherever it can be (the row never downloaded), with the repetition penalty only before any history.
+static void test_sample_device(void **state) {
+    NEED_GPU();
+    TU_NEED_SHARED(path, "golden/stories260K/stories260K.gguf");
+    ll_model *m = load(path);
+    const int nv = ll_model_n_vocab(m);
+    ll_error err = {0};
+    for (int variant = 0; variant < 5; variant++) {
+        ll_sampler_params p = ll_sampler_default_params();
+        if (variant == 0) p.temp = 0.0f;
+        if (variant == 1) p.top_k = 5, p.top_p = 1.0f, p.min_p = 0.0f, p.temp = 1.5f;
+        if (variant == 3) p.top_k = 511, p.temp = 2.0f;
+        if (variant == 4) p.repeat_penalty = 1.3f;     // needs every logit once there is history
+        p.seed = 1234 + (uint64_t)variant;
+        ll_sampler *a = ll_sampler_init(&p, nv), *b = ll_sampler_init(&p, nv);
+        ll_context *cg = ctx_on(m, "cuda", false);
+        int32_t id = 1, on_device = 0;
+        for (int i = 0; i < 40; i++) {
+            assert_int_equal(ll_eval(cg, &id, 1, false, &err), LL_OK);
+            const int32_t x = ll_sample(cg, a);
+            on_device += !cg->logits_host;
+            const int32_t y = ll_sampler_sample(b, ll_logits(cg, -1));
+            if (x != y) fail_msg("sampling variant %d, step %d: %d from the device's candidates, %d from the row", variant, i, x, y);
+            ll_sampler_accept(a, x), ll_sampler_accept(b, y);
+            id = x;
+        }
+        const int want = variant < 4 ? 40 : 1; // the penalty: the first step only (no history yet)
+        if (on_device != want) fail_msg("sampling variant %d: %d of 40 steps on the device, want %d", variant, on_device, want);
+        ll_sampler_free(a), ll_sampler_free(b);
+        ll_context_free(cg);
+    }
+    ll_model_free(m);
+}
+
 // Quantized files on the GPU against llama.cpp's golden logits (README section 7 tolerances).
 static void golden_quant(const char *model_rel, const char *logits_rel) {
     NEED_GPU();
@@ -981,7 +1091,7 @@ static void test_golden_q4_0(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decoders_host),
+        cmocka_unit_test(test_decoders_host), cmocka_unit_test(test_topk),
         cmocka_unit_test(test_rows_ops),    cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_attention2), cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_matmul),      cmocka_unit_test(test_matmul_swiglu), cmocka_unit_test(test_matmul3),
@@ -989,7 +1099,7 @@ int main(void) {
         cmocka_unit_test(test_x8_chains), cmocka_unit_test(test_add_norm), cmocka_unit_test(test_rmsnorm_sizes),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_qkv_rope_store),
         cmocka_unit_test(test_model_tiny_llama_f16),
-        cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_golden_q8_0),
+        cmocka_unit_test(test_greedy_stories260k), cmocka_unit_test(test_sample_device), cmocka_unit_test(test_golden_q8_0),
         cmocka_unit_test(test_golden_q4_0),
     };
     ll_log_set_level(LL_LOG_INFO); // the device, cuBLAS and the upload rate (GB/s) in the log

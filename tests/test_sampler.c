@@ -3,7 +3,10 @@
 // chi-square bound), determinism, the repetition penalty, NaN/inf input, and a pinned id sequence.
 #include "testutil.h"
 
+#include <float.h>
+
 #include "core/core.h"
+#include "sampler/sampler.h"
 
 #include <time.h>
 
@@ -417,6 +420,89 @@ static void test_nonfinite(void **state) {
     ll_sampler_free(s);
 }
 
+// ---- sampling from the best candidates (what a device backend's topk gives ll_sample) ------------------------
+typedef struct cand_ref {
+    float v;
+    int32_t i;
+} cand_ref;
+
+static int cand_cmp(const void *a, const void *b) {
+    const cand_ref *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+// The k best of x as backend.h's topk defines them (NaN, -inf out; +inf as FLT_MAX), by a full sort.
+static int best_of(const float *x, int n, int k, float *vals, int32_t *ids) {
+    cand_ref *r = malloc((size_t)n * sizeof *r);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        if (!(v > -INFINITY)) continue;
+        r[m++] = (cand_ref){v == INFINITY ? FLT_MAX : v, i};
+    }
+    qsort(r, (size_t)m, sizeof *r, cand_cmp);
+    int got = m < k ? m : k;
+    for (int i = 0; i < got; i++) vals[i] = r[i].v, ids[i] = r[i].i;
+    free(r);
+    return got;
+}
+
+// ll_sampler_sample_top on the candidates against ll_sampler_sample on the row: the same ids draw for draw, over
+// chains (greedy, top-k alone, with top-p / min-p, the defaults), rows with ties, NaN and infinities, and rows
+// with no more candidates than top_k, where it must decline and leave the RNG as it was.
+static void test_sample_top(void **state) {
+    (void)state;
+    enum { N = 3000 };
+    float *x = malloc(N * sizeof *x), vals[LL_SAMPLER_TOP_MAX];
+    int32_t ids[LL_SAMPLER_TOP_MAX];
+    uint64_t rs = 77;
+    for (int variant = 0; variant < 6; variant++) {
+        ll_sampler_params p = ll_sampler_default_params();
+        if (variant == 0) p.temp = 0.0f;
+        if (variant == 1) p.top_k = 1;
+        if (variant == 2) p.top_k = 7, p.top_p = 1.0f, p.min_p = 0.0f, p.temp = 1.3f;
+        if (variant == 3) p.top_k = 200, p.top_p = 0.5f;
+        if (variant == 4) p.top_k = 511, p.min_p = 0.2f;
+        if (variant == 5) p.repeat_penalty = 1.2f; // declines (wants 0) once there is history
+        p.seed = 99 + (uint64_t)variant;
+        ll_sampler *a = ll_sampler_init(&p, N), *b = ll_sampler_init(&p, N);
+        int declined = 0;
+        for (int step = 0; step < 200; step++) {
+            const int kind = step % 4;
+            for (int i = 0; i < N; i++) {
+                float u = tu_rng_uniform(&rs);
+                x[i] = kind == 1 ? roundf(u * 6.0f) : u * 8.0f; // 1: ties
+                if (kind == 2) { // specials
+                    uint64_t r = tu_rng_u64(&rs) % 64;
+                    x[i] = r == 0 ? NAN : r == 1 ? -INFINITY : r == 2 ? INFINITY : x[i];
+                }
+                if (kind == 3 && i >= 100) x[i] = -INFINITY; // only 100 candidates: top_k >= 100 must decline
+            }
+            const int want = ll_sampler_top_wanted(a);
+            if (variant == 5 && step > 0) assert_int_equal(want, 0);
+            int32_t got, ref;
+            if (want > 0) {
+                const int n = best_of(x, N, want, vals, ids);
+                if (!ll_sampler_sample_top(a, vals, ids, n, &got)) {
+                    declined++;
+                    assert_true(n < want);
+                    got = ll_sampler_sample(a, x); // the caller's fallback: same RNG state as b's
+                }
+            } else {
+                got = ll_sampler_sample(a, x);
+            }
+            ref = ll_sampler_sample(b, x);
+            if (got != ref) fail_msg("variant %d step %d (row kind %d): %d from the candidates, %d from the row", variant, step, kind, got, ref);
+            ll_sampler_accept(a, got), ll_sampler_accept(b, ref);
+        }
+        if (variant >= 3 && variant <= 4) assert_int_equal(declined, 50); // every kind-3 row
+        if (variant < 3) assert_int_equal(declined, 0);
+        ll_sampler_free(a), ll_sampler_free(b);
+    }
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_bad_params),
@@ -432,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_frequencies),
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_sample_top),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

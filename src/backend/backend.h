@@ -28,6 +28,8 @@ typedef enum ll_op {
 
 typedef struct ll_backend ll_backend;
 
+#define LL_BACKEND_TOPK_MAX 512 // the most candidates topk returns
+
 typedef struct ll_rope_params {
     int n_head, head_dim, n_rot; // rotate the first n_rot dims of each head
     float base;
@@ -91,6 +93,11 @@ typedef struct ll_backend_ops {
     void (*add)(ll_backend *b, float *y, const float *x, size_t n);
     // y (n_tok, w.ne0) = rows ids of w (any type with a to_float)
     void (*get_rows)(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok);
+    // Optional (NULL: the caller downloads x): the k best of x (n floats, backend memory; k <= LL_BACKEND_TOPK_MAX)
+    // by value, the lower index first among equals, into vals and ids (host memory), best first. NaN and -inf
+    // are left out, +inf counts as FLT_MAX and -0 as +0 (as the sampler loads logits): returns how many were
+    // found (< k when x holds fewer). Waits for the result. Sampling reads these instead of the whole row.
+    int (*topk)(ll_backend *b, const float *x, int n, int k, float *vals, int32_t *ids);
     void (*synchronize)(ll_backend *b);
     // Optional (NULL: nothing to gain): a forward step as one replayable unit. step_begin gets the step's token
     // ids and n_past before its first op and returns true when it has already run the whole step (the model code

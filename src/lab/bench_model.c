@@ -1,5 +1,5 @@
 // bench_model.c — `llmlab bench model`: llama-bench's tests (pp N: one batch of N random tokens from an empty
-// cache, after d tokens of context when asked; tg N: N single-token steps) plus cold/warm load time, memory and
+// cache, after d tokens of context when asked; tg N: N single-token steps, each with its greedy sampling) plus cold/warm load time, memory and
 // the fraction of the measured ceilings reached, written as results JSON (docs/bench-model.md).
 #include <fcntl.h>
 #include <math.h>
@@ -118,6 +118,7 @@ typedef struct bench_ctx {
     ll_model *m;
     ll_context *c;
     int32_t *ids; // random tokens
+    ll_sampler *greedy; // tg: each step's token is sampled (greedy), as a generation does
     double mm_params;
     ll_lab_ceil ceil;
 } bench_ctx;
@@ -135,8 +136,10 @@ static double run_test(bench_ctx *b, int depth, int n_prompt, int n_gen, ll_erro
     if (depth > 0 && ll_eval(b->c, b->ids, depth, false, err) != LL_OK) return -1;
     double t0 = ll_time_s();
     if (n_prompt > 0 && ll_eval(b->c, b->ids + depth, n_prompt, false, err) != LL_OK) return -1;
-    for (int i = 0; i < n_gen; i++)
+    for (int i = 0; i < n_gen; i++) {
         if (ll_eval(b->c, b->ids + depth + i, 1, false, err) != LL_OK) return -1;
+        (void)ll_sample(b->c, b->greedy); // the fixed ids go on (the same inputs on every engine)
+    }
     return ll_time_s() - t0;
 }
 
@@ -322,7 +325,13 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
     if (ll_context_init(b.m, &cp, &b.c, err) != LL_OK) goto fail;
     if (cfg->interrupt) ll_context_set_interrupt(b.c, cfg->interrupt); // ll_eval stops between layers
     b.ids = malloc((size_t)cp.n_ctx * sizeof *b.ids);
-    if (!b.ids) goto fail;
+    ll_sampler_params gp = ll_sampler_default_params();
+    gp.temp = 0.0f;
+    b.greedy = ll_sampler_init(&gp, b.m->hp.n_vocab);
+    if (!b.ids || !b.greedy) {
+        ll_err_set(err, LL_ERR_NOMEM, "out of memory for the benchmark's token ids and sampler");
+        goto fail;
+    }
     uint64_t s = 1;
     for (int i = 0; i < cp.n_ctx; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; b.ids[i] = (int32_t)((s >> 33) % (uint64_t)b.m->hp.n_vocab); }
     b.mm_params = matmul_params(b.m);
@@ -358,6 +367,7 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
     char name[128];
     snprintf(name, sizeof name, "%s", b.m->name);
     free(b.ids);
+    ll_sampler_free(b.greedy);
     ll_context_free(b.c);
     ll_model_free(b.m);
     if (!partial) {
@@ -370,6 +380,7 @@ fail:
     cJSON_Delete(load);
     cJSON_Delete(j);
     free(b.ids);
+    ll_sampler_free(b.greedy);
     ll_context_free(b.c);
     ll_model_free(b.m);
     return NULL;

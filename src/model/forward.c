@@ -127,8 +127,8 @@ ll_status ll_forward(ll_context *c, const int32_t *ids, int n, bool all_logits, 
         ops->matmul(be, &m->output, c->xb, c->logits_dev, rows);
         if (step) ops->step_end(be, true);
     }
-    ops->download(be, c->logits, c->logits_dev, (size_t)rows * hp->n_vocab * sizeof(float));
-    ops->synchronize(be);
+    ops->synchronize(be); // the logits stay on the backend until asked for (ll_logits, ll_sample)
+    c->logits_host = false;
     c->n_logits = rows;
     c->logits_all = all_logits;
     c->n_past += n;

@@ -80,9 +80,11 @@ struct ll_context {
     // Activations for a batch of up to n_batch tokens (backend memory).
     float *x, *xb, *xb2, *q, *hb, *hb2; // a batch's K and V pass through xb2 and hb2 on their way to the cache
     float *logits_dev; // (n_logits_cap, n_vocab) backend memory: the output matmul writes here
-    float *logits;     // (n_logits_cap, n_vocab) host memory: rows of the last eval, downloaded
+    float *logits;     // (n_logits_cap, n_vocab) host memory: rows of the last eval, downloaded when asked for
     int n_logits_cap;  // n_batch with all_logits, else 1
-    int n_logits;      // rows valid in logits
+    int n_logits;      // rows valid in logits_dev (and in logits once logits_host)
+    bool logits_host;  // logits holds them (ll_logits downloads them on first use after an eval)
+    bool device_sample; // ll_sample may take the backend's topk (LLMLAB_DEVICE_SAMPLE=0: always the whole row)
     bool logits_all;   // rows are per token (else one row: the last token)
     int32_t *pos;      // (n_batch) positions of the batch
     volatile int *interrupt; // optional: set non-zero to stop between layers

@@ -7,7 +7,7 @@
 // so the result never depends on how a selection algorithm happened to order equal logits.
 // Default seed: LL_SAMPLER_DEFAULT_SEED (42). Memory: all buffers are sized for n_vocab at init; sample()
 // does not allocate.
-#include "core/core.h"
+#include "sampler/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -352,6 +352,23 @@ static int32_t smp_draw(ll_sampler *s, const smp_cand *c, int n, double u) {
     return c[last].id; // u * sum rounded up to sum
 }
 
+// The chain after the candidates are loaded (c[0..m), in id order unless sorted) and u drawn: top-k, top-p,
+// min-p, the draw.
+static int32_t smp_chain(ll_sampler *s, int m, bool sorted, double u) {
+    smp_cand *c = s->cand;
+    if (m == 0) return 0;
+    if (s->p.top_k > 0 && s->p.top_k < m) {
+        m = sorted ? s->p.top_k : smp_top_k(c, m, s->p.top_k);
+        sorted = true;
+    }
+    if (s->p.top_p < 1.0f && m > 1) {
+        m = smp_top_p(s, c, m, sorted, s->p.top_p); // unsorted stays unsorted: only the max matters from here
+    }
+    if (s->p.min_p > 0.0f && m > 1) m = smp_min_p(c, m, sorted, s->p.min_p);
+    LL_ASSERT(m >= 1);
+    return smp_draw(s, c, m, u);
+}
+
 int32_t ll_sampler_sample(ll_sampler *s, const float *logits) {
     int m = smp_load(s, logits);
     smp_cand *c = s->cand;
@@ -362,16 +379,33 @@ int32_t ll_sampler_sample(ll_sampler *s, const float *logits) {
         return m ? c[best].id : 0;
     }
     double u = smp_rng_uniform(s->rng); // exactly one draw per call, whatever the chain keeps
-    if (m == 0) return 0;
-    bool sorted = false;
-    if (s->p.top_k > 0 && s->p.top_k < m) {
-        m = smp_top_k(c, m, s->p.top_k);
-        sorted = true;
+    return smp_chain(s, m, false, u);
+}
+
+// ---- from candidates chosen elsewhere (a device backend's top-k) ---------------------------------------------
+int ll_sampler_top_wanted(const ll_sampler *s) {
+    if (s->p.repeat_penalty != 1.0f && s->hist_n > 0) return 0; // the penalty reorders: every logit is needed
+    if (s->p.temp <= 0.0f) return 1;
+    if (s->p.top_k > 0 && s->p.top_k < LL_SAMPLER_TOP_MAX) return s->p.top_k + 1;
+    return 0;
+}
+
+bool ll_sampler_sample_top(ll_sampler *s, const float *vals, const int32_t *ids, int n, int32_t *out) {
+    const int want = ll_sampler_top_wanted(s);
+    LL_ASSERT(want > 0 && n >= 0 && n <= want);
+    if (s->p.temp <= 0.0f) { // the argmax (and 0 when nothing can be drawn), as ll_sampler_sample
+        *out = n ? ids[0] : 0;
+        return true;
     }
-    if (s->p.top_p < 1.0f && m > 1) {
-        m = smp_top_p(s, c, m, sorted, s->p.top_p); // unsorted stays unsorted: only the max matters from here
+    // top_k + 1 candidates prove that the vocabulary holds more than top_k: ll_sampler_sample's top-k step then
+    // keeps exactly the first top_k of them, sorted. Fewer: that step would not run (and the draw's order would
+    // be id order): not decidable from here.
+    if (n < want) return false;
+    for (int i = 0; i < n; i++) {
+        LL_ASSERT(ids[i] >= 0 && ids[i] < s->n_vocab && vals[i] > -INFINITY && vals[i] < INFINITY);
+        s->cand[i] = (smp_cand){vals[i], ids[i]};
     }
-    if (s->p.min_p > 0.0f && m > 1) m = smp_min_p(c, m, sorted, s->p.min_p);
-    LL_ASSERT(m >= 1);
-    return smp_draw(s, c, m, u);
+    double u = smp_rng_uniform(s->rng);
+    *out = smp_chain(s, n, true, u);
+    return true;
 }

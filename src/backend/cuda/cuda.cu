@@ -360,6 +360,11 @@ static void op_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32
     cu_dequant_rows(c, cu_weight_find(c, w), dev, n_tok, y);
 }
 
+static int op_topk(ll_backend *b, const float *x, int n, int k, float *vals, int32_t *ids) {
+    cu_norm_guard(cu_of(b), x, (size_t)n * sizeof(float));
+    return cu_topk(cu_of(b), x, n, k, vals, ids);
+}
+
 static void op_sync(ll_backend *b) { CU_CHECK(cudaStreamSynchronize(cu_of(b)->stream)); }
 
 // ---- decode steps as CUDA graphs ----------------------------------------------------------------------------
@@ -431,6 +436,7 @@ static const ll_backend_ops k_cuda_ops = {
     .swiglu = op_swiglu,
     .add = op_add,
     .get_rows = op_get_rows,
+    .topk = op_topk,
     .synchronize = op_sync,
     .step_begin = op_step_begin,
     .step_end = op_step_end,
@@ -535,6 +541,8 @@ static void op_destroy(ll_backend *b) {
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
     if (c->step_exec) (void)cudaGraphExecDestroy(c->step_exec);
     if (c->step_pin) (void)cudaFreeHost(c->step_pin);
+    if (c->topk_buf) (void)cudaFree(c->topk_buf);
+    if (c->topk_host) (void)cudaFreeHost(c->topk_host);
     if (c->step_dev) (void)cudaFree(c->step_dev);
     cu_release(c);
     if (c->blas.gemm) c->blas.destroy(c->blas.h);

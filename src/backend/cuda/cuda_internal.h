@@ -246,6 +246,9 @@ typedef struct cu_impl {
     int32_t *step_pin;      // pinned: n_past, token id
     int32_t *step_dev;      // device copy
     cudaGraphExec_t step_exec;
+    uint64_t *topk_buf;     // topk.cu's scratch: two halves of topk_bytes
+    size_t topk_bytes;
+    uint64_t *topk_host;    // pinned: the result's keys (LL_BACKEND_TOPK_MAX)
 } cu_impl;
 
 // kernel<<<g, b, smem, c->stream>>>(a...), with the programmatic-dependent-launch attribute when c->pdl: the
@@ -270,6 +273,9 @@ static inline cu_impl *cu_of(ll_backend *b) { return (cu_impl *)b->impl; }
 static inline void cu_x8_forget(cu_impl *c) { c->x8_src = c->xh_src = NULL; }
 // While a step is recorded: n_past on the device (kernels add it), else NULL (they take the host value).
 static inline const int32_t *cu_npast_dev(const cu_impl *c) { return c->recording ? c->step_dev : NULL; }
+
+// topk.cu: backend.h's topk (-1: its scratch could not be allocated).
+int cu_topk(cu_impl *c, const float *x, int n, int k, float *vals, int32_t *ids);
 
 // cuda.cu: the device view of a weight uploaded in prepare (panics with its name when it was not).
 const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w);
