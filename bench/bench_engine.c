@@ -3,6 +3,7 @@
 // cache, each step sampling its next token: greedy by default), with warm-up, repeats, median and spread, and the
 // decode bandwidth it implies.
 // Build: make bench   Run: build/bench_engine -m FILE [-p 128] [-n 32] [-r 5] [-t 2] [--bw GBPS] [-s greedy|default|none]
+//                         [-d DEPTH: tg after DEPTH tokens of context, as llama-bench -d]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,11 @@ static double run_pp(ll_context *c, const int32_t *ids, int n) {
 
 // Each step also samples its next token (smp; NULL: none), as a generation does; the fixed ids go on, so every
 // engine and setting sees the same inputs.
-static double run_tg(ll_context *c, const int32_t *ids, int n, ll_sampler *smp) {
+static double run_tg(ll_context *c, const int32_t *ids, int n, ll_sampler *smp, int depth) {
     ll_error err;
     ll_context_reset(c);
+    if (depth > 0 && ll_eval(c, ids, depth, false, &err) != LL_OK) { fprintf(stderr, "eval: %s\n", err.message); exit(1); }
+    ids += depth;
     double t0 = ll_time_s();
     for (int i = 0; i < n; i++) {
         if (ll_eval(c, ids + i, 1, false, &err) != LL_OK) { fprintf(stderr, "eval: %s\n", err.message); exit(1); }
@@ -38,7 +41,7 @@ static double run_tg(ll_context *c, const int32_t *ids, int n, ll_sampler *smp) 
 
 int main(int argc, char **argv) {
     const char *path = NULL;
-    int pp = 128, tg = 32, reps = 5, threads = 0;
+    int pp = 128, tg = 32, reps = 5, threads = 0, depth = 0;
     double bw = 0;
     const char *sampling = "greedy"; // tg's sampling: greedy, default (llama.cpp's chain: top-k 40 ...), none
     for (int i = 1; i < argc; i++) {
@@ -49,9 +52,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) sampling = argv[++i];
-        else { fprintf(stderr, "usage: bench_engine -m FILE [-p N] [-n N] [-r REPS] [-t THREADS] [--bw GB/s] [-s greedy|default|none]\n"); return 1; }
+        else if (!strcmp(argv[i], "-d") && i + 1 < argc) depth = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: bench_engine -m FILE [-p N] [-n N] [-r REPS] [-t THREADS] [--bw GB/s] [-s greedy|default|none] [-d DEPTH]\n"); return 1; }
     }
-    if (!path || pp < 1 || tg < 1 || reps < 1) { fprintf(stderr, "bench_engine: -m FILE required\n"); return 1; }
+    if (!path || pp < 1 || tg < 1 || reps < 1 || depth < 0) { fprintf(stderr, "bench_engine: -m FILE required\n"); return 1; }
     if (strcmp(sampling, "greedy") && strcmp(sampling, "default") && strcmp(sampling, "none")) {
         fprintf(stderr, "bench_engine: -s takes greedy, default or none, not '%s'\n", sampling);
         return 1;
@@ -64,11 +68,11 @@ int main(int argc, char **argv) {
     if (ll_model_load(path, &mp, &m, &err) != LL_OK) { fprintf(stderr, "%s\n", err.message); return 1; }
     double load = ll_time_s() - t0;
     ll_context_params cp = ll_context_default_params();
-    cp.n_ctx = pp > tg ? pp : tg;
+    cp.n_ctx = depth + (pp > tg ? pp : tg);
     cp.n_batch = pp;
     ll_context *c;
     if (ll_context_init(m, &cp, &c, &err) != LL_OK) { fprintf(stderr, "%s\n", err.message); return 1; }
-    int n = pp > tg ? pp : tg;
+    int n = depth + (pp > tg ? pp : tg);
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     uint64_t s = 1;
     for (int i = 0; i < n; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((s >> 33) % (uint64_t)m->hp.n_vocab); }
@@ -82,9 +86,9 @@ int main(int argc, char **argv) {
     ll_sampler *smp = strcmp(sampling, "none") ? ll_sampler_init(&sp, m->hp.n_vocab) : NULL;
     double *tp = malloc((size_t)reps * sizeof *tp), *tt = malloc((size_t)reps * sizeof *tt);
     run_pp(c, ids, pp); // warm-up
-    run_tg(c, ids, tg < 4 ? tg : 4, smp);
+    run_tg(c, ids, tg < 4 ? tg : 4, smp, depth);
     for (int r = 0; r < reps; r++) tp[r] = pp / run_pp(c, ids, pp);
-    for (int r = 0; r < reps; r++) tt[r] = tg / run_tg(c, ids, tg, smp);
+    for (int r = 0; r < reps; r++) tt[r] = tg / run_tg(c, ids, tg, smp, depth);
     qsort(tp, (size_t)reps, sizeof *tp, cmp_d);
     qsort(tt, (size_t)reps, sizeof *tt, cmp_d);
     char desc[256];
@@ -94,6 +98,7 @@ int main(int argc, char **argv) {
     printf("model: %s\nthreads %d, load %.0f ms, weight bytes read per token %.1f MB\n", desc, nt, load * 1e3,
            m->weight_bytes / 1e6);
     printf("pp%-4d %9.2f t/s  (min %.2f, max %.2f, %d reps)\n", pp, tp[reps / 2], tp[0], tp[reps - 1], reps);
+    if (depth) printf("tg after %d tokens of context (filled before each repetition, not timed)\n", depth);
     printf("tg%-4d %9.2f t/s  (min %.2f, max %.2f)  = %.1f GB/s of weights", tg, tt[reps / 2], tt[0], tt[reps - 1], gbs);
     if (bw > 0) printf(", %.0f%% of %.1f GB/s measured read bandwidth", 100 * gbs / bw, bw);
     printf("\ntg sampling: %s%s\n", sampling,

@@ -12,7 +12,8 @@
 #        dependent launch off, weight preload off, CUDA graphs off; VTYPES: the files), "prof" = GPU time per
 #        kernel name of one pp512 and a few decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel
 #        through ncu (DTYPES), "mv" = the decode matmuls alone per knob setting (MV_VARIANTS: settings,
-#        comma-joined within one, space between), "sample" = tg128's sampling cost, on the device or off (SREPS)),
+#        comma-joined within one, space between), "sample" = tg128's sampling cost, on the device or off (SREPS), "depth" = tg128 after DEPTHS tokens of
+#        context, both engines (DEPTH_TYPES, DREPS)),
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
@@ -328,6 +329,28 @@ for r in csv.DictReader(open(sys.argv[1])): print("peer", sys.argv[2], "pp%s" % 
                 "$OUT/peer.txt" >>"$OUT/peer.tsv"
         done
     fi
+fi
+
+# Decode at depth: tg128 after DEPTHS tokens of context, ours (the default decode attention, then the
+# key-serial one: LLMLAB_CUDA_NOFUSE=attn2) and llama-bench -d (flash attention, its F16 KV cache) on DEPTH_TYPES.
+if has depth; then
+    for t in ${DEPTH_TYPES:-Q4_0}; do
+        f="$WORK/mistral-7b-$t.gguf"
+        [ -s "$f" ] || continue
+        for d in ${DEPTHS:-4096 16384}; do
+            say "tg128 at depth $d, $t"
+            for v in "" attn2; do
+                r=$(LLMLAB_CUDA_NOFUSE=$v $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "${DREPS:-3}" -d "$d" 2>&1 \
+                    | awk '/^tg128/ {print $2" t/s (min "$5" max "$7}')
+                echo "  ours${v:+ NOFUSE=$v} d$d tg128 $r"
+            done
+            if [ -x "$PEER_BIN" ]; then
+                "$PEER_BIN" -m "$f" -p 0 -n 128 -d "$d" -ngl 99 -fa 1 -r "${DREPS:-3}" -o csv 2>/dev/null \
+                    | python3 -c 'import csv,sys
+for r in csv.DictReader(sys.stdin): print("  llama.cpp d%s tg%s %.1f +- %.1f t/s" % (r["n_depth"], r["n_gen"], float(r["avg_ts"]), float(r["stddev_ts"])))'
+            fi
+        done
+    done | tee "$OUT/depth.txt"
 fi
 
 say "summary"

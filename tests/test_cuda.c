@@ -227,8 +227,8 @@ static int tk_reference(const float *x, int n, tk_ref *out) {
 static void test_topk(void **state) {
     NEED_GPU();
     ll_error err = {0};
-    ll_backend *g = ll_backend_cuda_init(1, &err);
-    if (!g) fail_msg("cuda init: %s", err.message);
+    ll_backend *g = NULL;
+    if (ll_backend_init(&g, "cuda", 1, &err) != LL_OK) fail_msg("cuda init: %s", err.message);
     const int ns[] = {1, 7, 2048, 2049, 32000, 128256, 262144}, ks[] = {1, 2, 41, 100, 512};
     uint64_t s = 5;
     float vals[LL_BACKEND_TOPK_MAX];
@@ -371,6 +371,16 @@ static void attn_case(int n_head, int n_kv, int hd, int n_past, int nt, uint64_t
 
 static void test_attention(void **state) {
     NEED_GPU();
+    // the decode kernels: k_attn_split2 (the default) and k_attn_split (LLMLAB_CUDA_NOFUSE=attn2, read at init)
+    for (int old = 0; old < 2; old++) {
+        if (old) setenv("LLMLAB_CUDA_NOFUSE", "attn2", 1);
+        attn_case(32, 8, 128, 4095, 1, 31); // a long context: 33 splits of 124 keys, 4 tiles each
+        attn_case(8, 2, 64, 31, 1, 32);     // the last key alone in a second tile
+        attn_case(4, 2, 256, 700, 2, 33);   // head dim 256: tiles of 16 keys
+        attn_case(8, 8, 80, 95, 3, 34);     // head dim 80 (not a multiple of 32), 3 tokens
+        attn_case(6, 3, 12, 64, 1, 35);     // head dim 12
+    }
+    unsetenv("LLMLAB_CUDA_NOFUSE");
     attn_case(8, 2, 64, 0, 17, 21);    // prefill from empty, GQA 4
     attn_case(4, 4, 128, 300, 1, 22);  // decode, MHA
     attn_case(32, 8, 128, 1500, 1, 23); // decode, Mistral shapes, many splits

@@ -37,12 +37,14 @@ static void attn_exec(void *arg) {
     for (int t = 0; t < r->seq; t++) r->be->ops->attention(r->be, r->out + t * row, r->q + t * row, r->k, r->v, 1, &p);
 }
 
+#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
 // attn_exec, then wait for the device (a GPU backend's op only queues the work).
 static void attn_exec_sync(void *arg) {
     attn_run *r = arg;
     attn_exec(r);
     r->be->ops->synchronize(r->be);
 }
+#endif
 
 // Largest |out - ref| over a few (query, head) pairs, reference in double.
 static double attn_check(const attn_run *r) {

@@ -80,6 +80,124 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
 }
 
+// The same blocks, splits and partials for head dims 64, 128 and 256, with the keys of a tile scored in
+// parallel: lane j scores key j of the tile (a dot over HD against the warp's q, float4 reads of both from shared
+// memory, K's rows padded to HD + 4 floats so that a quarter-warp's 16-byte reads fall in distinct banks), one max
+// and one sum over the warp per tile, then V with each lane owning HD / 32 consecutive dims and each key's
+// probability shuffled from its lane. k_attn_split walks the keys one by one, each behind a shuffle reduction and
+// two exps (and divides by a run-time head dim per element loaded). The next tile's K and V are loaded (16 bytes a
+// load) into registers while this one is computed.
+template <int HD>
+__global__ void __launch_bounds__(ATT_WARPS * 32, 2) // up to 128 registers: ptxas spilled at its own cap of 80
+    k_attn_split2(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+                  float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int n_past, const int32_t *npast,
+                  float scale, int keys_per_split) {
+    constexpr int KT = HD <= 128 ? 32 : 16, KS = HD + 4, DPL = HD / 32, H4 = HD / 4;
+    constexpr int NT = ATT_WARPS * 32, R = KT * H4 / NT; // float4s of K (and of V) per thread and tile
+    static_assert(R * NT == KT * H4 && DPL % 2 == 0, "whole tiles of float4s");
+    extern __shared__ float4 sm4[];
+    float *kS = (float *)sm4, *vS = kS + KT * KS, *qs = vS + KT * HD; // (KT, KS), (KT, HD), (ATT_WARPS, HD)
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    if (npast) {
+        n_past = *npast;
+        keys_per_split = (n_past + n_tok + gridDim.z - 1) / gridDim.z;
+    }
+    const int G = n_head / n_head_kv, kvh = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int n_pairs = n_tok * G, p = blockIdx.x * ATT_WARPS + warp;
+    const bool valid = p < n_pairs;
+    const int t = valid ? p / G : 0, h = kvh * G + (valid ? p % G : 0);
+    const int last_pair = min(n_pairs - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
+    const int kmax_block = n_past + last_pair / G + 1, kmax = n_past + t + 1;
+    const int s0 = blockIdx.z * keys_per_split, s1 = min(s0 + keys_per_split, kmax_block);
+    const size_t kv_stride = (size_t)n_head_kv * HD;
+    float *qw = qs + warp * HD;
+    for (int d = lane; d < HD; d += 32) qw[d] = valid ? q[((size_t)t * n_head + h) * HD + d] * scale : 0.0f;
+    float o[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; i++) o[i] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    float4 kr[R], vr[R];
+    auto fetch = [&](int tile) {
+        const int nk = min(KT, s1 - tile);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int e = threadIdx.x + r * NT, j = e / H4, d = (e % H4) * 4;
+            if (j < nk) {
+                const size_t off = (size_t)(tile + j) * kv_stride + (size_t)kvh * HD + d;
+                kr[r] = *(const float4 *)(kc + off);
+                vr[r] = *(const float4 *)(vc + off);
+            }
+        }
+    };
+    if (s0 < s1) fetch(s0);
+    for (int tile = s0; tile < s1; tile += KT) {
+        const int nk = min(KT, s1 - tile);
+        __syncthreads(); // the previous tile's readers are done (and qs written)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int e = threadIdx.x + r * NT, j = e / H4, d = (e % H4) * 4;
+            if (j < nk) {
+                *(float4 *)(kS + j * KS + d) = kr[r];
+                *(float4 *)(vS + j * HD + d) = vr[r];
+            }
+        }
+        __syncthreads();
+        if (tile + KT < s1) fetch(tile + KT); // in flight while this tile is computed
+        const int nj = valid ? min(nk, kmax - tile) : 0; // causal: keys <= n_past + t
+        if (nj <= 0) continue;                            // warp-uniform
+        float s = -INFINITY;
+        if (lane < nj) {
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+            const float *kj = kS + lane * KS;
+#pragma unroll 8
+            for (int d = 0; d < HD; d += 4) {
+                const float4 kv = *(const float4 *)(kj + d), qv = *(const float4 *)(qw + d);
+                a0 = fmaf(qv.x, kv.x, a0);
+                a1 = fmaf(qv.y, kv.y, a1);
+                a2 = fmaf(qv.z, kv.z, a2);
+                a3 = fmaf(qv.w, kv.w, a3);
+            }
+            s = (a0 + a1) + (a2 + a3);
+        }
+        float mt = s;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, off));
+        const float m_new = fmaxf(m, mt), corr = expf(m - m_new); // mt finite: nj >= 1
+        const float pj = lane < nj ? expf(s - m_new) : 0.0f;
+        float ps = pj;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
+        l = l * corr + ps;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) o[i] *= corr;
+        const float *vd = vS + lane * DPL;
+        for (int j = 0; j < nj; j++) {
+            const float pb = __shfl_sync(0xffffffffu, pj, j);
+#pragma unroll
+            for (int i = 0; i < DPL; i += 2) {
+                const float2 v2 = *(const float2 *)(vd + j * HD + i);
+                o[i] = fmaf(pb, v2.x, o[i]);
+                o[i + 1] = fmaf(pb, v2.y, o[i + 1]);
+            }
+        }
+        m = m_new;
+    }
+    if (!valid) return;
+    float *dst = part + (((size_t)blockIdx.z * n_tok + t) * n_head + h) * (HD + 2);
+#pragma unroll
+    for (int i = 0; i < DPL; i++) dst[lane * DPL + i] = o[i];
+    if (lane == 0) {
+        dst[HD] = m;
+        dst[HD + 1] = l;
+    }
+}
+
+template <int HD> static size_t att2_smem() {
+    constexpr int KT = HD <= 128 ? 32 : 16;
+    return ((size_t)KT * (HD + 4) + (size_t)KT * HD + (size_t)ATT_WARPS * HD) * sizeof(float);
+}
+
 // One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M). With x8.q set (head_dim a
 // multiple of 32, so each warp holds whole blocks of 32 outputs): also the int8 copy of out for the output
 // projection's matvec, with k_quant_x8's arithmetic, so that matvec skips its own quantization launch.
@@ -129,9 +247,21 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     LL_ASSERT(per_split <= c->attn_part_floats);
     const int kps = (n_keys + n_split - 1) / n_split;
     dim3 grid((unsigned)bx, (unsigned)p->n_head_kv, (unsigned)n_split);
-    size_t smem = 2 * (size_t)kt * hd * sizeof(float);
-    cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
-              p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
+    const bool v2 = c->attn_dec2 && (hd == 64 || hd == 128 || hd == 256); // the same tiles: kt = 32, 16 at 256
+    if (v2 && hd == 64)
+        cu_launch(c, k_attn_split2<64>, grid, dim3(ATT_WARPS * 32), att2_smem<64>(), q, kc, vc, c->attn_part, n_tok,
+                  p->n_head, p->n_head_kv, p->n_past, npast, p->scale, kps);
+    else if (v2 && hd == 128)
+        cu_launch(c, k_attn_split2<128>, grid, dim3(ATT_WARPS * 32), att2_smem<128>(), q, kc, vc, c->attn_part,
+                  n_tok, p->n_head, p->n_head_kv, p->n_past, npast, p->scale, kps);
+    else if (v2)
+        cu_launch(c, k_attn_split2<256>, grid, dim3(ATT_WARPS * 32), att2_smem<256>(), q, kc, vc, c->attn_part,
+                  n_tok, p->n_head, p->n_head_kv, p->n_past, npast, p->scale, kps);
+    else {
+        const size_t smem = 2 * (size_t)kt * hd * sizeof(float);
+        cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
+                  p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
+    }
     const int comb_threads = hd < 128 ? 32 * ((hd + 31) / 32) : 128;
     // out's rows are n_head * hd long, the output projection's row length
     const int64_t ne0 = (int64_t)p->n_head * hd;

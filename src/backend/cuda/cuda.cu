@@ -477,9 +477,10 @@ static ll_status init_device(cu_impl *c, ll_error *err) {
     // LLMLAB_CUDA_NOFUSE: fusions to leave out (words, separated by spaces, commas or '+'): "rope": q/k/v, RoPE
     // and the cache store as two launches; "mixed": q/k/v of two types (Q4_K + Q6_K) as three matvecs; "swq8": the
     // int8 copy of SwiGLU's output by a launch of its own; "norm": the residual matvec and the next RMSNorm as two
-    // launches
+    // launches; "attn2": the decode attention's splits walk their keys one by one (k_attn_split)
     const char *nf = getenv("LLMLAB_CUDA_NOFUSE");
     c->fuse_rope = !has_word(nf, "rope");
+    c->attn_dec2 = !has_word(nf, "attn2");
     c->mv_mixed = !has_word(nf, "mixed");
     c->swiglu_q8 = !has_word(nf, "swq8");
     c->fuse_norm = !has_word(nf, "norm");

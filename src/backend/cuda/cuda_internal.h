@@ -219,6 +219,7 @@ typedef struct cu_impl {
         int n, n_tok;
         float eps;
     } pend;             // the pending norm (cu_norm_in above)
+    bool attn_dec2;     // k_attn_split2 (keys of a tile scored in parallel; LLMLAB_CUDA_NOFUSE=attn2: the key-serial one)
     bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; NOFUSE=rope: not)
     int max_tok, max_ctx;
     // host int arrays -> device: pinned slots + device slots + an event per slot
