@@ -421,33 +421,6 @@ static void test_nonfinite(void **state) {
 }
 
 // ---- sampling from the best candidates (what a device backend's topk gives ll_sample) ------------------------
-typedef struct cand_ref {
-    float v;
-    int32_t i;
-} cand_ref;
-
-static int cand_cmp(const void *a, const void *b) {
-    const cand_ref *x = a, *y = b;
-    if (x->v != y->v) return x->v > y->v ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-// The k best of x as backend.h's topk defines them (NaN, -inf out; +inf as FLT_MAX), by a full sort.
-static int best_of(const float *x, int n, int k, float *vals, int32_t *ids) {
-    cand_ref *r = malloc((size_t)n * sizeof *r);
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        float v = x[i];
-        if (!(v > -INFINITY)) continue;
-        r[m++] = (cand_ref){v == INFINITY ? FLT_MAX : v, i};
-    }
-    qsort(r, (size_t)m, sizeof *r, cand_cmp);
-    int got = m < k ? m : k;
-    for (int i = 0; i < got; i++) vals[i] = r[i].v, ids[i] = r[i].i;
-    free(r);
-    return got;
-}
-
 // ll_sampler_sample_top on the candidates against ll_sampler_sample on the row: the same ids draw for draw, over
 // chains (greedy, top-k alone, with top-p / min-p, the defaults), rows with ties, NaN and infinities, and rows
 // with no more candidates than top_k, where it must decline and leave the RNG as it was.
@@ -483,7 +456,7 @@ static void test_sample_top(void **state) {
             if (variant == 5 && step > 0) assert_int_equal(want, 0);
             int32_t got, ref;
             if (want > 0) {
-                const int n = best_of(x, N, want, vals, ids);
+                const int n = tu_best_of(x, N, want, vals, ids);
                 if (!ll_sampler_sample_top(a, vals, ids, n, &got)) {
                     declined++;
                     assert_true(n < want);

@@ -1,5 +1,5 @@
 // testutil.h — shared helpers for the cmocka test programs: where ../shared is, skipping with a message,
-// reading files, comparing float arrays (rel L2, NMSE, NaN checks), a seeded RNG.
+// reading files, comparing float arrays (rel L2, NMSE, NaN checks), a seeded RNG, the best candidates of a row.
 #ifndef LL_TESTUTIL_H
 #define LL_TESTUTIL_H
 
@@ -84,5 +84,34 @@ static inline float tu_rng_uniform(uint64_t *s) { return (float)((tu_rng_u64(s) 
 
 // Poison: fill with NaN so a kernel that skips an output is caught.
 static inline void tu_poison(float *x, size_t n) { for (size_t i = 0; i < n; i++) x[i] = NAN; }
+
+// The k best of x as the sampler ranks logits (and backend.h's topk returns them): NaN and -inf left out, +inf as
+// FLT_MAX, -0 as +0; by value descending, then index ascending; by a full sort. Returns how many (<= k).
+typedef struct tu_cand {
+    float v;
+    int32_t i;
+} tu_cand;
+
+static inline int tu_cand_cmp(const void *a, const void *b) {
+    const tu_cand *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static inline int tu_best_of(const float *x, int n, int k, float *vals, int32_t *ids) {
+    tu_cand *r = malloc((size_t)n * sizeof *r);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        if (!(v > -INFINITY)) continue;
+        if (v == INFINITY) v = 3.402823466e+38f;
+        r[m++] = (tu_cand){v == 0.0f ? 0.0f : v, i};
+    }
+    qsort(r, (size_t)m, sizeof *r, tu_cand_cmp);
+    int got = m < k ? m : k;
+    for (int i = 0; i < got; i++) vals[i] = r[i].v, ids[i] = r[i].i;
+    free(r);
+    return got;
+}
 
 #endif

@@ -5,8 +5,33 @@
 #define ATT_WARPS 8   // query rows per block: (token, head) pairs that share one kv head
 #define ATT_MAX_D 8   // head_dim <= 32 * ATT_MAX_D = 256
 
-// Block (x: chunk of ATT_WARPS pairs of kv head y, z: key split). Pairs p = t*G + g (G = n_head/n_head_kv) ->
-// token t, head y*G + g; warp w owns pair 8x + w, lane owns dims lane + 32i. K/V tiles of kt keys in shared
+// The warp's (token, head) pair and its block's key range, for both split kernels: block (x: chunk of ATT_WARPS
+// pairs of kv head y, z: key split). npast set (a recorded step): n_past from the device, the keys split evenly
+// over the fixed gridDim.z. kmax: the pair's causal end; [s0, s1): the block's keys (up to its last pair's end).
+struct att_pair {
+    bool valid;
+    int t, h, kmax, s0, s1;
+};
+__device__ __forceinline__ att_pair att_pair_of(int n_tok, int n_head, int n_head_kv, int n_past, const int32_t *npast,
+                                                int keys_per_split) {
+    if (npast) {
+        n_past = *npast;
+        keys_per_split = (n_past + n_tok + gridDim.z - 1) / gridDim.z;
+    }
+    const int G = n_head / n_head_kv, n_pairs = n_tok * G, p = blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+    att_pair a;
+    a.valid = p < n_pairs;
+    a.t = a.valid ? p / G : 0;
+    a.h = blockIdx.y * G + (a.valid ? p % G : 0);
+    const int last_pair = min(n_pairs - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
+    a.kmax = n_past + a.t + 1;
+    a.s0 = blockIdx.z * keys_per_split;
+    a.s1 = min(a.s0 + keys_per_split, n_past + last_pair / G + 1);
+    return a;
+}
+
+// Pairs p = t*G + g (G = n_head/n_head_kv) -> token t, head y*G + g (att_pair_of); warp w owns pair 8x + w, lane
+// owns dims lane + 32i. K/V tiles of kt keys in shared
 // memory serve every warp. Output per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
@@ -16,17 +41,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
     float *ks = sm, *vs = sm + (size_t)kt * hd;
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
-    if (npast) { // a recorded step: n_past from the device, the keys split evenly over the fixed gridDim.z
-        n_past = *npast;
-        keys_per_split = (n_past + n_tok + gridDim.z - 1) / gridDim.z;
-    }
-    const int G = n_head / n_head_kv, kvh = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int n_pairs = n_tok * G, p = blockIdx.x * ATT_WARPS + warp;
-    const bool valid = p < n_pairs;
-    const int t = valid ? p / G : 0, h = kvh * G + (valid ? p % G : 0);
-    const int last_pair = min(n_pairs - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
-    const int kmax_block = n_past + last_pair / G + 1, kmax = n_past + t + 1;
-    const int s0 = blockIdx.z * keys_per_split, s1 = min(s0 + keys_per_split, kmax_block);
+    const att_pair ap = att_pair_of(n_tok, n_head, n_head_kv, n_past, npast, keys_per_split);
+    const int kvh = blockIdx.y, lane = threadIdx.x & 31;
+    const bool valid = ap.valid;
+    const int t = ap.t, h = ap.h, kmax = ap.kmax, s0 = ap.s0, s1 = ap.s1;
     const size_t kv_stride = (size_t)n_head_kv * hd;
 
     float qr[ATT_MAX_D], o[ATT_MAX_D];
@@ -99,17 +117,10 @@ __global__ void __launch_bounds__(ATT_WARPS * 32, 2) // up to 128 registers: ptx
     float *kS = (float *)sm4, *vS = kS + KT * KS, *qs = vS + KT * HD; // (KT, KS), (KT, HD), (ATT_WARPS, HD)
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
-    if (npast) {
-        n_past = *npast;
-        keys_per_split = (n_past + n_tok + gridDim.z - 1) / gridDim.z;
-    }
-    const int G = n_head / n_head_kv, kvh = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int n_pairs = n_tok * G, p = blockIdx.x * ATT_WARPS + warp;
-    const bool valid = p < n_pairs;
-    const int t = valid ? p / G : 0, h = kvh * G + (valid ? p % G : 0);
-    const int last_pair = min(n_pairs - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
-    const int kmax_block = n_past + last_pair / G + 1, kmax = n_past + t + 1;
-    const int s0 = blockIdx.z * keys_per_split, s1 = min(s0 + keys_per_split, kmax_block);
+    const att_pair ap = att_pair_of(n_tok, n_head, n_head_kv, n_past, npast, keys_per_split);
+    const int kvh = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool valid = ap.valid;
+    const int t = ap.t, h = ap.h, kmax = ap.kmax, s0 = ap.s0, s1 = ap.s1;
     const size_t kv_stride = (size_t)n_head_kv * HD;
     float *qw = qs + warp * HD;
     for (int d = lane; d < HD; d += 32) qw[d] = valid ? q[((size_t)t * n_head + h) * HD + d] * scale : 0.0f;
