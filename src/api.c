@@ -229,7 +229,8 @@ int32_t ll_sample(ll_context *c, ll_sampler *s) {
     LL_ASSERT(c->n_logits > 0);
     const int want = ll_sampler_top_wanted(s), nv = c->m->hp.n_vocab;
     const ll_backend_ops *ops = c->be->ops;
-    if (want > 0 && want <= LL_BACKEND_TOPK_MAX && ops->topk && c->device_sample && !c->logits_host) {
+    _Static_assert(LL_SAMPLER_TOP_MAX <= LL_BACKEND_TOPK_MAX, "the sampler never wants more than topk gives");
+    if (want > 0 && ops->topk && c->device_sample && !c->logits_host) {
         float vals[LL_BACKEND_TOPK_MAX];
         int32_t ids[LL_BACKEND_TOPK_MAX];
         const float *row = c->logits_dev + (size_t)(c->n_logits - 1) * nv;
