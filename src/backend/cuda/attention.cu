@@ -5,6 +5,9 @@
 #define ATT_WARPS 8   // query rows per block: (token, head) pairs that share one kv head
 #define ATT_MAX_D 8   // head_dim <= 32 * ATT_MAX_D = 256
 
+// Keys per K/V tile in shared memory, both split kernels: 32, 16 above head dim 128.
+__host__ __device__ constexpr int att_kt(int hd) { return hd <= 128 ? 32 : 16; }
+
 // The warp's (token, head) pair and its block's key range, for both split kernels: block (x: chunk of ATT_WARPS
 // pairs of kv head y, z: key split). npast set (a recorded step): n_past from the device, the keys split evenly
 // over the fixed gridDim.z. kmax: the pair's causal end; [s0, s1): the block's keys (up to its last pair's end).
@@ -31,8 +34,8 @@ __device__ __forceinline__ att_pair att_pair_of(int n_tok, int n_head, int n_hea
 }
 
 // Pairs p = t*G + g (G = n_head/n_head_kv) -> token t, head y*G + g (att_pair_of); warp w owns pair 8x + w, lane
-// owns dims lane + 32i. K/V tiles of kt keys in shared
-// memory serve every warp. Output per (split, token, head): o (head_dim, unnormalized), then max m and sum l.
+// owns dims lane + 32i. K/V tiles of kt keys in shared memory serve every warp. Output per (split, token, head): o
+// (head_dim, unnormalized), then max m and sum l.
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     k_attn_split(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
                  float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int hd, int n_past,
@@ -110,7 +113,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32, 2) // up to 128 registers: ptx
     k_attn_split2(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
                   float *__restrict__ part, int n_tok, int n_head, int n_head_kv, int n_past, const int32_t *npast,
                   float scale, int keys_per_split) {
-    constexpr int KT = HD <= 128 ? 32 : 16, KS = HD + 4, DPL = HD / 32, H4 = HD / 4;
+    constexpr int KT = att_kt(HD), KS = HD + 4, DPL = HD / 32, H4 = HD / 4;
     constexpr int NT = ATT_WARPS * 32, R = KT * H4 / NT; // float4s of K (and of V) per thread and tile
     static_assert(R * NT == KT * H4 && DPL % 2 == 0, "whole tiles of float4s");
     extern __shared__ float4 sm4[];
@@ -204,9 +207,14 @@ __global__ void __launch_bounds__(ATT_WARPS * 32, 2) // up to 128 registers: ptx
     }
 }
 
-template <int HD> static size_t att2_smem() {
-    constexpr int KT = HD <= 128 ? 32 : 16;
-    return ((size_t)KT * (HD + 4) + (size_t)KT * HD + (size_t)ATT_WARPS * HD) * sizeof(float);
+// k_attn_split2<HD> with its shared memory: K (KT, HD + 4), V (KT, HD), q (ATT_WARPS, HD).
+template <int HD>
+static void launch_split2(cu_impl *c, dim3 grid, const float *q, const float *kc, const float *vc, int n_tok,
+                          const ll_attn_params *p, const int32_t *npast, int kps) {
+    constexpr int KT = att_kt(HD);
+    const size_t smem = ((size_t)KT * (HD + 4) + (size_t)KT * HD + (size_t)ATT_WARPS * HD) * sizeof(float);
+    cu_launch(c, k_attn_split2<HD>, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
+              p->n_head_kv, p->n_past, npast, p->scale, kps);
 }
 
 // One block per (token, head): out = sum_z o_z e^(m_z - M) / sum_z l_z e^(m_z - M). With x8.q set (head_dim a
@@ -245,7 +253,6 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     if (cu_attention_mma(c, out, q, kc, vc, n_tok, p)) return;
     const int G = p->n_head / p->n_head_kv, hd = p->head_dim;
     const int bx = (n_tok * G + ATT_WARPS - 1) / ATT_WARPS, n_keys = p->n_past + n_tok;
-    const int kt = hd <= 128 ? 32 : 16;
     // Splits: enough blocks for two waves, at least 64 keys each, within the partials scratch.
     const size_t per_split = (size_t)n_tok * p->n_head * (hd + 2);
     int n_split = (2 * c->n_sm + bx * p->n_head_kv - 1) / (bx * p->n_head_kv);
@@ -258,17 +265,11 @@ void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const
     LL_ASSERT(per_split <= c->attn_part_floats);
     const int kps = (n_keys + n_split - 1) / n_split;
     dim3 grid((unsigned)bx, (unsigned)p->n_head_kv, (unsigned)n_split);
-    const bool v2 = c->attn_dec2 && (hd == 64 || hd == 128 || hd == 256); // the same tiles: kt = 32, 16 at 256
-    if (v2 && hd == 64)
-        cu_launch(c, k_attn_split2<64>, grid, dim3(ATT_WARPS * 32), att2_smem<64>(), q, kc, vc, c->attn_part, n_tok,
-                  p->n_head, p->n_head_kv, p->n_past, npast, p->scale, kps);
-    else if (v2 && hd == 128)
-        cu_launch(c, k_attn_split2<128>, grid, dim3(ATT_WARPS * 32), att2_smem<128>(), q, kc, vc, c->attn_part,
-                  n_tok, p->n_head, p->n_head_kv, p->n_past, npast, p->scale, kps);
-    else if (v2)
-        cu_launch(c, k_attn_split2<256>, grid, dim3(ATT_WARPS * 32), att2_smem<256>(), q, kc, vc, c->attn_part,
-                  n_tok, p->n_head, p->n_head_kv, p->n_past, npast, p->scale, kps);
-    else {
+    if (c->attn_dec2 && (hd == 64 || hd == 128 || hd == 256)) {
+        (hd == 64 ? launch_split2<64> : hd == 128 ? launch_split2<128> : launch_split2<256>)(c, grid, q, kc, vc, n_tok,
+                                                                                           p, npast, kps);
+    } else {
+        const int kt = att_kt(hd);
         const size_t smem = 2 * (size_t)kt * hd * sizeof(float);
         cu_launch(c, k_attn_split, grid, dim3(ATT_WARPS * 32), smem, q, kc, vc, c->attn_part, n_tok, p->n_head,
                   p->n_head_kv, hd, p->n_past, npast, p->scale, kps, kt);
