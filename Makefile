@@ -103,7 +103,7 @@ FUZZ_SECONDS ?= 180
 fuzz:
 	@mkdir -p build-fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -Isrc -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/quant/%,$(LIB_SRC)) -lm -lpthread
+	  -Iinclude -Isrc -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/types/%,$(LIB_SRC)) -lm -lpthread
 	cp -n fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 build-fuzz/corpus
 	@echo "fuzz: $(FUZZ_SECONDS) s clean"

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "lab/lab.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -4,7 +4,7 @@
 
 #include "core/half.h"
 #include "core/pool.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 // Every one of the 65536 halves round-trips f16 -> f32 -> f16 (NaNs stay NaN).
 static void test_fp16_roundtrip_exhaustive(void **state) {

@@ -8,7 +8,7 @@
 #include "backend/backend.h"
 #include "core/half.h"
 #include "model/model.h"
-#include "quant/quant.h"
+#include "types/quant.h"
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif

@@ -9,7 +9,7 @@
 #include "lab/lab.h"
 #include "model/model.h"
 #include "model/synth.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 static char g_tmp[256];
 

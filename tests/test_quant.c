@@ -7,8 +7,8 @@
 #include "core/half.h"
 #include "core/sha256.h"
 #include "formats/gguf.h"
-#include "quant/quant.h"
-#include "quant/types.h"
+#include "types/quant.h"
+#include "types/types.h"
 
 // ---- SHA-256 (FIPS 180-2 appendix / NIST example vectors) --------------------------------------------------
 static void sha_hex(const void *p, size_t n, char hex[65]) {

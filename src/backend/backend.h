@@ -5,7 +5,7 @@
 #define LL_BACKEND_H
 
 #include "core/core.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 // A weight matrix or vector: ne0 elements per row (the input dimension), ne1 rows.
 typedef struct ll_weight {

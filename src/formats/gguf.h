@@ -5,7 +5,7 @@
 #define LL_GGUF_H
 
 #include "core/core.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 #define LL_GGUF_MAX_DIMS 4
 #define LL_GGUF_DEFAULT_ALIGNMENT 32

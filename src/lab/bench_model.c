@@ -12,7 +12,7 @@
 
 #include "lab/lab.h"
 #include "quant/quantize.h"
-#include "quant/types.h"
+#include "types/types.h"
 #include "model/model.h"
 
 void ll_lab_bench_cfg_init(ll_lab_bench_cfg *c) {

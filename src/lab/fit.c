@@ -7,7 +7,7 @@
 #include "formats/gguf.h"
 #include "lab/lab.h"
 #include "quant/quantize.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 // Effective bits per weight. Single-type formats from their block geometry (bytes x 8 / elements per block);
 // the _M mixes (llama-quantize gives some tensors Q6_K/Q5_K) from file sizes: Mistral-7B Q4_K_M is 4.37 GB

@@ -7,7 +7,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "quant/quant.h"
+#include "types/quant.h"
 
 #if defined(__AVX512VNNI__)
 // acc + w . (the 4 signed bytes at p, in every lane): vpdpbusd with an embedded {1to16} broadcast, which

@@ -7,7 +7,7 @@
 #define LL_MATMUL_H
 
 #include "core/pool.h"
-#include "quant/types.h"
+#include "types/types.h"
 
 // A layout of our own, not a GGUF type: Q4_0 rows repacked in groups of 16 (ll_matmul_repack). Per group and per
 // block b of 32 elements, 288 bytes: the 16 rows' fp16 scales (32 B), then 4 runs of 64 B, run j holding code

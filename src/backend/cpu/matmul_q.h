@@ -4,7 +4,7 @@
 #define LL_MATMUL_Q_H
 
 #include "backend/cpu/matmul_impl.h"
-#include "quant/quant.h"
+#include "types/quant.h"
 
 // One quantized activation row of n_in elements (64-byte aligned), in the activation type of the weights'
 // vec_dot (Q8_0, Q8_1 or Q8_K; ggml block layout, so the scalar vec_dot reads it as is), then per block of

@@ -17,7 +17,7 @@ extern "C" {
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/half.h"
-#include "quant/quant.h"
+#include "types/quant.h"
 }
 #undef _Noreturn
 #undef _Static_assert

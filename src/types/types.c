@@ -1,13 +1,13 @@
 // types.c — the traits table: one row per ggml type id. Block geometry for every known id (so any GGUF
 // can be parsed and sized), conversion and dot functions for the types the engine computes with.
-#include "quant/types.h"
+#include "types/types.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/half.h"
-#include "quant/quant.h"
+#include "types/quant.h"
 
 static void f32_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 static void f32_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }

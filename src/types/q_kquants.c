@@ -1,6 +1,6 @@
 // q_kquants.c — the K-quant super-block formats Q4_K, Q5_K, Q6_K and the Q8_K activation format: dequantize,
 // llama.cpp's reference quantizers without imatrix (byte-identical to llama-quantize), scalar dots vs Q8_K.
-#include "quant/quant.h"
+#include "types/quant.h"
 
 // Byte identity with llama-quantize needs every float operation rounded as written: no fused multiply-add
 // contraction (GCC's gnu modes and clang contract by default; -std=c11 does not). -ffast-math breaks it too.

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "quant/types.h"
+#include "types/types.h"
 
 // Elements per block. fp16 fields are raw IEEE binary16 bits (core/half.h converts them).
 #define LL_QK4_0 32

@@ -1,6 +1,6 @@
 // q_legacy.c — the block-of-32 formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1: dequantize, llama.cpp's reference
 // quantizers (quantize_row_*_ref semantics, byte-identical), and scalar integer dots against Q8_0/Q8_1.
-#include "quant/quant.h"
+#include "types/quant.h"
 
 // Byte identity with llama-quantize needs every float operation rounded as written: no fused multiply-add
 // contraction (GCC's gnu modes and clang contract by default; -std=c11 does not). -ffast-math breaks it too.
