@@ -29,13 +29,25 @@ TEST_LDLIBS := -lcmocka -lcjson $(LDLIBS)
 # What the compiler will use for this target, read off its predefined macros.
 ISA := $(shell $(CC) $(ARCHFLAGS) -dM -E - </dev/null 2>/dev/null | grep -oE '__(AVX2|F16C|FMA|AVX512F|AVX512BW|AVX512VL|AVX512BF16|AVX512VNNI|AVXVNNI)__|__ARM_NEON |__ARM_FEATURE_(DOTPROD|FP16_VECTOR_ARITHMETIC) ' | sed 's/^__//; s/__$$//; s/ $$//; s/ARM_FEATURE_//' | sort -u | tr '\n' ' ')
 
-LIB_SRC := $(shell find src -name '*.c' | sort)
+LIB_SRC := $(filter-out src/serve/%,$(shell find src -name '*.c' | sort))
 CLI_SRC := $(shell find cli -name '*.c' | sort)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEPS := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+# The server (src/serve, `llmlab serve`) is not in the library: it and libmicrohttpd (found by pkg-config) are
+# linked into the llmlab binary only. Without libmicrohttpd (or in a cross build) the rest builds and
+# `llmlab serve` says how to install it.
+SERVE_SRC := $(sort $(wildcard src/serve/*.c))
+MHD := $(if $(CROSS),,$(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo 1))
+ifeq ($(MHD),1)
+  SERVE_OBJ := $(SERVE_SRC:%.c=$(BUILD)/%.o)
+  MHD_LIBS := $(shell pkg-config --libs libmicrohttpd)
+  $(SERVE_OBJ) $(BUILD)/cli/cmd_serve.o: CFLAGS += $(shell pkg-config --cflags libmicrohttpd) -DLL_HAVE_MHD=1
+  DEPS += $(SERVE_OBJ:.o=.d)
+endif
 
 # CUDA (optional). When nvcc is found (or CUDA=1) the .cu files under src/ join the library, C files see
 # LL_HAVE_CUDA=1 and programs link the CUDA runtime (--as-needed: only programs that use it load it); cuBLAS and
@@ -79,8 +91,8 @@ $(BUILD)/libllmlab.a: $(LIB_OBJ)
 $(BUILD)/libllmlab.so: $(LIB_OBJ)
 	$(CC) -shared $(filter -L%,$(EXTRA_CFLAGS)) -o $@ $^ -lcjson $(LDLIBS)
 
-$(BUILD)/llmlab: $(CLI_OBJ) $(BUILD)/libllmlab.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libllmlab.a -lcjson $(LDLIBS)
+$(BUILD)/llmlab: $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libllmlab.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(SERVE_OBJ) $(BUILD)/libllmlab.a -lcjson $(MHD_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libllmlab.a tests/testutil.h
 	@mkdir -p $(dir $@)
@@ -98,14 +110,18 @@ test: all $(TEST_BIN)
 run: all
 	@sh tools/main-job.sh $(BUILD)/llmlab "$(SHARED)"
 
-# The GGUF parser under libFuzzer + ASan/UBSan for FUZZ_SECONDS (clang needed).
+# The fuzz targets under libFuzzer + ASan/UBSan, FUZZ_SECONDS in all split between them (clang needed): the GGUF
+# parser, and the server's request path (JSON body -> validated request; no engine, no HTTP library).
 FUZZ_SECONDS ?= 180
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
 fuzz:
-	@mkdir -p build-fuzz/corpus
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -Isrc -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/types/%,$(LIB_SRC)) -lm -lpthread
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus-request
+	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/types/%,$(LIB_SRC)) -lm -lpthread
+	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_request fuzz/fuzz_request.c src/serve/request.c -lcjson -lm
 	cp -n fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
-	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 build-fuzz/corpus
+	cp -n fuzz/corpus-request/* build-fuzz/corpus-request/ 2>/dev/null || true
+	build-fuzz/fuzz_gguf -max_total_time=$$(( ($(FUZZ_SECONDS) + 1) / 2 )) -max_len=65536 -timeout=10 build-fuzz/corpus
+	build-fuzz/fuzz_request -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -max_len=65536 -timeout=10 -dict=fuzz/request.dict build-fuzz/corpus-request
 	@echo "fuzz: $(FUZZ_SECONDS) s clean"
 
 # arm64: cross-build and run the suite under qemu-user (NEON paths really executed). The runtime libraries are

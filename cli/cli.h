@@ -17,6 +17,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_fit(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 // Argument helpers: parse a flag's value, printing "llmlab CMD: FLAG expects ..." and returning false when bad.
 bool cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out);

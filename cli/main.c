@@ -19,6 +19,7 @@ static const command k_commands[] = {
     {"quantize", cmd_quantize, "quantize a GGUF with llama-quantize's type mixes (Q8_0 ... Q4_K_M, F16)"},
     {"fit", cmd_fit, "will a model fit here (weights, KV cache, context, best type) and how fast will it run"},
     {"report", cmd_report, "REPORT.md and report.html from the results JSON (optionally compared with another run)"},
+    {"serve", cmd_serve, "OpenAI- and Ollama-compatible HTTP server with continuous batching (loopback by default)"},
     {"perplexity", cmd_perplexity, "perplexity of a text (llama.cpp's method); KL-divergence against a base model"},
 };
 
