@@ -88,6 +88,70 @@ const char *ll_detok_flush(ll_detok *d); // what is left at the end (incomplete 
 void ll_detok_set_strip_leading_space(ll_detok *d, bool strip);
 void ll_detok_free(ll_detok *d);
 
+// ---- generation: one sequence's stop conditions and streamed text ----------------------------------------
+// ll_gen turns the ids sampled for one sequence into text that is safe to show: complete UTF-8, with any tail
+// that could be the start of a stop string held back until it is decided. It does not evaluate anything: a
+// caller driving many sequences in one batch keeps one ll_gen per sequence; ll_generate is the whole loop for one.
+#define LL_GEN_MAX_STOPS 16     // stop strings per sequence
+#define LL_GEN_MAX_STOP_LEN 256 // bytes per stop string
+
+typedef enum ll_finish_reason {
+    LL_FINISH_NONE = 0,    // not finished
+    LL_FINISH_EOG,         // an end-of-generation token (eos, eot, ...)
+    LL_FINISH_STOP,        // a stop string matched: neither it nor anything after it is emitted
+    LL_FINISH_LENGTH,      // max_tokens generated
+    LL_FINISH_CONTEXT,     // the context is full
+    LL_FINISH_INTERRUPTED, // the interrupt flag, or the callback said stop
+} ll_finish_reason;
+const char *ll_finish_reason_name(ll_finish_reason r); // "eog", "stop", "length", "context", "interrupted", "none"
+
+typedef struct ll_gen_params {
+    int max_tokens;           // tokens to generate, -1 = until the context is full; an ending EOG token counts
+    const char *const *stops; // n_stops stop strings (copied by ll_gen_init), each 1..LL_GEN_MAX_STOP_LEN bytes
+    int n_stops;              // 0..LL_GEN_MAX_STOPS
+    bool eog_ends;            // an end-of-generation token ends generation (default true; false: --ignore-eos)
+    bool strip_leading_space; // as ll_detok_set_strip_leading_space: for text generated right after BOS
+} ll_gen_params;
+
+ll_gen_params ll_gen_default_params(void); // max_tokens -1, no stops, eog_ends true, no strip
+
+typedef struct ll_gen ll_gen;
+// NULL with err filled (LL_ERR_ARG) when a stop string is empty or too long, or there are too many.
+ll_gen *ll_gen_init(const ll_model *m, const ll_gen_params *p, ll_error *err);
+void ll_gen_free(ll_gen *g);
+ll_status ll_gen_reset(ll_gen *g, ll_error *err); // a new sequence with the same parameters
+
+// Feed one sampled id. *text (NUL-terminated, *len bytes, valid until the next call on g) is what may be
+// emitted now. Returns LL_FINISH_NONE to go on, or why generation ended (EOG, STOP, LENGTH): then *text already
+// holds everything that remains. After the end it returns the same reason and "".
+ll_finish_reason ll_gen_push(ll_gen *g, int32_t id, const char **text, size_t *len);
+// End for a reason the caller decides (CONTEXT, INTERRUPTED): *text gets the rest (held-back text that is not a
+// stop match; an incomplete UTF-8 character as U+FFFD). Returns the reason the sequence ended with (the earlier
+// one if it had already ended).
+ll_finish_reason ll_gen_finish(ll_gen *g, ll_finish_reason reason, const char **text, size_t *len);
+int ll_gen_n_tokens(const ll_gen *g);                // ids pushed so far
+ll_finish_reason ll_gen_finish_reason(const ll_gen *g); // LL_FINISH_NONE while running
+
+typedef struct ll_gen_result {
+    int n_prompt;      // prompt tokens given
+    int n_prompt_eval; // of them, evaluated: fewer when interrupted during the prompt
+    int n_gen;         // tokens sampled (an ending EOG token included)
+    double prompt_s;   // seconds in the prompt's ll_eval (up to the interruption when interrupted)
+    double gen_s;      // seconds from the first sample to the end
+    ll_finish_reason finish;
+} ll_gen_result;
+
+// Receives the text as it becomes safe to show; return false to stop (LL_FINISH_INTERRUPTED).
+typedef bool (*ll_gen_callback)(const char *text, size_t len, void *user);
+
+// The whole loop for one sequence: evaluate the prompt (n_prompt >= 1 ids after the n_past already cached) in
+// one ll_eval, then sample (ll_sample, ll_sampler_accept for the repetition penalty), stream text to cb and
+// evaluate one token at a time until EOG, a stop string, max_tokens, a full context, or the context's interrupt
+// flag (ll_context_set_interrupt). Interruption is a finish reason, not an error: LL_OK. res is filled whatever
+// the status.
+ll_status ll_generate(ll_context *c, ll_sampler *s, const int32_t *prompt, int n_prompt, const ll_gen_params *p,
+                      ll_gen_callback cb, void *user, ll_gen_result *res, ll_error *err);
+
 ll_status ll_context_init(ll_model *m, const ll_context_params *params, ll_context **out, ll_error *err);
 void ll_context_free(ll_context *c);
 int ll_context_n_ctx(const ll_context *c);
