@@ -1,0 +1,69 @@
+#!/bin/sh
+# test_serve.sh — `llmlab serve` as its users meet it: the safety refusals at start-up, then a server on a free
+# loopback port driven by the real `openai` and `ollama` Python clients (tests/serve/test_clients.py, in the venv
+# .ci/run makes: LLMLAB_VENV, default build-venv). TAP output for tests/run.sh. Skips, saying so, when llmlab was
+# built without libmicrohttpd, when the shared SmolLM2 model is absent, or when the venv lacks the clients.
+bin="${LLMLAB_BIN:-build/llmlab}"
+ex="$LLMLAB_EXEC"
+shared="${LLMLAB_SHARED:-../shared}"
+venv="${LLMLAB_VENV:-build-venv}"
+model="$shared/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+tmp=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; echo "# skip: $1"; }
+L() { $ex "$bin" "$@"; }
+
+if [ -n "$ex" ]; then skip "serve tests need loopback networking and the Python clients: not under $ex"; exit 0; fi
+L serve -m /nonexistent >"$tmp/out" 2>&1
+if grep -q "built without libmicrohttpd" "$tmp/out"; then skip "llmlab built without libmicrohttpd: serve tests skipped"; exit 0; fi
+
+# Refusals before anything is served.
+L serve -m "$tmp/none.gguf" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "none.gguf: cannot open" "$tmp/err" && ok "a missing model is named" || notok "missing model" "$(cat "$tmp/err")"
+if [ ! -f "$model" ]; then skip "SmolLM2-135M-Instruct.Q4_1.gguf not under LLMLAB_SHARED ($shared): serve tests skipped"; exit 0; fi
+L serve -m "$model" --host 0.0.0.0 --port 0 >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "refusing to listen on 0.0.0.0 without an API key" "$tmp/err" \
+    && ok "a non-loopback bind without an API key is refused" || notok "non-loopback bind" "exit $rc" "$(cat "$tmp/err")"
+L serve -m "$model" --port 0 --api-key a --api-key-file /x >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "not both" "$tmp/err" && ok "--api-key and --api-key-file together are refused" || notok "key flags" "$(cat "$tmp/err")"
+
+py="$venv/bin/python"
+if ! [ -x "$py" ] || ! "$py" -c "import openai, ollama" 2>/dev/null; then
+    skip "no venv with the openai and ollama packages at $venv (.ci/run makes it: python3 -m venv $venv && $venv/bin/pip install openai ollama)"
+    exit 0
+fi
+
+key="test-key-$$"
+printf '%s\n' "$key" >"$tmp/key"
+"$bin" serve -m "$model" --port 0 -np 4 -c 1024 --api-key-file "$tmp/key" --alias smollm2-test 2>"$tmp/log" &
+pid=$!
+port=""
+for _ in $(seq 1 100); do
+    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/log" | head -1)
+    [ -n "$port" ] && grep -q "ready:" "$tmp/log" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$port" ] || ! grep -q "ready:" "$tmp/log"; then notok "the server starts" "$(cat "$tmp/log")"; exit 1; fi
+ok "the server starts on a free loopback port ($port) and loads the model"
+
+"$py" tests/serve/test_clients.py "http://127.0.0.1:$port" "$key" smollm2-test >"$tmp/py" 2>&1
+# Renumber the client tests' TAP lines after ours.
+while IFS= read -r line; do
+    case "$line" in
+        "ok "*|"not ok "*)
+            desc=$(echo "$line" | sed -E 's/^(not )?ok [0-9]+ //')
+            case "$line" in "not ok"*) n=$((n + 1)); echo "not ok $n $desc" ;; *) n=$((n + 1)); echo "ok $n $desc" ;; esac ;;
+        "#"*) echo "$line" ;;
+        *) echo "# $line" ;;
+    esac
+done <"$tmp/py"
+
+kill -TERM "$pid"; wait "$pid"; rc=$?; pid=""
+[ $rc -eq 0 ] && grep -q "stopping" "$tmp/log" && ok "SIGTERM stops the server cleanly" || notok "clean stop" "exit $rc" "$(tail -3 "$tmp/log")"
+echo "1..$n"
