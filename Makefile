@@ -117,7 +117,7 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 fuzz:
 	@mkdir -p build-fuzz/corpus build-fuzz/corpus-request
 	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/types/%,$(LIB_SRC)) -lm -lpthread
-	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_request fuzz/fuzz_request.c src/serve/request.c -lcjson -lm
+	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_request fuzz/fuzz_request.c src/serve/request.c src/serve/shape.c -lcjson -lm
 	cp -n fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
 	cp -n fuzz/corpus-request/* build-fuzz/corpus-request/ 2>/dev/null || true
 	build-fuzz/fuzz_gguf -max_total_time=$$(( ($(FUZZ_SECONDS) + 1) / 2 )) -max_len=65536 -timeout=10 build-fuzz/corpus

@@ -155,6 +155,7 @@ static bool get_max_tokens(srv_request *r, const cJSON *o, const srv_limits *lim
     int hi = lim->max_tokens > 0 ? lim->max_tokens : 1 << 20;
     if (srv_api_is_ollama(r->api)) {
         if (!get_int(o, "num_predict", -2, 1e15, &v, e)) return false; // -1 infinite, -2 fill the context
+        if (v == 0) return BAD("num_predict", "'num_predict' must be -1 (no limit), -2 (fill the context) or >= 1");
         if (v > hi) return BAD("num_predict", "'num_predict' is %.0f; this server's context holds %d", v, hi);
         r->max_tokens = v < 0 ? -1 : (int)v;
         return true;
