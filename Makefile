@@ -98,6 +98,11 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libllmlab.a tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/libllmlab.a $(TEST_LDLIBS)
 
+# The server's request layer is not in the library: its test links it (no HTTP library needed).
+$(BUILD)/tests/test_serve_request: tests/test_serve_request.c $(BUILD)/src/serve/request.o $(BUILD)/libllmlab.a tests/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP -o $@ $< $(BUILD)/src/serve/request.o $(BUILD)/libllmlab.a $(TEST_LDLIBS)
+
 # The test programs alone (built, not run).
 .PHONY: tests
 tests: $(TEST_BIN)

@@ -248,7 +248,8 @@ bool srv_job_new(srv_sched *s, const srv_request *r, srv_job **out, srv_error *e
 
 bool srv_sched_submit(srv_sched *s, srv_job *j, srv_error *e) {
     pthread_mutex_lock(&s->mu);
-    bool ok = !s->stopping && s->q_len < s->p.queue_max;
+    // queue_max counts the jobs waiting beyond those the slots hold
+    bool ok = !s->stopping && s->q_len + s->busy < s->p.n_parallel + s->p.queue_max;
     if (ok) {
         j->refs++; // the scheduler's reference (j->mu not needed: nobody else has j yet)
         j->t_submit = now_s();
@@ -261,7 +262,8 @@ bool srv_sched_submit(srv_sched *s, srv_job *j, srv_error *e) {
     } else {
         s->n_rejected++;
         srv_error_set(e, 503, "server_error", "server_busy", NULL,
-                      "all %d slots are busy and %d requests are waiting: retry later", s->p.n_parallel, s->q_len);
+                      "all %d slots are busy and %d requests are waiting (--queue %d): retry later", s->p.n_parallel,
+                      s->q_len, s->p.queue_max);
     }
     pthread_mutex_unlock(&s->mu);
     return ok;
@@ -327,7 +329,6 @@ static void slot_assign(srv_sched *s, srv_job *j) {
     pthread_mutex_lock(&s->mu);
     s->n_prompt += j->n_ids;
     s->n_cached += keep;
-    s->busy++;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -348,6 +349,7 @@ static bool take_jobs(srv_sched *s) {
         s->q_head = j->next;
         if (!s->q_head) s->q_tail = NULL;
         s->q_len--;
+        s->busy++; // counted busy from here, so that submit never sees it in neither place
         take[nt++] = j;
     }
     pthread_mutex_unlock(&s->mu);
@@ -356,6 +358,9 @@ static bool take_jobs(srv_sched *s) {
             take[i]->t_start = now_s();
             job_finish(take[i], SRV_FINISH_STOP, NULL);
             job_unref(take[i]);
+            pthread_mutex_lock(&s->mu);
+            s->busy--;
+            pthread_mutex_unlock(&s->mu);
             continue;
         }
         slot_assign(s, take[i]);

@@ -272,7 +272,7 @@ def t_disconnect():
     c.request("POST", "/v1/completions", body=body, headers={"Authorization": f"Bearer {KEY}"})
     r = c.getresponse()
     assert r.status == 200
-    r.fp.readline()  # the first event arrived: the slot is generating
+    assert r.readline().startswith(b"data: ")  # the first event arrived: the slot is generating
     assert metric("llmlab_slots_busy") >= 1
     c.sock.shutdown(2)
     c.close()
