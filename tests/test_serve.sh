@@ -68,7 +68,7 @@ kill -TERM "$pid"; wait "$pid"; rc=$?; pid=""
 [ $rc -eq 0 ] && grep -q "stopping" "$tmp/log" && ok "SIGTERM stops the server cleanly" || notok "clean stop" "exit $rc" "$(tail -3 "$tmp/log")"
 
 # One slot, no queue: a second request while the first streams gets 503 + Retry-After; then it serves again.
-"$bin" serve -m "$model" --port 0 -np 1 --queue 0 -c 512 2>"$tmp/log2" &
+"$bin" serve -m "$model" --port 0 -np 1 --queue 0 -c 512 --cors-origin http://app.example 2>"$tmp/log2" &
 pid=$!
 port=""
 for _ in $(seq 1 100); do
@@ -96,7 +96,22 @@ for _ in range(50):  # the slot frees when the server sees the first client gone
     import time; time.sleep(0.1)
 assert r3.status == 200 and json.loads(r3.read())["usage"]["completion_tokens"] >= 1, r3.status
 print("busy ok")
+# --cors-origin: the preflight and the named origin get the CORS headers; any other origin is refused
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+c.request("OPTIONS", "/v1/chat/completions", headers={"Origin": "http://app.example",
+                                                      "Access-Control-Request-Method": "POST"})
+r = c.getresponse(); r.read()
+assert r.status == 204 and r.getheader("Access-Control-Allow-Origin") == "http://app.example", r.status
+assert "Authorization" in r.getheader("Access-Control-Allow-Headers"), r.getheaders()
+for origin, want in (("http://app.example", 200), ("http://evil.example", 403)):
+    c.request("GET", "/v1/models", headers={"Origin": origin})
+    r = c.getresponse(); r.read()
+    assert r.status == want, (origin, r.status)
+    if want == 200: assert r.getheader("Access-Control-Allow-Origin") == "http://app.example"
+print("cors ok")
 PY
+grep -q "cors ok" "$tmp/busy" && ok "--cors-origin: preflight 204 with the headers, that origin served, another refused" \
+    || notok "cors" "$(cat "$tmp/busy")"
 grep -q "busy ok" "$tmp/busy" && ok "all slots busy and the queue full: 503 with Retry-After; served again after" \
     || notok "queue bound" "$(cat "$tmp/busy")" "$(tail -3 "$tmp/log2")"
 kill -TERM "$pid"; wait "$pid"; pid=""

@@ -235,8 +235,12 @@ def t_host():
     st, _, data = raw("POST", "/v1/completions", host="evil.example:%d" % URL.port,
                       body=json.dumps({"model": MODEL, "prompt": "hi", "max_tokens": 2}).encode())
     assert st == 403, st
-    st, _, _ = raw("GET", "/v1/models", host="localhost:%d" % URL.port)
-    assert st == 200
+    for ok_host in ("localhost:%d" % URL.port, "127.0.0.1:%d" % URL.port, "[::1]:%d" % URL.port, "LOCALHOST"):
+        st, _, _ = raw("GET", "/v1/models", host=ok_host)
+        assert st == 200, (ok_host, st)
+    for bad_host in ("127.0.0.1.evil.example", "localhost.evil.example:80", "", "::1", "[::1"):
+        st, _, _ = raw("GET", "/v1/models", host=bad_host)
+        assert st in (400, 403), (bad_host, st)  # 400: MHD refuses an empty Host itself
     st, hdrs, _ = raw("GET", "/v1/models", headers={"Origin": "http://evil.example"})
     assert st == 403 and "access-control-allow-origin" not in hdrs, (st, hdrs)
     still_serving()
