@@ -29,6 +29,19 @@ def rss_kb(pid):
     return 0
 
 
+def heap_bytes(url, key):
+    """llmlab_heap_in_use_bytes from /metrics (None when the server has no such line)."""
+    try:
+        c = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        c.request("GET", "/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+        for line in c.getresponse().read().decode().splitlines():
+            if line.startswith("llmlab_heap_in_use_bytes "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def client(i, a, url, stop_at, out, lock):
     prompts = ["Write a short story about a robot.", "Explain photosynthesis.", "List three colours and why.",
                "What is a prime number?"]
@@ -103,10 +116,11 @@ def main():
     ts = [threading.Thread(target=client, args=(i, a, url, stop_at, out, lock), daemon=True) for i in range(a.clients)]
     for t in ts:
         t.start()
-    rss = []
+    rss, heap = [], []
     while any(t.is_alive() for t in ts):
         if a.pid:
             rss.append((round(time.time() - t0), rss_kb(a.pid)))
+        heap.append(heap_bytes(url, a.key))
         time.sleep(1)
     wall = time.time() - t0
     res = {"clients": a.clients, "seconds": round(wall, 1), "requests_ok": out["ok"], "requests_failed": out["failed"],
@@ -119,6 +133,9 @@ def main():
         res["rss_mib_first_last_max_after_warmup"] = [round(warm[0] / 1024, 1), round(warm[-1] / 1024, 1),
                                                       round(max(warm) / 1024, 1)] if warm else None
         res["rss_mib_series"] = [round(kb / 1024, 1) for _, kb in rss[::max(1, len(rss) // 12)]]
+    heap = [x for x in heap if x is not None]
+    if heap:
+        res["heap_mib_series"] = [round(x / 2**20, 2) for x in heap[::max(1, len(heap) // 12)]]
     print(json.dumps(res, indent=1))
 
 

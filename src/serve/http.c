@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -329,6 +330,11 @@ static char *metrics_text(srv_http *h) {
                       (long long)atomic_load(&h->by_code[i]));
     n += snprintf(b + n, cap - (size_t)n, "# HELP llmlab_streams_open Streamed responses being sent.\n"
                   "# TYPE llmlab_streams_open gauge\nllmlab_streams_open %lld\n", (long long)atomic_load(&h->in_flight));
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    struct mallinfo2 mi = mallinfo2(); // heap bytes in use: flat under steady load = no leak, whatever RSS does
+    n += snprintf(b + n, cap - (size_t)n, "# HELP llmlab_heap_in_use_bytes malloc'd bytes in use (glibc mallinfo2).\n"
+                  "# TYPE llmlab_heap_in_use_bytes gauge\nllmlab_heap_in_use_bytes %zu\n", mi.uordblks + mi.hblkhd);
+#endif
     srv_sched_metrics(h->sched, b + n, (int)(cap - (size_t)n));
     return b;
 }
