@@ -257,6 +257,7 @@ static void set_defaults(srv_request *r, srv_api api) {
     memset(r, 0, sizeof *r);
     r->api = api;
     r->max_tokens = -1;
+    r->cache_prompt = true;
     if (srv_api_is_ollama(api)) { // Ollama's documented defaults
         r->temperature = 0.8, r->top_p = 0.9, r->top_k = 40, r->min_p = 0, r->repeat_penalty = 1.1;
         r->repeat_last_n = 64, r->stream = true;
@@ -278,7 +279,8 @@ static bool parse_openai(srv_request *r, const cJSON *o, const srv_limits *lim, 
         if (!(r->prompt = strdup(s))) return BAD("prompt", "out of memory");
         if (!refuse_nonempty(o, "suffix", e) || !refuse_nonempty(o, "echo", e)) return false;
     }
-    if (!get_int(o, "n", 1, 1, &n, e) || !get_sampling(r, o, lim, e) || !get_bool(o, "stream", &r->stream, e))
+    if (!get_int(o, "n", 1, 1, &n, e) || !get_sampling(r, o, lim, e) || !get_bool(o, "stream", &r->stream, e) ||
+        !get_bool(o, "cache_prompt", &r->cache_prompt, e))
         return false;
     const cJSON *so = field(o, "stream_options");
     if (so && !cJSON_IsObject(so)) return BAD("stream_options", "'stream_options' must be an object");

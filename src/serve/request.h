@@ -49,6 +49,7 @@ typedef struct srv_request {
     char *stops[SRV_MAX_STOPS]; // malloc'd, each 1..SRV_MAX_STOP_LEN bytes
     int n_stops;
     bool stream, include_usage;
+    bool cache_prompt; // reuse a cached prefix of the prompt (llama-server's extension; default true)
 } srv_request;
 
 // What the caller needs to validate against this server (not the request alone).

@@ -24,6 +24,7 @@ struct srv_job {
     int n_ids;
     ll_sampler_params sp;
     ll_gen *gen;
+    bool cache_prompt;
     pthread_mutex_t mu; // guards what follows
     pthread_cond_t cv;
     char *text; // generated, not yet taken
@@ -65,7 +66,7 @@ struct srv_sched {
     // engine (the scheduler thread only, after READY read-only for the rest)
     ll_model *m;
     ll_context *c;
-    int n_ctx, n_vocab;
+    int n_ctx, n_vocab, n_batch;
     ll_chat_kind chat;
     char bos[64], eos[64], describe[256];
     slot *slots;
@@ -239,6 +240,7 @@ bool srv_job_new(srv_sched *s, const srv_request *r, srv_job **out, srv_error *e
             ok = false;
         }
         sampler_params(s, r, &j->sp);
+        j->cache_prompt = r->cache_prompt;
     }
     if (!ok) return job_unref(j), false;
     j->st.n_prompt = j->n_ids;
@@ -301,7 +303,8 @@ static void slot_assign(srv_sched *s, srv_job *j) {
     int n = s->p.n_parallel, best_free = -1, best_free_lcp = -1, src = -1, src_lcp = 0;
     for (int i = 0; i < n; i++) {
         slot *sl = &s->slots[i];
-        int lcp = common_prefix(sl->cache, sl->n_cache, j->ids, j->n_ids - 1); // keep >= 1 token to evaluate
+        // keep >= 1 token to evaluate; cache_prompt false: evaluate it all
+        int lcp = j->cache_prompt ? common_prefix(sl->cache, sl->n_cache, j->ids, j->n_ids - 1) : 0;
         if (!sl->job && (lcp > best_free_lcp || (lcp == best_free_lcp && sl->last_used < s->slots[best_free].last_used)))
             best_free = i, best_free_lcp = lcp;
         if (lcp > src_lcp) src = i, src_lcp = lcp;
@@ -368,7 +371,8 @@ static bool take_jobs(srv_sched *s) {
     return !stopping;
 }
 
-// Build this step's batch: decoding slots' next tokens first, then prompt chunks. Returns the token count.
+// Build this step's batch: every decoding slot's next token first, then prompt chunks while the batch holds fewer
+// than n_batch tokens (the batch has room for n_batch + n_parallel). Returns the token count.
 static int build_batch(srv_sched *s) {
     ll_batch *b = &s->batch;
     ll_batch_clear(b);
@@ -380,11 +384,11 @@ static int build_batch(srv_sched *s) {
         sl->bi = b->n_tokens;
         LL_ASSERT(ll_batch_add(b, sl->next, sl->n_cache, sl->seq, true));
     }
-    for (int i = 0; i < s->p.n_parallel && b->n_tokens < b->cap; i++) {
+    for (int i = 0; i < s->p.n_parallel && b->n_tokens < s->n_batch; i++) {
         slot *sl = &s->slots[i];
         if (!sl->job || sl->decoding) continue;
         srv_job *j = sl->job;
-        while (sl->n_done < j->n_ids && b->n_tokens < b->cap) {
+        while (sl->n_done < j->n_ids && b->n_tokens < s->n_batch) {
             bool last = sl->n_done == j->n_ids - 1;
             if (last) sl->bi = b->n_tokens;
             LL_ASSERT(ll_batch_add(b, j->ids[sl->n_done], sl->n_done, sl->seq, last));
@@ -447,8 +451,9 @@ static bool load(srv_sched *s) {
     cp.n_threads = s->p.n_threads;
     cp.device = s->device;
     if (s->p.n_batch) cp.n_batch = s->p.n_batch;
+    s->n_batch = cp.n_batch > 0 ? cp.n_batch : 512;
     if (ll_model_load(s->model_path, &mp, &s->m, &err) != LL_OK || ll_context_init(s->m, &cp, &s->c, &err) != LL_OK ||
-        ll_batch_init(&s->batch, cp.n_batch ? cp.n_batch : 512, &err) != LL_OK) {
+        ll_batch_init(&s->batch, s->n_batch + s->p.n_parallel, &err) != LL_OK) {
         pthread_mutex_lock(&s->mu);
         snprintf(s->why, sizeof s->why, "%s", err.message);
         s->state = SRV_FAILED;
