@@ -23,7 +23,7 @@ static void test_openai_chat_fields(void **state) {
                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]},"
                       "{\"role\":\"assistant\",\"content\":null}],\"max_completion_tokens\":7,\"max_tokens\":99,"
                       "\"temperature\":0.25,\"top_p\":0.5,\"seed\":12,\"stop\":[\"x\",\"yz\"],\"stream\":true,"
-                      "\"stream_options\":{\"include_usage\":true},\"n\":1,\"presence_penalty\":0,\"user\":\"u\",\"extra\":{}}",
+                      "\"stream_options\":{\"include_usage\":true},\"n\":1,\"presence_penalty\":0,\"user\":\"u\",\"extra\":{},\"cache_prompt\":false}",
                       &r, &e));
     assert_string_equal(r.model, "m");
     assert_int_equal(r.n_msgs, 3);
@@ -34,7 +34,7 @@ static void test_openai_chat_fields(void **state) {
     assert_true(r.temperature == 0.25 && r.top_p == 0.5 && r.has_seed && r.seed == 12);
     assert_int_equal(r.n_stops, 2);
     assert_string_equal(r.stops[1], "yz");
-    assert_true(r.stream && r.include_usage);
+    assert_true(r.stream && r.include_usage && !r.cache_prompt);
     srv_request_free(&r);
 }
 
@@ -43,7 +43,7 @@ static void test_defaults(void **state) {
     srv_request r;
     srv_error e;
     assert_true(parse(SRV_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"hi\",\"stop\":\"\\n\"}", &r, &e));
-    assert_true(r.temperature == 1 && r.top_p == 1 && r.top_k == 0 && r.repeat_penalty == 1 && !r.stream);
+    assert_true(r.temperature == 1 && r.top_p == 1 && r.top_k == 0 && r.repeat_penalty == 1 && !r.stream && r.cache_prompt);
     assert_int_equal(r.max_tokens, -1);
     assert_int_equal(r.n_stops, 1);
     srv_request_free(&r);
