@@ -122,7 +122,7 @@ int cmd_serve(int argc, char **argv) {
     srv_http *h = srv_http_start(&cfg, s, err, sizeof err); // listening while the model loads: /health says 503
     if (!h) {
         fprintf(stderr, "llmlab serve: %s\n", err);
-        srv_sched_stop(s);
+        srv_sched_free(s);
         free(key);
         return 1;
     }
@@ -146,8 +146,9 @@ int cmd_serve(int argc, char **argv) {
         while (!g_stop) usleep(100000); // the signal may land on any thread: poll the flag
         fprintf(stderr, "llmlab serve: stopping\n");
     }
+    srv_sched_stop(s); // running streams end (with an error event), so the connection threads can finish
     srv_http_stop(h);
-    srv_sched_stop(s);
+    srv_sched_free(s);
     free(key);
     return rc;
 }

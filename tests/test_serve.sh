@@ -64,8 +64,25 @@ while IFS= read -r line; do
     esac
 done <"$tmp/py"
 
+# SIGTERM while a long answer streams: the stream ends with an error event and the server exits at once.
+"$py" - "$port" "$key" >"$tmp/term" 2>&1 <<'PY' &
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+c.request("POST", "/v1/completions", headers={"Authorization": "Bearer " + sys.argv[2]},
+          body=json.dumps({"model": "smollm2-test", "prompt": "Once", "max_tokens": 1000, "stream": True}))
+r = c.getresponse()
+print("started", flush=True)
+print(r.read().decode().strip().splitlines()[-3:])
+PY
+cpid=$!
+for _ in $(seq 1 50); do grep -q started "$tmp/term" && break; sleep 0.1; done
+t0=$(date +%s)
 kill -TERM "$pid"; wait "$pid"; rc=$?; pid=""
-[ $rc -eq 0 ] && grep -q "stopping" "$tmp/log" && ok "SIGTERM stops the server cleanly" || notok "clean stop" "exit $rc" "$(tail -3 "$tmp/log")"
+t1=$(date +%s)
+wait "$cpid"
+[ $rc -eq 0 ] && grep -q "stopping" "$tmp/log" && [ $((t1 - t0)) -le 5 ] && grep -q "shutting down" "$tmp/term" \
+    && ok "SIGTERM mid-stream: the stream ends with an error event, the server exits cleanly at once" \
+    || notok "clean stop" "exit $rc in $((t1 - t0)) s" "$(tail -3 "$tmp/log")" "$(cat "$tmp/term")"
 
 # One slot, no queue: a second request while the first streams gets 503 + Retry-After; then it serves again.
 "$bin" serve -m "$model" --port 0 -np 1 --queue 0 -c 512 --cors-origin http://app.example 2>"$tmp/log2" &

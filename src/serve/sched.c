@@ -429,8 +429,11 @@ static void after_decode(srv_sched *s) {
 // A failed step: every job in it ends with the error and its sequence is emptied.
 static void step_failed(srv_sched *s, const ll_error *err) {
     char msg[300];
-    snprintf(msg, sizeof msg, "the engine failed: %s", err->message);
-    fprintf(stderr, "llmlab serve: %s\n", msg);
+    if (s->interrupt) snprintf(msg, sizeof msg, "the server is shutting down"); // srv_sched_stop stopped the step
+    else {
+        snprintf(msg, sizeof msg, "the engine failed: %s", err->message);
+        fprintf(stderr, "llmlab serve: %s\n", msg);
+    }
     for (int i = 0; i < s->p.n_parallel; i++) {
         slot *sl = &s->slots[i];
         ll_error e2;
@@ -526,18 +529,29 @@ srv_sched *srv_sched_start(const srv_sched_params *p) {
 }
 
 void srv_sched_stop(srv_sched *s) {
-    if (!s) return;
+    if (!s || !s->started) return;
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     s->interrupt = 1;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->th, NULL);
-    for (srv_job *j = s->q_head, *nx; j; j = nx) {
+    s->started = false;
+    pthread_mutex_lock(&s->mu);
+    srv_job *q = s->q_head;
+    s->q_head = s->q_tail = NULL;
+    s->q_len = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (srv_job *j = q, *nx; j; j = nx) {
         nx = j->next;
         job_finish(j, SRV_FINISH_ERROR, "the server is shutting down");
         job_unref(j);
     }
+}
+
+void srv_sched_free(srv_sched *s) {
+    if (!s) return;
+    srv_sched_stop(s);
     if (s->slots)
         for (int i = 0; i < s->p.n_parallel; i++) free(s->slots[i].cache);
     free(s->slots);

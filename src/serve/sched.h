@@ -40,8 +40,10 @@ typedef struct srv_job_stats {
 // Starts the scheduler thread, which loads the model (srv_sched_state says "loading" meanwhile). NULL when the
 // thread cannot start.
 srv_sched *srv_sched_start(const srv_sched_params *p);
-// Stops the thread (running jobs finish with an error) and frees everything; no job may be in use after.
+// Stops the thread: running and queued jobs finish with an error, submit refuses from now on. Jobs stay valid.
 void srv_sched_stop(srv_sched *s);
+// Frees everything (after srv_sched_stop, once no HTTP thread holds a job).
+void srv_sched_free(srv_sched *s);
 typedef enum srv_state { SRV_LOADING, SRV_READY, SRV_FAILED } srv_state;
 srv_state srv_sched_state(srv_sched *s, char *why, size_t cap); // why: the load error when FAILED
 int srv_sched_n_ctx(srv_sched *s);   // after READY
