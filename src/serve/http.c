@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/sha256.h"
 #include "llmlab.h"
@@ -55,7 +56,8 @@ struct srv_http {
     int port;
     uint8_t key_digest[32];
     atomic_llong by_code[N_CODES];
-    atomic_llong in_flight;
+    atomic_llong in_flight; // streamed responses not yet finished
+    atomic_llong waiting;   // non-streamed generation requests being answered
 };
 
 // Per request: the route and the body as it arrives.
@@ -288,6 +290,7 @@ static enum MHD_Result handle_gen(srv_http *h, struct MHD_Connection *c, const c
     enum MHD_Result res;
     if (rq.stream) res = start_stream(h, c, j, &rq);
     else { // wait for the whole answer, watching for the client leaving
+        atomic_fetch_add(&h->waiting, 1);
         char *all = NULL;
         size_t len = 0;
         srv_job_stats st;
@@ -302,6 +305,7 @@ static enum MHD_Result handle_gen(srv_http *h, struct MHD_Connection *c, const c
             if (client_gone(c)) {
                 srv_job_cancel(j);
                 srv_job_release(j), free(all), srv_request_free(&rq);
+                atomic_fetch_sub(&h->waiting, 1);
                 return MHD_NO;
             }
         }
@@ -313,6 +317,7 @@ static enum MHD_Result handle_gen(srv_http *h, struct MHD_Connection *c, const c
         } else res = send_json(h, c, 200, srv_shape_full(&sh, all ? all : "", &st));
         srv_job_release(j);
         free(all);
+        atomic_fetch_sub(&h->waiting, 1);
     }
     srv_request_free(&rq);
     return res;
@@ -517,6 +522,9 @@ int srv_http_port(const srv_http *h) { return h->port; }
 
 void srv_http_stop(srv_http *h) {
     if (!h) return;
+    // Answers already decided (the scheduler stopped first) get up to 3 s to reach their clients: stopping the
+    // daemon closes every connection at once.
+    for (int i = 0; i < 300 && atomic_load(&h->in_flight) + atomic_load(&h->waiting) > 0; i++) usleep(10000);
     MHD_stop_daemon(h->d);
     free(h);
 }

@@ -29,6 +29,7 @@ typedef struct srv_http srv_http;
 // Check the policy, bind and start answering. NULL + err when refused or the address cannot be bound.
 srv_http *srv_http_start(const srv_config *cfg, srv_sched *s, char *err, size_t cap);
 int srv_http_port(const srv_http *h);
+// Stop answering: waits (3 s at most) for answers in progress to be sent, then closes every connection.
 void srv_http_stop(srv_http *h);
 
 // Policy pieces, exposed for tests: is the address a loopback one (127.0.0.0/8, ::1, "localhost"); may a request
