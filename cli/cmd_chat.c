@@ -1,6 +1,6 @@
 // cmd_chat.c — `llmlab chat -m MODEL`: an interactive conversation rendered with the model's chat template.
 // Each turn re-renders the whole conversation and evaluates only what the KV cache does not already hold.
-// Ctrl-C stops the current answer; at the prompt, Ctrl-C or Ctrl-D ends the session.
+// Ctrl-C stops the current answer; at the prompt, Ctrl-C (exit status 130) or Ctrl-D ends the session.
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +91,10 @@ static int chat_loop(gen_session *g, const gen_opts *o, ll_chat_kind kind, const
         fflush(stderr);
         g_gen_interrupted = 0;
         char *line = read_line();
-        if (!line) break; // EOF or Ctrl-C at the prompt
+        if (!line) { // EOF, or Ctrl-C at the prompt: exit status 130 as for a process killed by SIGINT
+            if (g_gen_interrupted) rc = 130;
+            break;
+        }
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
         if (!strcmp(line, "/reset")) {
             convo_clear(&cv, keep);
@@ -116,19 +119,19 @@ static int chat_loop(gen_session *g, const gen_opts *o, ll_chat_kind kind, const
         int common = 0; // reuse the cached prefix; keep one token to evaluate so there are logits
         while (common < n_cached && common < n_ids - 1 && cached[common] == ids[common]) common++;
         ll_context_truncate(g->c, common);
-        gen_stats st;
+        ll_gen_result res;
         ll_error err = {0};
         char *answer = NULL;
         ll_status s = gen_generate(g, o, ids + common, n_ids - common, false, ll_chat_stops(kind), stdout, &answer,
-                                   &st, &err);
+                                   &res, &err);
         free(cached);
         cached = ids;
         if (s != LL_OK) { cli_fail("chat", &err); free(answer); rc = 1; break; }
-        if (g_gen_interrupted) fprintf(stderr, "\n(stopped)");
+        if (res.finish == LL_FINISH_INTERRUPTED) fprintf(stderr, "\n(stopped)");
         convo_add(&cv, "assistant", answer ? answer : "");
         free(answer);
         n_cached = ll_context_n_past(g->c) < n_ids ? ll_context_n_past(g->c) : n_ids;
-        if (o->verbose) gen_print_stats(g, &st);
+        if (o->verbose) gen_print_stats(g, &res);
     }
     free(cached);
     convo_clear(&cv, 0);

@@ -9,7 +9,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: llmlab run -m MODEL [-p PROMPT | -f FILE] [options]\n\n"
                "Generates text after the prompt. stdout gets only the generated text, streamed as it comes\n"
-               "(--echo prints the prompt first); stderr gets load time and prompt/generation tokens per second.\n\n"
+               "(--echo prints the prompt first); stderr gets load time and prompt/generation tokens per second.\n"
+               "Ctrl-C stops generation: the statistics are printed and the exit status is 130.\n\n"
                "  -p, --prompt TEXT       the prompt (default: empty, i.e. generate after BOS)\n"
                "  -f, --file FILE         read the prompt from FILE\n"
                "  --echo                  print the prompt before the generated text\n");
@@ -82,11 +83,12 @@ int cmd_run(int argc, char **argv) {
         gen_install_sigint();
         if (o.echo) { fputs(prompt, stdout); fflush(stdout); }
         bool only_bos = n == 1 && ids[0] == ll_model_bos(g.m);
-        gen_stats st;
+        ll_gen_result res;
         ll_error err = {0};
-        if (gen_generate(&g, &o, ids, n, only_bos && !o.echo, NULL, stdout, NULL, &st, &err) != LL_OK)
+        if (gen_generate(&g, &o, ids, n, only_bos && !o.echo, NULL, stdout, NULL, &res, &err) != LL_OK)
             rc = cli_fail("run", &err);
-        gen_print_stats(&g, &st);
+        gen_print_stats(&g, &res);
+        if (rc == 0 && res.finish == LL_FINISH_INTERRUPTED) rc = 130; // as a shell reports a process killed by SIGINT
     }
     free(ids);
     free(file_prompt);

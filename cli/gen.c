@@ -1,4 +1,4 @@
-// gen.c — the shared generation loop of `run` and `chat` (see gen.h).
+// gen.c — what `run` and `chat` share (see gen.h): flags, loading, Ctrl-C, streaming ll_generate's text.
 #include "gen.h"
 
 #include <stdlib.h>
@@ -38,8 +38,10 @@ void gen_print_flags_help(FILE *f) {
             "  -b, --batch-size N      prompt tokens evaluated per step (default 512)\n"
             "  -t, --threads N         threads (default: physical cores)\n"
             "  --device D              cpu, cuda or auto (default auto: CUDA when a GPU is found)\n"
+            "  --cache-type T, -ctk T  the KV cache's type: f16 (default, as llama.cpp), f32 or q8_0\n"
             "  -n, --n-predict N       tokens to generate (default 256; -1 = until end of text or full context)\n"
             "  --ignore-eos            keep generating past end-of-text tokens\n"
+            "  --stop STR              stop when the text contains STR (not printed); repeatable, at most %d\n"
             "sampling (llama.cpp's order: repeat penalty, top-k, top-p, min-p, temperature):\n"
             "  --temp T                temperature (default 0.8; 0 = greedy)\n"
             "  --top-k K               keep the K most likely tokens (default 40; 0 = off)\n"
@@ -48,7 +50,8 @@ void gen_print_flags_help(FILE *f) {
             "  --repeat-penalty R      penalise the last --repeat-last-n tokens (default 1.0 = off)\n"
             "  --repeat-last-n N       (default 64)\n"
             "  -s, --seed N            random seed (default 42; same seed, same tokens)\n"
-            "  --verbose               print the model, the memory plan and timings\n");
+            "  --verbose               print the model, the memory plan and timings\n",
+            LL_GEN_MAX_STOPS);
 }
 
 static bool is(const char *a, const char *s1, const char *s2) { return !strcmp(a, s1) || (s2 && !strcmp(a, s2)); }
@@ -75,6 +78,22 @@ int gen_parse_flag(const char *cmd, gen_opts *o, int argc, char **argv, int *i) 
     else if (is(a, "-s", "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return -1; }
     else if (is(a, "--template", NULL)) { VAL(); o->template_name = v; }
     else if (is(a, "--device", NULL)) { VAL(); o->device = v; }
+    else if (is(a, "--cache-type", "-ctk")) {
+        VAL();
+        if (!ll_cache_type_parse(v, &o->cache_type)) {
+            fprintf(stderr, "llmlab %s: %s expects f16, f32 or q8_0, got '%s'\n", cmd, a, v);
+            return -1;
+        }
+    }
+    else if (is(a, "--stop", NULL)) {
+        VAL();
+        if (o->n_stops == LL_GEN_MAX_STOPS || !*v || strlen(v) > LL_GEN_MAX_STOP_LEN) {
+            fprintf(stderr, "llmlab %s: --stop takes 1 to %d bytes, at most %d times\n", cmd, LL_GEN_MAX_STOP_LEN,
+                    LL_GEN_MAX_STOPS);
+            return -1;
+        }
+        o->stops[o->n_stops++] = v;
+    }
     else if (is(a, "--ignore-eos", NULL)) o->ignore_eos = true;
     else if (is(a, "--echo", NULL)) o->echo = true;
     else if (is(a, "--verbose", "-v")) o->verbose = true;
@@ -101,6 +120,7 @@ bool gen_open(const char *cmd, const gen_opts *o, gen_session *g) {
     if (o->n_batch) cp.n_batch = o->n_batch;
     cp.verbose = o->verbose;
     cp.device = o->device;
+    cp.cache_type = o->cache_type;
     if (ll_context_init(g->m, &cp, &g->c, &err) != LL_OK) {
         cli_fail(cmd, &err);
         gen_close(g);
@@ -119,79 +139,65 @@ void gen_close(gen_session *g) {
     memset(g, 0, sizeof *g);
 }
 
-static void append(char **buf, size_t *len, const char *s) {
-    size_t n = strlen(s);
-    char *b = realloc(*buf, *len + n + 1);
-    LL_ASSERT(b != NULL);
-    memcpy(b + *len, s, n + 1);
-    *buf = b;
-    *len += n;
-}
+typedef struct sink {
+    FILE *out;
+    char *text; // the answer so far, when asked for
+    size_t len;
+    bool keep;
+} sink;
 
-// true when text ends with one of stops; then cut it off.
-static bool hit_stop(char *text, size_t *len, const char *const *stops) {
-    for (int i = 0; stops && stops[i]; i++) {
-        size_t sl = strlen(stops[i]);
-        if (*len >= sl && !memcmp(text + *len - sl, stops[i], sl)) {
-            *len -= sl;
-            text[*len] = 0;
-            return true;
-        }
+static bool on_text(const char *text, size_t len, void *user) {
+    sink *k = user;
+    fwrite(text, 1, len, k->out);
+    fflush(k->out);
+    if (k->keep) {
+        char *b = realloc(k->text, k->len + len + 1);
+        LL_ASSERT(b != NULL);
+        memcpy(b + k->len, text, len);
+        b[k->len + len] = 0;
+        k->text = b;
+        k->len += len;
     }
-    return false;
+    return true;
 }
 
 ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, int n_ids, bool strip_leading_space,
-                       const char *const *stops, FILE *out, char **answer, gen_stats *st, ll_error *err) {
-    memset(st, 0, sizeof *st);
+                       const char *const *extra_stops, FILE *out, char **answer, ll_gen_result *res, ll_error *err) {
+    const char *stops[LL_GEN_MAX_STOPS];
+    int n_stops = 0;
+    for (int i = 0; extra_stops && extra_stops[i] && n_stops < LL_GEN_MAX_STOPS; i++) stops[n_stops++] = extra_stops[i];
+    for (int i = 0; i < o->n_stops; i++) {
+        if (n_stops == LL_GEN_MAX_STOPS) {
+            fprintf(stderr, "(--stop '%s' and after left out: the template's stop strings fill the %d allowed)\n",
+                    o->stops[i], LL_GEN_MAX_STOPS);
+            break;
+        }
+        stops[n_stops++] = o->stops[i];
+    }
+    ll_gen_params gp = ll_gen_default_params();
+    gp.max_tokens = o->n_predict;
+    gp.stops = stops;
+    gp.n_stops = n_stops;
+    gp.eog_ends = !o->ignore_eos;
+    gp.strip_leading_space = strip_leading_space;
+    sink k = {.out = out, .keep = answer != NULL};
     g_gen_interrupted = 0;
     g_eval_interrupt = 0;
-    double t0 = ll_time_s();
-    ll_status s = n_ids > 0 ? ll_eval(g->c, ids, n_ids, false, err) : LL_OK;
-    for (int i = 0; i < n_ids; i++) ll_sampler_accept(g->s, ids[i]);
-    st->n_prompt = n_ids;
-    st->prompt_s = ll_time_s() - t0;
-    if (s != LL_OK) return s == LL_ERR_INTERRUPTED ? LL_OK : s;
-    ll_detok *dt = ll_detok_init(g->m);
-    ll_detok_set_strip_leading_space(dt, strip_leading_space);
-    char *text = NULL; // the answer so far: stop strings are matched here, and held back until decided
-    size_t len = 0, printed = 0;
-    size_t hold = 0; // bytes kept back because they may begin a stop string
-    for (int i = 0; stops && stops[i]; i++) if (strlen(stops[i]) > hold) hold = strlen(stops[i]);
-    append(&text, &len, "");
-    double t1 = ll_time_s();
-    while ((o->n_predict < 0 || st->n_gen < o->n_predict) && !g_gen_interrupted) {
-        int32_t id = ll_sample(g->c, g->s);
-        ll_sampler_accept(g->s, id);
-        st->n_gen++;
-        bool eog = !o->ignore_eos && ll_model_is_eog(g->m, id);
-        if (!eog) {
-            append(&text, &len, ll_detok_push(dt, id));
-        }
-        bool stop = eog || hit_stop(text, &len, stops);
-        size_t ready = stop ? len : (len > hold ? len - hold : 0);
-        if (ready > printed) {
-            fwrite(text + printed, 1, ready - printed, out);
-            fflush(out);
-            printed = ready;
-        }
-        if (stop || ll_context_n_past(g->c) >= ll_context_n_ctx(g->c)) break;
-        s = ll_eval(g->c, &id, 1, false, err);
-        if (s != LL_OK) break;
-    }
-    const char *rest = ll_detok_flush(dt);
-    append(&text, &len, rest);
-    if (len > printed) fwrite(text + printed, 1, len - printed, out);
-    fflush(out);
-    ll_detok_free(dt);
-    st->gen_s = ll_time_s() - t1;
-    if (answer) *answer = text;
-    else free(text);
-    return s == LL_ERR_INTERRUPTED ? LL_OK : s;
+    ll_status s = ll_generate(g->c, g->s, ids, n_ids, &gp, on_text, &k, res, err);
+    if (res->finish == LL_FINISH_CONTEXT)
+        fprintf(stderr, "\n(context full: %d tokens; use a larger -c for longer text)", ll_context_n_ctx(g->c));
+    if (answer) *answer = k.text ? k.text : calloc(1, 1);
+    return s;
 }
 
-void gen_print_stats(const gen_session *g, const gen_stats *st) {
-    fprintf(stderr, "\n\nload: %.0f ms | prompt: %d tokens in %.0f ms, %.2f t/s | generation: %d tokens in %.0f ms, %.2f t/s\n",
-            g->load_s * 1e3, st->n_prompt, st->prompt_s * 1e3, st->prompt_s > 0 ? st->n_prompt / st->prompt_s : 0,
-            st->n_gen, st->gen_s * 1e3, st->gen_s > 0 ? st->n_gen / st->gen_s : 0);
+void gen_print_stats(const gen_session *g, const ll_gen_result *r) {
+    fprintf(stderr, "\n\nload: %.0f ms | ", g->load_s * 1e3);
+    if (r->n_prompt_eval < r->n_prompt) // interrupted: a rate over tokens not evaluated would be false
+        fprintf(stderr, "prompt: %d of %d tokens in %.0f ms (interrupted)", r->n_prompt_eval, r->n_prompt,
+                r->prompt_s * 1e3);
+    else
+        fprintf(stderr, "prompt: %d tokens in %.0f ms, %.2f t/s", r->n_prompt, r->prompt_s * 1e3,
+                r->prompt_s > 0 ? r->n_prompt / r->prompt_s : 0);
+    fprintf(stderr, " | generation: %d tokens in %.0f ms, %.2f t/s\n", r->n_gen, r->gen_s * 1e3,
+            r->gen_s > 0 ? r->n_gen / r->gen_s : 0);
 }

@@ -1,5 +1,5 @@
-// gen.h — what `run` and `chat` share: the llama.cpp-style model/sampling flags, loading with timing, and
-// the token loop that samples, streams text and counts speed.
+// gen.h — what `run` and `chat` share: the llama.cpp-style model/sampling flags, loading with timing, Ctrl-C,
+// and streaming the library's generation loop (ll_generate) to a FILE with the statistics line.
 #ifndef LL_CLI_GEN_H
 #define LL_CLI_GEN_H
 
@@ -12,8 +12,11 @@ typedef struct gen_opts {
     const char *model, *prompt, *prompt_file, *tokenizer, *template_name, *device;
     int n_predict; // -1 = until end of generation or a full context
     int n_ctx, n_threads, n_batch;
+    ll_cache_type cache_type; // --cache-type (-ctk): the KV cache's type
     ll_sampler_params sp;
     bool echo, verbose, ignore_eos;
+    const char *stops[LL_GEN_MAX_STOPS]; // --stop, repeatable
+    int n_stops;
 } gen_opts;
 
 void gen_opts_default(gen_opts *o);
@@ -36,16 +39,14 @@ void gen_close(gen_session *g);
 extern volatile sig_atomic_t g_gen_interrupted;
 void gen_install_sigint(void);
 
-typedef struct gen_stats {
-    int n_prompt, n_gen;
-    double prompt_s, gen_s;
-} gen_stats;
-
-// Evaluate ids (after the n_past already cached), then sample up to n_predict tokens, printing each piece to
-// out as soon as it is whole UTF-8. Stops at end of generation (unless ignore_eos), a stop string, the
-// context's end, or Ctrl-C. The answer's text is appended to *answer (malloc'd) when answer is not NULL.
+// Evaluate ids (after the n_past already cached), then generate up to n_predict tokens with ll_generate,
+// printing text to out as soon as it is safe (whole UTF-8, not part of a stop string). Stops at end of
+// generation (unless ignore_eos), one of o's --stop strings or extra_stops (NULL-terminated, may be NULL), the
+// context's end (said on stderr), or Ctrl-C. The answer's text is appended to *answer (malloc'd) when answer is
+// not NULL.
 ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, int n_ids, bool strip_leading_space,
-                       const char *const *stops, FILE *out, char **answer, gen_stats *st, ll_error *err);
-void gen_print_stats(const gen_session *g, const gen_stats *st);
+                       const char *const *extra_stops, FILE *out, char **answer, ll_gen_result *res, ll_error *err);
+// "load: .. | prompt: .. | generation: .." on stderr (an interrupted prompt says how much of it was evaluated).
+void gen_print_stats(const gen_session *g, const ll_gen_result *res);
 
 #endif
