@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
     int pp = 128, tg = 32, reps = 5, threads = 0, depth = 0;
     double bw = 0;
     const char *sampling = "greedy"; // tg's sampling: greedy, default (llama.cpp's chain: top-k 40 ...), none
+    ll_cache_type kv = LL_CACHE_F16;  // the KV cache (-ctk f16|f32|q8_0, as llama-bench)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) pp = atoi(argv[++i]);
@@ -53,7 +54,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) sampling = argv[++i];
         else if (!strcmp(argv[i], "-d") && i + 1 < argc) depth = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: bench_engine -m FILE [-p N] [-n N] [-r REPS] [-t THREADS] [--bw GB/s] [-s greedy|default|none] [-d DEPTH]\n"); return 1; }
+        else if (!strcmp(argv[i], "-ctk") && i + 1 < argc && ll_cache_type_parse(argv[i + 1], &kv)) i++;
+        else { fprintf(stderr, "usage: bench_engine -m FILE [-p N] [-n N] [-r REPS] [-t THREADS] [--bw GB/s] [-s greedy|default|none] [-d DEPTH] [-ctk f16|f32|q8_0]\n"); return 1; }
     }
     if (!path || pp < 1 || tg < 1 || reps < 1 || depth < 0) { fprintf(stderr, "bench_engine: -m FILE required\n"); return 1; }
     if (strcmp(sampling, "greedy") && strcmp(sampling, "default") && strcmp(sampling, "none")) {
@@ -70,6 +72,7 @@ int main(int argc, char **argv) {
     ll_context_params cp = ll_context_default_params();
     cp.n_ctx = depth + (pp > tg ? pp : tg);
     cp.n_batch = pp;
+    cp.cache_type = kv;
     ll_context *c;
     if (ll_context_init(m, &cp, &c, &err) != LL_OK) { fprintf(stderr, "%s\n", err.message); return 1; }
     int n = depth + (pp > tg ? pp : tg);

@@ -13,7 +13,8 @@
 #        kernel name of one pp512 and a few decode steps, through ncu (PTYPES), "dprof" = decode kernel by kernel
 #        through ncu (DTYPES), "mv" = the decode matmuls alone per knob setting (MV_VARIANTS: settings,
 #        comma-joined within one, space between), "sample" = tg128's sampling cost, on the device or off (SREPS), "depth" = tg128 after DEPTHS tokens of
-#        context, both engines (DEPTH_TYPES, DREPS)),
+#        context, both engines (DEPTH_TYPES, DREPS), "batched" = N parallel sequences, ours and llama-batched-bench
+#        (BTYPES, NPL, BREPS), "mem4" = GPU memory of 4 contexts on one model (MTYPES)),
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
@@ -65,7 +66,7 @@ if has peer && [ ! -x "$PEER_BIN" ]; then
         SRC=$(cd "$(dirname "$PEER_SRC")" && pwd)/$(basename "$PEER_SRC")
         setsid sh -c "cd '$WORK/lcpp' && tar xzf '$SRC' && cmake -S llama.cpp -B build -G Ninja -DGGML_CUDA=ON \
             -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-            -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release && nice cmake --build build --target llama-bench -j 12 \
+            -DLLAMA_BUILD_SERVER=OFF -DCMAKE_BUILD_TYPE=Release && nice cmake --build build --target llama-bench llama-batched-bench -j 12 \
             && echo ok >status || echo failed >status" >"$WORK/lcpp-build.log" 2>&1 </dev/null &
     else
         say "no $PEER_SRC: llama.cpp is not built (pack vendor/llama.cpp of the llama-cpp-python sdist there)"
@@ -75,20 +76,27 @@ fi
 if has build; then
     say "build (sm_90 only, to save time)"
     make -j8 BUILD=$BUILD NVCC_ARCH="-gencode=arch=compute_90,code=sm_90" all bench $BUILD/tests/test_cuda \
+        $BUILD/tests/test_cuda_seq $BUILD/tests/test_backend_ops $BUILD/tests/test_backend_kv $BUILD/tests/test_engine \
         >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 fi
 
 if has test; then
-    say "tests/test_cuda"
-    LLMLAB_SHARED="$SHARED" timeout 300 $BUILD/tests/test_cuda 2>&1 | tee "$OUT/test_cuda.txt" \
-        | grep -E "^\[|# note|# skip|FAIL|NMSE|panic|cuda:" || true
+    # test_cuda_seq: several sequences, F16 caches, graphs per context; test_backend_*: the conformance suite;
+    # test_engine: the batch API end to end (its contexts take the GPU: device auto)
+    for t in test_cuda test_cuda_seq test_backend_kv test_backend_ops test_engine; do
+        say "tests/$t"
+        LLMLAB_SHARED="$SHARED" timeout 300 $BUILD/tests/$t 2>&1 | tee "$OUT/$t.txt" \
+            | grep -E "^\[|# note|# skip|FAIL|NMSE|panic|cuda:|^(not )?ok" || true
+    done
 fi
 
 if has sanitize; then
-    say "compute-sanitizer memcheck tests/test_cuda"
-    LLMLAB_SHARED="$SHARED" timeout 400 compute-sanitizer --tool memcheck --error-exitcode 9 $BUILD/tests/test_cuda \
-        >"$OUT/sanitize.txt" 2>&1; echo "memcheck exit $?"
-    grep -E "ERROR SUMMARY|Invalid|out of bounds" "$OUT/sanitize.txt" | head -20 || true
+    for t in test_cuda test_cuda_seq; do
+        say "compute-sanitizer memcheck tests/$t"
+        LLMLAB_SHARED="$SHARED" timeout 400 compute-sanitizer --tool memcheck --error-exitcode 9 $BUILD/tests/$t \
+            >"$OUT/sanitize-$t.txt" 2>&1; echo "memcheck exit $?"
+        grep -E "ERROR SUMMARY|Invalid|out of bounds" "$OUT/sanitize-$t.txt" | head -20 || true
+    done
 fi
 
 VOCAB="$SHARED/models/vocab/ggml-vocab-llama-spm.gguf"
@@ -331,18 +339,18 @@ for r in csv.DictReader(open(sys.argv[1])): print("peer", sys.argv[2], "pp%s" % 
     fi
 fi
 
-# Decode at depth: tg128 after DEPTHS tokens of context, ours (the default decode attention, then the
-# key-serial one: LLMLAB_CUDA_NOFUSE=attn2) and llama-bench -d (flash attention, its F16 KV cache) on DEPTH_TYPES.
+# Decode at depth: tg128 after DEPTHS tokens of context, ours with each KV cache type of DEPTH_KV (f16: the
+# default, as llama.cpp's) and llama-bench -d (flash attention, its F16 KV cache) on DEPTH_TYPES.
 if has depth; then
     for t in ${DEPTH_TYPES:-Q4_0}; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
         for d in ${DEPTHS:-4096 16384}; do
             say "tg128 at depth $d, $t"
-            for v in "" attn2; do
-                r=$(LLMLAB_CUDA_NOFUSE=$v $BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "${DREPS:-3}" -d "$d" 2>&1 \
+            for kv in ${DEPTH_KV:-f16 f32}; do
+                r=$($BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "${DREPS:-3}" -d "$d" -ctk $kv 2>&1 \
                     | awk '/^tg128/ {print $2" t/s (min "$5" max "$7}')
-                echo "  ours${v:+ NOFUSE=$v} d$d tg128 $r"
+                echo "  ours KV $kv d$d tg128 $r"
             done
             if [ -x "$PEER_BIN" ]; then
                 "$PEER_BIN" -m "$f" -p 0 -n 128 -d "$d" -ngl 99 -fa 1 -r "${DREPS:-3}" -o csv 2>/dev/null \
@@ -351,6 +359,42 @@ for r in csv.DictReader(sys.stdin): print("  llama.cpp d%s tg%s %.1f +- %.1f t/s
             fi
         done
     done | tee "$OUT/depth.txt"
+fi
+
+# Many sequences (issue 18): aggregate t/s of N parallel sequences (prompts of 128 tokens as one batch, then 128
+# steps of one token per sequence), ours (`bench model --sequences`) beside llama-batched-bench on the same file;
+# and the GPU memory of 4 contexts on one model (weights once + 4 KV caches: bench/engine_mem.c).
+BB_BIN="$WORK/lcpp/build/bin/llama-batched-bench"
+if has batched; then
+    for t in ${BTYPES:-Q4_K_M F16}; do
+        f="$WORK/mistral-7b-$t.gguf"
+        [ -s "$f" ] || continue
+        say "sequences ${NPL:-1,4,16}, $t: llmlab bench model --sequences"
+        timeout 400 $BUILD/llmlab bench model -m "$f" --device cuda -p 0 -n 128 --sequences "${NPL:-1,4,16}" \
+            --seq-prompt 128 -r "${BREPS:-3}" --no-cold --json "$OUT/bm-$t" >"$OUT/bm-$t.txt" 2>"$OUT/bm-$t.err" \
+            || tail -5 "$OUT/bm-$t.err"
+        grep -E "tg128|pp128" "$OUT/bm-$t.txt" | sed "s/^/  ours $t /"
+        if [ -x "$BB_BIN" ]; then
+            say "llama-batched-bench $t"
+            timeout 300 "$BB_BIN" -m "$f" -c 4096 -b 2048 -ub 512 -npp 128 -ntg 128 -npl "${NPL:-1,4,16}" -ngl 99 -fa on \
+                >"$OUT/bb-$t.txt" 2>"$OUT/bb-$t.err" || tail -5 "$OUT/bb-$t.err"
+            grep -E "^\|" "$OUT/bb-$t.txt" | sed "s/^/  llama.cpp $t /"
+        fi
+    done | tee "$OUT/batched.txt"
+fi
+if has mem4; then
+    for t in ${MTYPES:-Q4_K_M}; do
+        f="$WORK/mistral-7b-$t.gguf"
+        [ -s "$f" ] || continue
+        say "GPU memory of 4 contexts on one model ($t, n_ctx 4096, F16 cache)"
+        before=$(gpu_used)
+        $BUILD/bench/engine_mem -m "$f" --device cuda -c 4096 -n 4 &
+        pid=$!
+        peak=0
+        while kill -0 $pid 2>/dev/null; do m=$(gpu_used); [ -n "$m" ] && [ "$m" -gt "$peak" ] && peak=$m; sleep 0.2; done
+        wait $pid || true
+        echo "  nvidia-smi: peak $((peak - before)) MiB used by the process (file $(du -m "$f" | cut -f1) MiB)"
+    done | tee "$OUT/mem4.txt"
 fi
 
 say "summary"

@@ -11,9 +11,10 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: llmlab fit (MODEL.gguf | --arch NAME) [--type T] [--ctx N] [--batch B] [--device cpu|cuda]\n"
-            "                  [--hw DIR] [--mem BYTES] [-t N] [--no-calib]\n\n"
-            "Whether a model fits in this device's memory: weights + KV cache (F32: 2 x layers x ctx x kv heads x\n"
-            "head_dim x 4 bytes) + activations + overhead, against the memory available; the margin, the largest\n"
+            "                  [--cache-type f16|f32|q8_0] [--parallel N] [--hw DIR] [--mem BYTES] [-t N] [--no-calib]\n\n"
+            "Whether a model fits in this device's memory: weights + KV cache (2 x layers x ctx x sequences x kv heads\n"
+            "x head_dim values of the cache type: F16 by default) + activations + overhead, against the memory\n"
+            "available; the margin, the largest\n"
             "context that fits, the best type that fits (F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0), and the prompt and\n"
             "generation t/s the measured ceilings allow (generation = read bandwidth / bytes per token; prompt =\n"
             "GEMM peak / FLOPs per token). Reads only the GGUF header. Ceilings: `llmlab bench hw` results in --hw DIR\n"
@@ -27,6 +28,8 @@ static void usage(FILE *f) {
             "  --ctx N       context (default 4096, capped at the training context)\n"
             "  --batch B     prompt batch (default 512)\n"
             "  --device D    cpu (default) or cuda\n"
+            "  --cache-type T  the KV cache's type: f16 (default), f32 or q8_0\n"
+            "  --parallel N  sequences held at once, each with --ctx positions (default 1)\n"
             "  --mem BYTES   memory to fit into, instead of what the device has free now\n"
             "  -t N          threads of the calibration (default: physical cores, as bench model)\n"
             "  --no-calib    skip the calibration (only the ceiling bounds)\n");
@@ -40,7 +43,8 @@ static void line(const char *what, uint64_t b) {
 
 int cmd_fit(int argc, char **argv) {
     const char *cmd = "fit", *file = NULL, *arch = NULL, *type = NULL, *device = "cpu", *hw = NULL, *v;
-    long ctx = 0, batch = 512, threads = 0;
+    long ctx = 0, batch = 512, threads = 0, parallel = 1;
+    ll_cache_type kv = LL_CACHE_F16;
     bool calib = true;
     uint64_t mem = 0;
     for (int i = 1; i < argc; i++) {
@@ -54,6 +58,11 @@ int cmd_fit(int argc, char **argv) {
         else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1 << 20, &batch)) return 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1024, &threads)) return 1; }
         else if (!strcmp(a, "--no-calib")) calib = false;
+        else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 4096, &parallel)) return 1; }
+        else if (!strcmp(a, "--cache-type") || !strcmp(a, "-ctk")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 1;
+            if (!ll_cache_type_parse(v, &kv)) { fprintf(stderr, "llmlab fit: %s expects f16, f32 or q8_0, got '%s'\n", a, v); return 1; }
+        }
         else if (!strcmp(a, "--mem")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_u64(cmd, a, v, &mem)) return 1; }
         else if (a[0] == '-') { fprintf(stderr, "llmlab fit: unknown option '%s'\n", a); return 1; }
         else if (!file) file = a;
@@ -68,6 +77,8 @@ int cmd_fit(int argc, char **argv) {
         if (!p) { fprintf(stderr, "llmlab fit: unknown --arch '%s' (see llmlab fit --help)\n", arch); return 1; }
         ll_lab_shape_from_preset(p, &s);
     } else if (ll_lab_shape_from_gguf(file, &s, &err) != LL_OK) return cli_fail(cmd, &err);
+    s.kv_type = kv == LL_CACHE_F32 ? LL_TYPE_F32 : kv == LL_CACHE_Q8_0 ? LL_TYPE_Q8_0 : LL_TYPE_F16;
+    s.n_seq = (int)parallel;
     const ll_lab_qtype *qt = NULL;
     if (type && !(qt = ll_lab_qtype_find(type))) {
         fprintf(stderr, "llmlab fit: --type expects F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M or Q4_0, got '%s'\n", type);
@@ -98,7 +109,9 @@ int cmd_fit(int argc, char **argv) {
            s.arch, s.n_params / 1e9, s.n_layer, s.n_embd, s.n_head, s.n_head_kv, s.head_dim, s.n_ff, s.n_vocab, s.n_ctx_train);
     printf("at %s, context %d, batch %ld on %s:\n", qt ? qt->name : s.file_type, n_ctx, batch, device);
     line("weights", f.weights);
-    line("KV cache (F32)", f.kv);
+    char kvl[64];
+    snprintf(kvl, sizeof kvl, parallel > 1 ? "KV cache (%s, %ld seq)" : "KV cache (%s)", ll_cache_type_name(kv), parallel);
+    line(kvl, f.kv);
     line("activations", f.activations);
     line("overhead", f.overhead);
     line("total", f.total);

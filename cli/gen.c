@@ -38,6 +38,7 @@ void gen_print_flags_help(FILE *f) {
             "  -b, --batch-size N      prompt tokens evaluated per step (default 512)\n"
             "  -t, --threads N         threads (default: physical cores)\n"
             "  --device D              cpu, cuda or auto (default auto: CUDA when a GPU is found)\n"
+            "  --cache-type T, -ctk T  the KV cache's type: f16 (default, as llama.cpp), f32 or q8_0\n"
             "  -n, --n-predict N       tokens to generate (default 256; -1 = until end of text or full context)\n"
             "  --ignore-eos            keep generating past end-of-text tokens\n"
             "  --stop STR              stop when the text contains STR (not printed); repeatable, at most %d\n"
@@ -77,6 +78,13 @@ int gen_parse_flag(const char *cmd, gen_opts *o, int argc, char **argv, int *i) 
     else if (is(a, "-s", "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return -1; }
     else if (is(a, "--template", NULL)) { VAL(); o->template_name = v; }
     else if (is(a, "--device", NULL)) { VAL(); o->device = v; }
+    else if (is(a, "--cache-type", "-ctk")) {
+        VAL();
+        if (!ll_cache_type_parse(v, &o->cache_type)) {
+            fprintf(stderr, "llmlab %s: %s expects f16, f32 or q8_0, got '%s'\n", cmd, a, v);
+            return -1;
+        }
+    }
     else if (is(a, "--stop", NULL)) {
         VAL();
         if (o->n_stops == LL_GEN_MAX_STOPS || !*v || strlen(v) > LL_GEN_MAX_STOP_LEN) {
@@ -112,6 +120,7 @@ bool gen_open(const char *cmd, const gen_opts *o, gen_session *g) {
     if (o->n_batch) cp.n_batch = o->n_batch;
     cp.verbose = o->verbose;
     cp.device = o->device;
+    cp.cache_type = o->cache_type;
     if (ll_context_init(g->m, &cp, &g->c, &err) != LL_OK) {
         cli_fail(cmd, &err);
         gen_close(g);
@@ -156,8 +165,15 @@ ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, in
                        const char *const *extra_stops, FILE *out, char **answer, ll_gen_result *res, ll_error *err) {
     const char *stops[LL_GEN_MAX_STOPS];
     int n_stops = 0;
-    for (int i = 0; i < o->n_stops; i++) stops[n_stops++] = o->stops[i];
     for (int i = 0; extra_stops && extra_stops[i] && n_stops < LL_GEN_MAX_STOPS; i++) stops[n_stops++] = extra_stops[i];
+    for (int i = 0; i < o->n_stops; i++) {
+        if (n_stops == LL_GEN_MAX_STOPS) {
+            fprintf(stderr, "(--stop '%s' and after left out: the template's stop strings fill the %d allowed)\n",
+                    o->stops[i], LL_GEN_MAX_STOPS);
+            break;
+        }
+        stops[n_stops++] = o->stops[i];
+    }
     ll_gen_params gp = ll_gen_default_params();
     gp.max_tokens = o->n_predict;
     gp.stops = stops;

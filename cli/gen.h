@@ -12,6 +12,7 @@ typedef struct gen_opts {
     const char *model, *prompt, *prompt_file, *tokenizer, *template_name, *device;
     int n_predict; // -1 = until end of generation or a full context
     int n_ctx, n_threads, n_batch;
+    ll_cache_type cache_type; // --cache-type (-ctk): the KV cache's type
     ll_sampler_params sp;
     bool echo, verbose, ignore_eos;
     const char *stops[LL_GEN_MAX_STOPS]; // --stop, repeatable

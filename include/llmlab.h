@@ -35,7 +35,7 @@ typedef struct ll_error {
 const char *ll_status_name(ll_status s);
 
 typedef struct ll_model ll_model;     // weights + hyperparameters + tokenizer, read-only after load
-typedef struct ll_context ll_context; // KV cache + activations for one sequence
+typedef struct ll_context ll_context; // KV cache + activations for n_seq sequences (one by default)
 typedef struct ll_sampler ll_sampler;
 
 typedef struct ll_model_params {
@@ -44,12 +44,26 @@ typedef struct ll_model_params {
     bool verbose;               // print the memory plan and the load details to stderr
 } ll_model_params;
 
+// The type of the KV cache's rows: F16 by default, as llama.cpp's (half the bytes of F32, which decode at long
+// context reads every step); Q8_0 needs a head dimension that is a multiple of 32.
+typedef enum ll_cache_type {
+    LL_CACHE_F16 = 0,
+    LL_CACHE_F32,
+    LL_CACHE_Q8_0,
+} ll_cache_type;
+const char *ll_cache_type_name(ll_cache_type t); // "f16", "f32", "q8_0"
+// "f16", "f32" or "q8_0" (as llama.cpp's --cache-type-k): false for anything else
+bool ll_cache_type_parse(const char *s, ll_cache_type *out);
+
 typedef struct ll_context_params {
-    int n_ctx;   // 0 = the model's training context, capped at 4096
+    int n_ctx;   // positions per sequence; 0 = the model's training context, capped at 4096
     int n_batch; // most tokens evaluated in one forward call (prefill chunk), 0 = 512
     int n_threads; // 0 = the model's
     bool all_logits; // room for the logits of every token of a batch (perplexity, tests); else the last only
-    const char *device; // "cpu", "cuda", or NULL = auto (CUDA when a device is found)
+    const char *device; // "cpu", "cuda", or NULL = auto (the device of the model's engine if it has one, else
+                        // CUDA when a device is found, else the CPU)
+    int n_seq;          // sequences the context holds, each with n_ctx positions of KV cache; 0 = 1
+    ll_cache_type cache_type; // default LL_CACHE_F16
     bool verbose;
 } ll_context_params;
 
@@ -190,6 +204,47 @@ void ll_sampler_accept(ll_sampler *s, int32_t id);             // remember id fo
 // chain starts from them (greedy, or top-k on with k < 512, and no repetition penalty to apply), only those are
 // copied to the host (LLMLAB_DEVICE_SAMPLE=0: never).
 int32_t ll_sample(ll_context *c, ll_sampler *s);
+
+// ---- several sequences: batches -----------------------------------------------------------------------------
+// A context holds n_seq sequences (ids 0 .. n_seq-1), each with n_ctx positions of KV cache of its own; the
+// weights are the model's, loaded once per device however many contexts use them. ll_eval, ll_context_n_past and
+// ll_context_truncate work on sequence 0. Contexts of one model may be made and used from one thread at a time
+// (each forward step takes the model's engine lock).
+typedef struct ll_batch {
+    int n_tokens;   // tokens in use
+    int cap;        // room for
+    int32_t *token; // (cap) token ids
+    int32_t *pos;   // (cap) the token's position in its sequence
+    int32_t *seq;   // (cap) its sequence id
+    int8_t *logits; // (cap) non-zero: keep this token's logits (ll_logits_ith, ll_sample_ith)
+} ll_batch;
+
+ll_status ll_batch_init(ll_batch *b, int cap, ll_error *err);
+void ll_batch_free(ll_batch *b);
+void ll_batch_clear(ll_batch *b);
+// Appends a token; false (nothing added) when the batch is full.
+bool ll_batch_add(ll_batch *b, int32_t token, int32_t pos, int32_t seq, bool logits);
+
+// Evaluate a batch of tokens of any sequences in one forward pass (in chunks of n_batch tokens when it is larger):
+// the weights are read once for all of them. Each sequence's tokens must continue it, in order: the first at its
+// length (ll_seq_len), the next at that + 1, and so on. LL_ERR_ARG, nothing evaluated, for an unknown sequence id,
+// a position gap, a token outside the vocabulary, a sequence that would outgrow n_ctx, or more kept logits than
+// the context has room for (n_seq rows, or n_batch with all_logits).
+ll_status ll_decode(ll_context *c, const ll_batch *b, ll_error *err);
+// Logits of token i of the last ll_decode's batch (n_vocab floats), NULL when its logits flag was off.
+const float *ll_logits_ith(ll_context *c, int i);
+// The next id from token i's logits, as ll_sample does for the last token of an ll_eval.
+int32_t ll_sample_ith(ll_context *c, ll_sampler *s, int i);
+
+int ll_context_n_seq(const ll_context *c);
+const char *ll_context_device(const ll_context *c); // the backend's name: "cpu", "cuda"
+ll_cache_type ll_context_cache_type(const ll_context *c);
+int ll_seq_len(const ll_context *c, int seq); // positions cached for seq; -1 for an unknown id
+// Keep the first n_keep positions of seq (n_keep >= its length: nothing changes).
+ll_status ll_seq_truncate(ll_context *c, int seq, int n_keep, ll_error *err);
+// dst's first n positions = src's (its cache rows copied on the device: a shared prompt prefix is evaluated once);
+// dst's length becomes n. n must not exceed src's length.
+ll_status ll_seq_copy_prefix(ll_context *c, int src, int dst, int n, ll_error *err);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,8 @@ static void check_golden(const char *model, const char *tokenizer, const char *i
     ll_context_params cp = ll_context_default_params();
     cp.n_ctx = 512;
     cp.all_logits = true;
+    cp.cache_type = LL_CACHE_F32; // the goldens: llama.cpp with an F32 KV cache (../shared/golden/README.md)
+
     ll_context *c = NULL;
     if (ll_context_init(m, &cp, &c, &err) != LL_OK) fail_msg("context: %s", err.message);
     if (ll_eval(c, ids, n, true, &err) != LL_OK) fail_msg("eval: %s", err.message);

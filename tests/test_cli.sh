@@ -1,6 +1,7 @@
 #!/bin/sh
 # test_cli.sh — the `llmlab` command as a user meets it: help texts, exit codes and messages for bad input,
-# stdout carrying only generated text, determinism of --seed, llama2.c input, convert, chat over a pipe, synth.
+# stdout carrying only generated text, determinism of --seed, --stop, Ctrl-C (status 130 and statistics), llama2.c
+# input, convert, chat over a pipe, synth.
 # TAP output for tests/run.sh. Needs LLMLAB_BIN (the binary), LLMLAB_EXEC (runner prefix, e.g. qemu) and
 # LLMLAB_SHARED.
 bin="${LLMLAB_BIN:-build/llmlab}"
@@ -12,6 +13,8 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; echo "# skip: $1"; }
 L() { $ex "$bin" "$@"; }
+# sigint SECS ARGS...: llmlab ARGS, sent SIGINT (Ctrl-C) after SECS (KILL 30 s later if still running); its status.
+sigint() { t=$1; shift; timeout --preserve-status -k 30 -s INT "$t" $ex "$bin" "$@"; }
 
 # expect RC "desc" PATTERN cmd...: exit status RC and stderr/stdout matching PATTERN (grep -E), no crash.
 expect() {
@@ -67,6 +70,30 @@ else
     L run -m "$tmp/conv.gguf" -p "Once upon a time" -n 40 --temp 0 >"$tmp/conv.txt" 2>/dev/null
     cmp -s "$tmp/conv.txt" "$tmp/gguf.txt" && ok "convert: the written GGUF generates the same text" || notok "convert" "$(cat "$tmp/conv.txt")"
 
+    # --stop: the text ends right before the first stop string (across tokens), which is not printed
+    L run -m "$m" -p "Once upon a time" -n 40 --temp 0 --stop zzz --stop "named Lily" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ $rc -eq 0 ] && [ "$(cat "$tmp/out")" = ", there was a little girl " ] && grep -qE "generation: ([1-9]|[1-3][0-9]) tokens" "$tmp/err"
+    then ok "run --stop (repeatable) ends before the stop string"
+    else notok "run --stop" "exit $rc" "$(cat "$tmp/out")" "$(tail -1 "$tmp/err")"; fi
+    expect 1 "an empty --stop is refused" "--stop takes 1 to" run -m "$m" --stop ""
+    L run -m "$m" -p "Once upon a time" -n -1 --ignore-eos -c 16 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 0 ] && grep -q "context full: 16 tokens" "$tmp/err" && grep -q "generation: 12 tokens" "$tmp/err" \
+        && ok "run says when a full context ends generation" || notok "context full" "exit $rc" "$(cat "$tmp/err")"
+
+    # Ctrl-C (SIGINT): generation stops, the statistics are printed, the exit status is 130. During generation
+    # (a 64K context: minutes to fill), then during the prompt (10803 tokens: seconds on one thread).
+    sigint 2 run -m "$m" -p "Once upon a time" -n -1 --ignore-eos -c 65536 -t 1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ $rc -eq 130 ] && [ -s "$tmp/out" ] && grep -qE "prompt: 5 tokens .* generation: [1-9][0-9]* tokens in" "$tmp/err"
+    then ok "run: Ctrl-C during generation: statistics, exit status 130"
+    else notok "run SIGINT during generation" "exit $rc (want 130)" "$(tail -2 "$tmp/err")"; fi
+    awk 'BEGIN { for (i = 0; i < 1200; i++) printf "Lily went to the park. "; print "" }' >"$tmp/long.txt"
+    sigint 2 run -m "$m" -f "$tmp/long.txt" -n 10 -c 16384 -t 1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ $rc -eq 130 ] && grep -qE "prompt: [0-9]+ of 10803 tokens in [0-9]+ ms \(interrupted\) \| generation: 0 tokens" "$tmp/err"
+    then ok "run: Ctrl-C during the prompt: how much of it was evaluated, no false rate, exit status 130"
+    else notok "run SIGINT during the prompt" "exit $rc (want 130)" "$(tail -2 "$tmp/err")"; fi
+    sleep 5 | sigint 1 chat -m "$m" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 130 ] && ok "chat: Ctrl-C at the prompt ends the session with status 130" || notok "chat SIGINT" "exit $rc (want 130)" "$(cat "$tmp/err")"
+
     printf 'Tell me a story\n/exit\n' | L chat -m "$m" -n 20 --temp 0 >"$tmp/chat" 2>"$tmp/chaterr"; rc=$?
     [ $rc -eq 0 ] && [ -s "$tmp/chat" ] && grep -q "template" "$tmp/chaterr" && ok "chat over a pipe answers and exits" || notok "chat" "exit $rc" "$(cat "$tmp/chaterr")"
 fi
@@ -74,9 +101,9 @@ fi
 tl="$shared/golden/tiny-llama/tiny-llama-f16.gguf"
 if [ -f "$tl" ]; then
     # 4 layers x 16M positions x 64 KV values x 2 x 4 bytes = 32 GiB of KV cache: refused before allocating.
-    expect 1 "a context that cannot fit is refused with the numbers" "needs .*GiB of KV cache .* available" run -m "$tl" -c 16000000 -p hi
+    expect 1 "a context that cannot fit is refused with the numbers" "needs .*GiB of KV cache .* available" run -m "$tl" -c 16000000 --cache-type f32 -p hi
     L run -m "$tl" -p "The capital of France is" -n 4 --temp 0 --verbose >/dev/null 2>"$tmp/err"
-    grep -q "memory plan: weights" "$tmp/err" && ok "--verbose prints the memory plan" || notok "--verbose plan" "$(cat "$tmp/err")"
+    grep -q "memory plan (cpu): weights" "$tmp/err" && ok "--verbose prints the memory plan" || notok "--verbose plan" "$(cat "$tmp/err")"
 else
     skip "tiny-llama golden not found: memory-plan tests skipped"
 fi

@@ -1,113 +1,10 @@
 // test_cuda.c — the CUDA backend against independent references: every op against the CPU backend on random
 // inputs (outputs poisoned with NaN first), matmuls against dequantize-to-f32 + a float64 host dot, and whole
 // models (cuda vs cpu logits, golden logits, greedy tokens). Skips with a message where no GPU answers.
-#include "testutil.h"
+#include "cuda_util.h"
 
-#include <float.h>
-
-#include "backend/backend.h"
-#include "core/half.h"
 #include "model/model.h"
 #include "types/quant.h"
-#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
-#include "backend/cuda/cuda_backend.h"
-#endif
-
-// Tolerances (NMSE = ||got - ref||^2 / ||ref||^2):
-#define TOL_F32 1e-10   // f32 ops, matvecs (f32 math, only the summation order differs)
-#define TOL_GEMM_F16 1e-5 // prefill GEMM on f16 operands (activations rounded to f16: ~2^-11 relative each)
-#define TOL_GEMM_BF16 1e-4 // prefill GEMM on bf16 operands (~2^-8 relative each)
-// Quantized matvecs take x as int8 codes (blocks of 32, matvec_q8.cu): their reference uses x through the same
-// quantization (ll_backend_cuda_x8_roundtrip, host emulation, bit-exact), so TOL_F32 holds for them too.
-
-static char g_why[256];
-
-static bool gpu_present(void) {
-#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
-    return ll_backend_cuda_device_count(g_why, sizeof g_why) > 0;
-#else
-    snprintf(g_why, sizeof g_why, "built without CUDA");
-    return false;
-#endif
-}
-
-#define NEED_GPU()                                                                                             \
-    if (!gpu_present()) TU_SKIP("%s: CUDA tests skipped", g_why)
-
-static double nmse(const float *got, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? num / den : num;
-}
-
-static void check_close(const char *what, const float *got, const float *ref, size_t n, double tol) {
-    int bad = tu_count_nonfinite(got, n);
-    double e = nmse(got, ref, n);
-    if (bad || !(e <= tol)) fail_msg("%s: NMSE %.3g (tolerance %.1g), %d non-finite of %zu", what, e, tol, bad, n);
-}
-
-static float *rand_floats(size_t n, uint64_t *s, float scale) {
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++) x[i] = tu_rng_uniform(s) * scale;
-    return x;
-}
-
-// Both backends, prepared for the same weights.
-typedef struct duo {
-    ll_backend *cpu, *gpu;
-} duo;
-
-static duo duo_init(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx) {
-    duo d = {0};
-#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
-    ll_error err = {0};
-    d.cpu = ll_backend_cpu_init(2, &err);
-    d.gpu = ll_backend_cuda_init(1, &err);
-    if (!d.cpu || !d.gpu) fail_msg("backend init: %s", err.message);
-    if (d.cpu->ops->prepare(d.cpu, ws, n_ws, max_tok, max_ctx, &err) != LL_OK) fail_msg("cpu prepare: %s", err.message);
-    if (d.gpu->ops->prepare(d.gpu, ws, n_ws, max_tok, max_ctx, &err) != LL_OK)
-        fail_msg("cuda prepare: %s", err.message);
-#endif
-    return d;
-}
-
-static void duo_free(duo *d) {
-    ll_backend_free(d->cpu);
-    ll_backend_free(d->gpu);
-}
-
-// Device copy of n host floats (n may be 0: poison-sized buffers).
-static float *to_dev(ll_backend *b, const float *x, size_t n) {
-    ll_error err = {0};
-    float *p = b->ops->alloc(b, n * sizeof *p, &err);
-    if (!p) fail_msg("alloc: %s", err.message);
-    b->ops->upload(b, p, x, n * sizeof *p);
-    return p;
-}
-
-static float *poisoned_dev(ll_backend *b, size_t n) {
-    float *h = malloc(n * sizeof *h);
-    tu_poison(h, n);
-    float *p = to_dev(b, h, n);
-    free(h);
-    return p;
-}
-
-static float *from_dev(ll_backend *b, const float *p, size_t n) {
-    float *h = malloc(n * sizeof *h);
-    tu_poison(h, n);
-    b->ops->download(b, h, p, n * sizeof *h);
-    b->ops->synchronize(b);
-    return h;
-}
-
-static ll_weight vec_weight(const float *data, int n, const char *name) {
-    return (ll_weight){data, LL_TYPE_F32, n, 1, name, false};
-}
 
 // ---- the weight decoders as host code (runs without a GPU) ---------------------------------------------------
 static void test_decoders_host(void **state) {
@@ -271,75 +168,118 @@ static void test_rope(void **state) {
     free(ff);
 }
 
-// ---- rope_kv_store: RoPE of q and k and the cache store in one op, against rope, rope, kv_store on the CPU --
+// ---- rope_kv_store: RoPE of q and k and the cache store in one op, against rope, rope (CPU backend) and the rows
+// stored on the host, in caches of two sequences (rows [0, n_ctx) and [n_ctx, 2 n_ctx)), F32, F16 and Q8_0; every
+// other row must keep its value. The F16 cache holds the reference rounded to nearest even: the rows of k match to
+// the f16 ulp where the device's f32 RoPE and the CPU's differ in the last bit (NMSE tolerance 1e-7), v exactly.
+// Q8_0: the blocks of the reference quantizer; a k value on a rounding boundary may take the next code (amax/127
+// of its block, ~5e-8 of the cache's NMSE each): tolerance 1e-6; v exactly.
+static void rope_kv_case(duo *d, const float *ff, int c, uint32_t type, uint64_t *s) {
+    const int nh = 8, nkv = 2, hd = 64, kvd = nkv * hd, n_ctx = 40, n_rows = 2 * n_ctx;
+    // cases: 0 one token at 0 of sequence 0, 1 one at 17 of sequence 1 (partial rotation), 2 five of sequence 1 at
+    // 17.. (NeoX), 3 five at 17.. with frequency divisors, 4 five tokens of both sequences at scattered positions
+    const int nt = c < 2 ? 1 : 5, n_past = c == 0 ? 0 : 17;
+    ll_rope_params p = {nh, hd, (c & 1) ? hd / 2 : hd, 10000.0f, c == 2, c == 3 ? ff : NULL};
+    int32_t pos[8], row0[8];
+    const int32_t mpos[5] = {3, 30, 4, 0, 39}, mrow[5] = {0, n_ctx, n_ctx, 0, 0};
+    ll_batch_pos bp = ll_batch_pos_single(c == 0 ? 0 : n_ctx, n_past, nt, pos, row0);
+    if (c == 4) {
+        memcpy(pos, mpos, sizeof mpos), memcpy(row0, mrow, sizeof mrow);
+        bp = (ll_batch_pos){nt, pos, row0, false, 0};
+    }
+    size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * kvd, nc = (size_t)n_rows * kvd;
+    float *q = rand_floats(nq, s, 2.0f), *k = rand_floats(nk, s, 2.0f), *v = rand_floats(nk, s, 2.0f);
+    float *kc = rand_floats(nc, s, 1.0f), *vc = rand_floats(nc, s, 1.0f);
+    round_kv(kc, nc, type), round_kv(vc, nc, type);
+    float *dq = to_dev(d->gpu, q, nq), *dk = to_dev(d->gpu, k, nk), *dv = to_dev(d->gpu, v, nk);
+    void *dkc = kv_to_dev(d->gpu, kc, nc, type), *dvc = kv_to_dev(d->gpu, vc, nc, type);
+    d->cpu->ops->rope(d->cpu, q, pos, nt, &p);
+    ll_rope_params pk = p;
+    pk.n_head = nkv;
+    d->cpu->ops->rope(d->cpu, k, pos, nt, &pk);
+    for (int t = 0; t < nt; t++) {
+        memcpy(kc + (size_t)(row0[t] + pos[t]) * kvd, k + (size_t)t * kvd, (size_t)kvd * sizeof *k);
+        memcpy(vc + (size_t)(row0[t] + pos[t]) * kvd, v + (size_t)t * kvd, (size_t)kvd * sizeof *v);
+    }
+    round_kv(kc, nc, type), round_kv(vc, nc, type);
+    const ll_kv_cache kv = {dkc, dvc, type, n_ctx, n_rows};
+    d->gpu->ops->rope_kv_store(d->gpu, dq, dk, dv, &kv, &bp, &p, nkv);
+    float *gq = from_dev(d->gpu, dq, nq), *gk = from_dev(d->gpu, dk, nk), *gkc = kv_from_dev(d->gpu, dkc, nc, type),
+          *gvc = kv_from_dev(d->gpu, dvc, nc, type);
+    char what[96];
+    snprintf(what, sizeof what, "rope_kv_store case %d %s (n_rot %d, neox %d, %d tokens): ", c, ll_type_name(type),
+             p.n_rot, p.neox, nt);
+    char w2[160];
+    snprintf(w2, sizeof w2, "%sq", what), check_close(w2, gq, q, nq, TOL_F32);
+    snprintf(w2, sizeof w2, "%sk", what), check_close(w2, gk, k, nk, TOL_F32);
+    snprintf(w2, sizeof w2, "%sk cache", what);
+    check_close(w2, gkc, kc, nc, type == LL_TYPE_Q8_0 ? 1e-6 : type == LL_TYPE_F16 ? 1e-7 : TOL_F32);
+    snprintf(w2, sizeof w2, "%sv cache", what), check_close(w2, gvc, vc, nc, 0.0);
+    void *bufs[] = {dq, dk, dv, dkc, dvc};
+    for (int i = 0; i < 5; i++) d->gpu->ops->free(d->gpu, bufs[i]);
+    free(q), free(k), free(v), free(kc), free(vc), free(gq), free(gk), free(gkc), free(gvc);
+}
+
 static void test_rope_kv_store(void **state) {
     NEED_GPU();
     uint64_t s = 13;
-    const int nh = 8, nkv = 2, hd = 64, kvd = nkv * hd, n_ctx = 40;
+    const int hd = 64;
     float *ff = rand_floats(hd / 2, &s, 0.4f);
     for (int i = 0; i < hd / 2; i++) ff[i] += 1.5f;
     ll_weight wf = vec_weight(ff, hd / 2, "rope_freqs");
     const ll_weight *ws[] = {&wf};
-    duo d = duo_init(ws, 1, 8, n_ctx);
-    for (int c = 0; c < 4; c++) {
-        const int nt = c < 2 ? 1 : 5, n_past = c == 0 ? 0 : 17;
-        ll_rope_params p = {nh, hd, (c & 1) ? hd / 2 : hd, 10000.0f, c == 2, c == 3 ? ff : NULL};
-        int32_t pos[8];
-        for (int t = 0; t < nt; t++) pos[t] = n_past + t;
-        size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * kvd, nc = (size_t)n_ctx * kvd;
-        float *q = rand_floats(nq, &s, 2.0f), *k = rand_floats(nk, &s, 2.0f), *v = rand_floats(nk, &s, 2.0f);
-        float *kc = rand_floats(nc, &s, 1.0f), *vc = rand_floats(nc, &s, 1.0f);
-        float *dq = to_dev(d.gpu, q, nq), *dk = to_dev(d.gpu, k, nk), *dv = to_dev(d.gpu, v, nk);
-        float *dkc = to_dev(d.gpu, kc, nc), *dvc = to_dev(d.gpu, vc, nc);
-        d.cpu->ops->rope(d.cpu, q, pos, nt, &p);
-        ll_rope_params pk = p;
-        pk.n_head = nkv;
-        d.cpu->ops->rope(d.cpu, k, pos, nt, &pk);
-        d.cpu->ops->kv_store(d.cpu, kc, vc, k, v, kvd, nt, n_past);
-        d.gpu->ops->rope_kv_store(d.gpu, dq, dk, dv, dkc, dvc, pos, nt, n_past, &p, nkv);
-        float *gq = from_dev(d.gpu, dq, nq), *gk = from_dev(d.gpu, dk, nk), *gkc = from_dev(d.gpu, dkc, nc),
-              *gvc = from_dev(d.gpu, dvc, nc);
-        char what[96];
-        snprintf(what, sizeof what, "rope_kv_store case %d (n_rot %d, neox %d, %d tokens at %d): ", c, p.n_rot,
-                 p.neox, nt, n_past);
-        char w2[128];
-        snprintf(w2, sizeof w2, "%sq", what), check_close(w2, gq, q, nq, TOL_F32);
-        snprintf(w2, sizeof w2, "%sk", what), check_close(w2, gk, k, nk, TOL_F32);
-        snprintf(w2, sizeof w2, "%sk cache", what), check_close(w2, gkc, kc, nc, TOL_F32);
-        snprintf(w2, sizeof w2, "%sv cache", what), check_close(w2, gvc, vc, nc, 0.0);
-        float *bufs[] = {dq, dk, dv, dkc, dvc};
-        for (int i = 0; i < 5; i++) d.gpu->ops->free(d.gpu, bufs[i]);
-        free(q), free(k), free(v), free(kc), free(vc), free(gq), free(gk), free(gkc), free(gvc);
+    duo d = duo_init(ws, 1, 8, 40);
+    for (int c = 0; c < 5; c++) {
+        rope_kv_case(&d, ff, c, LL_TYPE_F32, &s);
+        rope_kv_case(&d, ff, c, LL_TYPE_F16, &s);
+        rope_kv_case(&d, ff, c, LL_TYPE_Q8_0, &s);
     }
     duo_free(&d);
     free(ff);
 }
 
 // ---- attention: prefill and decode, GQA/MHA, head dims 8..256, several splits ----------------------------
-static void attn_case(int n_head, int n_kv, int hd, int n_past, int nt, uint64_t seed) {
+// One sequence at n_past, the second of two in the cache (its rows start at n_ctx; the first's rows and those past
+// the causal edge are NaN: never read), against the CPU backend on an F32 cache. F16 and Q8_0: the GPU reads a cache
+// of that type whose values the CPU's F32 cache holds exactly (round_kv first), so the same tolerances hold.
+static void attn_case_t(int n_head, int n_kv, int hd, int n_past, int nt, uint64_t seed, uint32_t type) {
     uint64_t s = seed;
-    int n_ctx = n_past + nt + 3;
+    const int n_ctx = n_past + nt + 3, kvd = n_kv * hd;
     duo d = duo_init(NULL, 0, nt, n_ctx);
-    size_t kvn = (size_t)n_ctx * n_kv * hd, qn = (size_t)nt * n_head * hd;
+    size_t kvn = (size_t)2 * n_ctx * kvd, qn = (size_t)nt * n_head * hd;
     float *k = rand_floats(kvn, &s, 1.0f), *v = rand_floats(kvn, &s, 1.0f), *q = rand_floats(qn, &s, 1.0f);
-    for (size_t i = (size_t)(n_past + nt) * n_kv * hd; i < kvn; i++) k[i] = v[i] = NAN; // beyond the causal edge
-    ll_attn_params p = {n_head, n_kv, hd, n_ctx, n_past, 1.0f / sqrtf((float)hd)};
+    for (size_t i = 0; i < kvn; i++)
+        if (i < (size_t)n_ctx * kvd || i >= (size_t)(n_ctx + n_past + nt) * kvd) k[i] = v[i] = NAN;
+    round_kv(k, kvn, type), round_kv(v, kvn, type);
+    ll_attn_params p = {n_head, n_kv, hd, 1.0f / sqrtf((float)hd)};
+    int32_t pos[1024], row0[1024];
+    LL_ASSERT(nt <= 1024);
+    const ll_batch_pos bp = ll_batch_pos_single(n_ctx, n_past, nt, pos, row0);
+    const ll_kv_cache kv_cpu = {k, v, LL_TYPE_F32, n_ctx, 2 * n_ctx};
     float *ref = malloc(qn * sizeof *ref);
-    d.cpu->ops->attention(d.cpu, ref, q, k, v, nt, &p);
-    float *dk = to_dev(d.gpu, k, kvn), *dv = to_dev(d.gpu, v, kvn), *dq = to_dev(d.gpu, q, qn);
-    float *dout = poisoned_dev(d.gpu, qn);
-    d.gpu->ops->attention(d.gpu, dout, dq, dk, dv, nt, &p);
+    d.cpu->ops->attention(d.cpu, ref, q, &kv_cpu, &bp, &p);
+    void *dk = kv_to_dev(d.gpu, k, kvn, type), *dv = kv_to_dev(d.gpu, v, kvn, type);
+    float *dq = to_dev(d.gpu, q, qn), *dout = poisoned_dev(d.gpu, qn);
+    const ll_kv_cache kv = {dk, dv, type, n_ctx, 2 * n_ctx};
+    d.gpu->ops->attention(d.gpu, dout, dq, &kv, &bp, &p);
     float *got = from_dev(d.gpu, dout, qn);
-    char what[96];
-    snprintf(what, sizeof what, "attention heads %d/%d dim %d past %d tokens %d", n_head, n_kv, hd, n_past, nt);
+    char what[128];
+    snprintf(what, sizeof what, "attention %s heads %d/%d dim %d past %d tokens %d", ll_type_name(type), n_head, n_kv,
+             hd, n_past, nt);
     // batches of >= 16 tokens with head dim 64/128 run on the tensor cores with f16 operands (attention_mma.cu):
     // q, k, v and the probabilities rounded to f16 (2^-11 relative each) -> NMSE ~1e-6; the f32 kernels 1e-9
     bool mma = nt >= 16 && (hd == 64 || hd == 128);
     check_close(what, got, ref, qn, mma ? 4e-6 : 1e-9);
-    float *bufs[] = {dk, dv, dq, dout};
+    void *bufs[] = {dk, dv, dq, dout};
     for (int i = 0; i < 4; i++) d.gpu->ops->free(d.gpu, bufs[i]);
     duo_free(&d);
     free(k), free(v), free(q), free(ref), free(got);
+}
+
+static void attn_case(int n_head, int n_kv, int hd, int n_past, int nt, uint64_t seed) {
+    attn_case_t(n_head, n_kv, hd, n_past, nt, seed, LL_TYPE_F32);
+    attn_case_t(n_head, n_kv, hd, n_past, nt, seed, LL_TYPE_F16);
+    if (hd % 32 == 0) attn_case_t(n_head, n_kv, hd, n_past, nt, seed, LL_TYPE_Q8_0);
 }
 
 static void test_attention(void **state) {
@@ -449,10 +389,10 @@ static void matmul_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     void *w = make_weight(t, cols, rows, s, &deq);
     ll_weight lw = {w, t, cols, rows, "w", false};
     const ll_weight *ws[] = {&lw};
-    duo d = duo_init(ws, 1, 16, 16);
+    duo d = duo_init(ws, 1, 32, 16);
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *ref = malloc((size_t)nt * rows * sizeof *ref);
     bool quant = t != LL_TYPE_F32 && t != LL_TYPE_F16 && t != LL_TYPE_BF16;
-    bool gemm = quant ? nt >= 9 : nt >= 2; // matmul.cu: CU_GEMM_MIN_TOK_QUANT
+    bool gemm = quant ? nt >= 17 : nt >= 2; // cuda_internal.h: CU_GEMM_MIN_TOK_QUANT
     float *xr = malloc((size_t)nt * cols * sizeof *xr); // x as the kernel sees it
     memcpy(xr, x, (size_t)nt * cols * sizeof *xr);
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
@@ -494,11 +434,11 @@ static void swiglu_case(uint32_t t, int cols, int rows, int nt, uint64_t *s) {
     void *wg = make_weight(t, cols, rows, s, &dg), *wu = make_weight(t, cols, rows, s, &du);
     ll_weight lg = {wg, t, cols, rows, "gate", false}, lu = {wu, t, cols, rows, "up", false};
     const ll_weight *ws[] = {&lg, &lu};
-    duo d = duo_init(ws, 2, 16, 16);
+    duo d = duo_init(ws, 2, 32, 16);
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *xr = malloc((size_t)nt * cols * sizeof *xr);
     float *ref = malloc((size_t)nt * rows * sizeof *ref);
     bool quant = t != LL_TYPE_F32 && t != LL_TYPE_F16 && t != LL_TYPE_BF16;
-    bool gemm = quant ? nt >= 9 : nt >= 2;
+    bool gemm = quant ? nt >= 17 : nt >= 2;
     memcpy(xr, x, (size_t)nt * cols * sizeof *xr);
 #if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
     if (quant && !gemm) ll_backend_cuda_x8_roundtrip(x, xr, nt * cols);
@@ -539,7 +479,7 @@ static void matmul3_case(uint32_t type, uint32_t vtype, int cols, const int rows
         lw[i] = (ll_weight){w[i], t, cols, rows[i], "w", false};
     }
     const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2]};
-    duo d = duo_init(ws, 3, 16, 16);
+    duo d = duo_init(ws, 3, 32, 16);
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *dx = to_dev(d.gpu, x, (size_t)nt * cols);
     float *y3[3], *y1[3];
     for (int i = 0; i < 3; i++) {
@@ -568,10 +508,11 @@ static void test_matmul3(void **state) {
     NEED_GPU();
     uint64_t s = 47;
     const uint32_t types[] = {LL_TYPE_F16, LL_TYPE_Q8_0, LL_TYPE_Q4_0, LL_TYPE_Q4_K, LL_TYPE_Q6_K};
-    const int rows[3] = {64, 16, 16}, toks[] = {1, 3, 12};
+    // 12: two int8 passes (quantized), 20: the GEMM
+    const int rows[3] = {64, 16, 16}, toks[] = {1, 3, 12, 20};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
-        for (int k = 0; k < 3; k++) matmul3_case(types[ti], types[ti], 512, rows, toks[k], &s);
-    for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) matmul3_case(types[ti], types[ti], 512, rows, toks[k], &s);
+    for (int k = 0; k < 4; k++) {
         matmul3_case(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 512, rows, toks[k], &s);
         matmul3_case(LL_TYPE_Q5_K, LL_TYPE_Q6_K, 512, rows, toks[k], &s);
         matmul3_case(LL_TYPE_Q4_0, LL_TYPE_Q6_K, 512, rows, toks[k], &s); // no mixed kernel: three launches
@@ -579,11 +520,13 @@ static void test_matmul3(void **state) {
 }
 
 // qkv_rope_store (decode: the q/k/v matvec rotates and caches its own rows) against matmul3 + rope_kv_store on
-// the GPU, both from poisoned outputs and the same random caches. NeoX rotation and batches past the matvec take
-// the unfused path inside the op: the same comparison holds.
-static void qkv_rope_case(uint32_t type, uint32_t vtype, int nh, int nkv, int hd, int n_rot, bool neox, bool with_ff,
-                          int nt, int n_past, uint64_t *s) {
-    const int cols = 256, n_ctx = n_past + nt + 2, kvd = nkv * hd, rows[3] = {nh * hd, kvd, kvd};
+// the GPU, both from poisoned outputs and the same random caches (three sequences' rows). NeoX rotation and
+// batches past the int8 matvec take the unfused path inside the op: the same comparison holds. multi: the tokens
+// are of the three sequences at scattered positions (n_past + 3 t, sequence t % 3), else one run of the second
+// sequence at n_past. ctype: the cache's row type.
+static void qkv_rope_case_t(uint32_t type, uint32_t vtype, int nh, int nkv, int hd, int n_rot, bool neox, bool with_ff,
+                            int nt, int n_past, bool multi, uint32_t ctype, uint64_t *s) {
+    const int cols = 256, n_ctx = n_past + 3 * nt + 2, kvd = nkv * hd, rows[3] = {nh * hd, kvd, kvd};
     float *deq[3], *ff = rand_floats((size_t)hd / 2, s, 0.4f);
     for (int i = 0; i < hd / 2; i++) ff[i] += 1.5f;
     void *w[3];
@@ -597,46 +540,71 @@ static void qkv_rope_case(uint32_t type, uint32_t vtype, int nh, int nkv, int hd
     const ll_weight *ws[] = {&lw[0], &lw[1], &lw[2], &lw[3]};
     duo d = duo_init(ws, 4, 16, n_ctx);
     ll_rope_params p = {nh, hd, n_rot, 10000.0f, neox, with_ff ? ff : NULL};
-    int32_t pos[16];
-    for (int t = 0; t < nt; t++) pos[t] = n_past + t;
-    const size_t nc = (size_t)n_ctx * kvd;
+    int32_t pos[16], row0[16];
+    ll_batch_pos bp = ll_batch_pos_single(n_ctx, n_past, nt, pos, row0);
+    if (multi) {
+        for (int t = 0; t < nt; t++) pos[t] = n_past + 3 * t, row0[t] = (t % 3) * n_ctx;
+        bp.single = false;
+    }
+    const size_t nc = (size_t)3 * n_ctx * kvd;
     float *x = rand_floats((size_t)nt * cols, s, 1.0f), *kc = rand_floats(nc, s, 1.0f), *vc = rand_floats(nc, s, 1.0f);
     float *dx = to_dev(d.gpu, x, (size_t)nt * cols), *ya[3], *yb[3];
-    float *kca = to_dev(d.gpu, kc, nc), *vca = to_dev(d.gpu, vc, nc), *kcb = to_dev(d.gpu, kc, nc),
-          *vcb = to_dev(d.gpu, vc, nc);
+    void *kca = kv_to_dev(d.gpu, kc, nc, ctype), *vca = kv_to_dev(d.gpu, vc, nc, ctype),
+         *kcb = kv_to_dev(d.gpu, kc, nc, ctype), *vcb = kv_to_dev(d.gpu, vc, nc, ctype);
+    const ll_kv_cache kva = {kca, vca, ctype, n_ctx, 3 * n_ctx}, kvb = {kcb, vcb, ctype, n_ctx, 3 * n_ctx};
     for (int i = 0; i < 3; i++) {
         ya[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
         yb[i] = poisoned_dev(d.gpu, (size_t)nt * rows[i]);
     }
     d.gpu->ops->matmul3(d.gpu, ws, dx, ya, nt);
-    d.gpu->ops->rope_kv_store(d.gpu, ya[0], ya[1], ya[2], kca, vca, pos, nt, n_past, &p, nkv);
-    d.gpu->ops->qkv_rope_store(d.gpu, ws, dx, yb, kcb, vcb, nt, n_past, &p, nkv);
-    char what[160];
+    d.gpu->ops->rope_kv_store(d.gpu, ya[0], ya[1], ya[2], &kva, &bp, &p, nkv);
+    d.gpu->ops->qkv_rope_store(d.gpu, ws, dx, yb, &kvb, &bp, &p, nkv);
+    char what[200];
     const char *names[3] = {"q", "k", "v"};
     for (int i = 0; i < 3; i++) {
         float *a = from_dev(d.gpu, ya[i], (size_t)nt * rows[i]), *b = from_dev(d.gpu, yb[i], (size_t)nt * rows[i]);
         snprintf(what, sizeof what,
-                 "qkv_rope_store %s (v %s) heads %d/%d dim %d rot %d neox %d ff %d, %d tokens at %d: %s",
-                 ll_type_name(type), ll_type_name(vtype), nh, nkv, hd, n_rot, neox, with_ff, nt, n_past, names[i]);
+                 "qkv_rope_store %s (v %s) heads %d/%d dim %d rot %d neox %d ff %d, %d tokens at %d%s, %s cache: %s",
+                 ll_type_name(type), ll_type_name(vtype), nh, nkv, hd, n_rot, neox, with_ff, nt, n_past,
+                 multi ? " (3 sequences)" : "", ll_type_name(ctype), names[i]);
         check_close(what, b, a, (size_t)nt * rows[i], TOL_F32);
         free(a), free(b);
     }
-    float *ka = from_dev(d.gpu, kca, nc), *kb = from_dev(d.gpu, kcb, nc), *va = from_dev(d.gpu, vca, nc),
-          *vb = from_dev(d.gpu, vcb, nc);
-    snprintf(what, sizeof what, "qkv_rope_store %s, %d tokens at %d: k cache", ll_type_name(type), nt, n_past);
-    check_close(what, kb, ka, nc, TOL_F32);
-    snprintf(what, sizeof what, "qkv_rope_store %s, %d tokens at %d: v cache", ll_type_name(type), nt, n_past);
-    check_close(what, vb, va, nc, TOL_F32);
-    float *bufs[] = {dx, kca, vca, kcb, vcb, ya[0], ya[1], ya[2], yb[0], yb[1], yb[2]};
+    float *ka = kv_from_dev(d.gpu, kca, nc, ctype), *kb = kv_from_dev(d.gpu, kcb, nc, ctype),
+          *va = kv_from_dev(d.gpu, vca, nc, ctype), *vb = kv_from_dev(d.gpu, vcb, nc, ctype);
+    // F16 caches: a value at a rounding boundary may round either way when the two paths' f32 sums differ in the
+    // last bit (one f16 ulp, 2^-11 relative): NMSE far below 1e-7
+    const double tc = ctype == LL_TYPE_F16 ? 1e-7 : TOL_F32;
+    snprintf(what, sizeof what, "qkv_rope_store %s, %d tokens at %d%s: %s k cache", ll_type_name(type), nt, n_past,
+             multi ? " (3 sequences)" : "", ll_type_name(ctype));
+    check_close(what, kb, ka, nc, tc);
+    snprintf(what, sizeof what, "qkv_rope_store %s, %d tokens at %d%s: %s v cache", ll_type_name(type), nt, n_past,
+             multi ? " (3 sequences)" : "", ll_type_name(ctype));
+    check_close(what, vb, va, nc, tc);
+    void *bufs[] = {dx, kca, vca, kcb, vcb, ya[0], ya[1], ya[2], yb[0], yb[1], yb[2]};
     for (int i = 0; i < 11; i++) d.gpu->ops->free(d.gpu, bufs[i]);
     duo_free(&d);
     for (int i = 0; i < 3; i++) free(w[i]), free(deq[i]);
     free(ff), free(x), free(kc), free(vc), free(ka), free(kb), free(va), free(vb);
 }
 
+static void qkv_rope_case(uint32_t type, uint32_t vtype, int nh, int nkv, int hd, int n_rot, bool neox, bool with_ff,
+                          int nt, int n_past, uint64_t *s) {
+    qkv_rope_case_t(type, vtype, nh, nkv, hd, n_rot, neox, with_ff, nt, n_past, false, LL_TYPE_F32, s);
+}
+
 static void test_qkv_rope_store(void **state) {
     NEED_GPU();
     uint64_t s = 61;
+    // several sequences, F16 caches, two int8 passes (9..16 tokens take the int8 matvec: CU_GEMM_MIN_TOK_QUANT)
+    qkv_rope_case_t(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, false, false, 5, 2, true, LL_TYPE_F32, &s);
+    qkv_rope_case_t(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, false, false, 5, 2, true, LL_TYPE_F16, &s);
+    qkv_rope_case_t(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 8, 2, 128, 128, false, true, 16, 1, true, LL_TYPE_F16, &s);
+    qkv_rope_case_t(LL_TYPE_Q8_0, LL_TYPE_Q8_0, 8, 2, 64, 64, false, false, 12, 7, false, LL_TYPE_F16, &s);
+    qkv_rope_case_t(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 64, false, true, 1, 9, false, LL_TYPE_F16, &s);
+    qkv_rope_case_t(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, true, false, 4, 5, true, LL_TYPE_F16, &s); // NeoX
+    qkv_rope_case_t(LL_TYPE_Q4_K, LL_TYPE_Q4_K, 8, 2, 64, 64, false, false, 5, 3, true, LL_TYPE_Q8_0, &s); // unfused
+    qkv_rope_case_t(LL_TYPE_Q8_0, LL_TYPE_Q8_0, 8, 2, 64, 64, false, false, 1, 3, false, LL_TYPE_Q8_0, &s);
     qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, false, false, 1, 5, &s);    // decode, fused
     qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q4_K, 8, 2, 128, 128, false, true, 3, 17, &s);  // 3 tokens, frequency divisors
     qkv_rope_case(LL_TYPE_Q8_0, LL_TYPE_Q8_0, 4, 4, 64, 32, false, false, 2, 0, &s);    // partial rotation, MHA
@@ -644,7 +612,7 @@ static void test_qkv_rope_store(void **state) {
     qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 64, false, true, 1, 9, &s);      // the float matvec, fused
     qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 48, false, false, 1, 3, &s);     // float, partial rotation
     qkv_rope_case(LL_TYPE_Q4_0, LL_TYPE_Q4_0, 8, 2, 64, 64, true, false, 1, 5, &s);     // NeoX: not fused
-    qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q4_K, 8, 2, 64, 64, false, false, 12, 4, &s);   // a batch: the GEMM, not fused
+    qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q4_K, 8, 2, 64, 64, false, false, 12, 4, &s);   // 12 tokens: two int8 passes, fused
     qkv_rope_case(LL_TYPE_F16, LL_TYPE_F16, 8, 2, 64, 64, false, false, 3, 4, &s);     // float batch: not fused
     qkv_rope_case(LL_TYPE_Q4_K, LL_TYPE_Q6_K, 8, 2, 128, 128, false, true, 1, 7, &s); // mixed types, fused
     qkv_rope_case(LL_TYPE_Q5_K, LL_TYPE_Q6_K, 8, 2, 64, 64, false, false, 2, 3, &s);  // mixed, 2 tokens
@@ -665,7 +633,7 @@ static void add_norm_case(uint32_t t, int dim, int cols, int nt, int reader, uin
     ll_weight lw = {w, t, cols, dim, "o", false}, lc = {wc, t, dim, rows, "gate", false},
               lu = {wu, t, dim, rows, "up", false}, lg = vec_weight(gf, dim, "norm");
     const ll_weight *ws[] = {&lw, &lc, &lu, &lg};
-    duo d = duo_init(ws, 4, 16, 16);
+    duo d = duo_init(ws, 4, 32, 16);
     const float eps = 1e-5f;
     const size_t nx = (size_t)nt * dim, nz = (size_t)nt * rows;
     float *x0 = rand_floats(nx, s, 2.0f), *in = rand_floats((size_t)nt * cols, s, 1.0f);
@@ -683,8 +651,8 @@ static void add_norm_case(uint32_t t, int dim, int cols, int nt, int reader, uin
     char what[128];
     snprintf(what, sizeof what, "matmul_add_rmsnorm %s dim %d, %d tokens, reader %d", ll_type_name(t), dim, nt, reader);
     // x = x0 + in W^T (in through the int8 round trip)
-    // (int8 types at up to CU_X8_ROWS tokens; the float matvec and the f16 GEMM take in as it is)
-    const bool quant = t != LL_TYPE_F16 && t != LL_TYPE_BF16 && t != LL_TYPE_F32, q8 = quant && nt <= 8;
+    // (int8 types below CU_GEMM_MIN_TOK_QUANT = 17 tokens; the float matvec and the f16 GEMM take in as it is)
+    const bool quant = t != LL_TYPE_F16 && t != LL_TYPE_BF16 && t != LL_TYPE_F32, q8 = quant && nt <= 16;
     const double rtol = !quant && nt >= 2 ? TOL_GEMM_F16 : TOL_F32; // float batches: the f16 GEMM (F16 weights)
     float *inr = malloc((size_t)nt * cols * sizeof *inr), *xref = malloc(nx * sizeof *xref);
     memcpy(inr, in, (size_t)nt * cols * sizeof *inr);
@@ -756,7 +724,8 @@ static void test_add_norm(void **state) {
         }
     // rows of 144 units: every block shape takes several passes over them, the last one partial (down's shape)
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) add_norm_case(types[ti], 1024, 4608, 2, 1, &s);
-    add_norm_case(LL_TYPE_Q4_0, 4096, 256, 12, 0, &s); // a batch past CU_X8_ROWS: matmul_add, then rmsnorm
+    add_norm_case(LL_TYPE_Q4_0, 4096, 256, 12, 0, &s); // a batch past CU_X8_ROWS: matmul_add (two int8 passes), rmsnorm
+    add_norm_case(LL_TYPE_Q4_0, 4096, 256, 20, 0, &s); // past CU_GEMM_MIN_TOK_QUANT: the GEMM, then rmsnorm
     // float weights: matmul_add and rmsnorm, then each reader (the float matvec; a batch of 3: the f16 GEMM)
     const uint32_t ftypes[] = {LL_TYPE_F16, LL_TYPE_BF16, LL_TYPE_F32};
     for (size_t ti = 0; ti < sizeof ftypes / sizeof ftypes[0]; ti++)
@@ -791,22 +760,22 @@ static void test_mvq_shapes(void **state) {
 static void test_matmul_swiglu(void **state) {
     NEED_GPU();
     uint64_t s = 43;
-    const int toks[] = {1, 3, 16};
+    const int toks[] = {1, 3, 16, 17}; // quantized: 16 tokens in two int8 passes, 17 the GEMM
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++)
-        for (int k = 0; k < 3; k++) swiglu_case(k_types[ti], 1024, 67, toks[k], &s);
+        for (int k = 0; k < 4; k++) swiglu_case(k_types[ti], 1024, 67, toks[k], &s);
 }
 
 static void test_matmul(void **state) {
     NEED_GPU();
     uint64_t s = 41;
-    const int toks[] = {1, 3, 16};
+    const int toks[] = {1, 3, 9, 16, 17}; // quantized: 9 and 16 tokens in two int8 passes, 17 the GEMM
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++)
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 5; k++) {
             matmul_case(k_types[ti], 1024, 67, toks[k], &s);
             matmul_case(k_types[ti], 2816, 130, toks[k], &s);
         }
     // Prefill dequantization with rows of more than 128 units (two blocks per row, the second partial).
-    for (int ti = 3; ti < (int)(sizeof k_types / sizeof k_types[0]); ti++) matmul_case(k_types[ti], 4608, 40, 16, &s);
+    for (int ti = 3; ti < (int)(sizeof k_types / sizeof k_types[0]); ti++) matmul_case(k_types[ti], 4608, 40, 17, &s);
     // Rows not 16-byte aligned: the scalar float path.
     for (int ti = 0; ti < 3; ti++) matmul_case(k_types[ti], 172, 33, 1, &s);
 }
@@ -857,10 +826,13 @@ static void test_x8_chains(void **state) {
                 // attention (decode kernels) -> output projection
                 size_t kvn = (size_t)n_ctx * n_kv * hd, qn = (size_t)nt * n_head * hd;
                 float *k = rand_floats(kvn, &s, 1.0f), *v = rand_floats(kvn, &s, 1.0f), *q = rand_floats(qn, &s, 1.0f);
-                ll_attn_params p = {n_head, n_kv, hd, n_ctx, n_past, 1.0f / sqrtf((float)hd)};
+                ll_attn_params p = {n_head, n_kv, hd, 1.0f / sqrtf((float)hd)};
                 float *dk = to_dev(d.gpu, k, kvn), *dv = to_dev(d.gpu, v, kvn), *dq = to_dev(d.gpu, q, qn);
                 float *dout = poisoned_dev(d.gpu, qn), *dy2 = poisoned_dev(d.gpu, (size_t)nt * out_rows);
-                d.gpu->ops->attention(d.gpu, dout, dq, dk, dv, nt, &p);
+                int32_t pos[4], row0[4];
+                const ll_batch_pos bp = ll_batch_pos_single(0, n_past, nt, pos, row0);
+                const ll_kv_cache kv = {dk, dv, LL_TYPE_F32, n_ctx, n_ctx};
+                d.gpu->ops->attention(d.gpu, dout, dq, &kv, &bp, &p);
                 d.gpu->ops->matmul(d.gpu, &lo, dout, dy2, nt);
                 float *a = from_dev(d.gpu, dout, qn), *y2 = from_dev(d.gpu, dy2, (size_t)nt * out_rows);
                 chain_ref(a, nt, dim, dob, out_rows, ref);

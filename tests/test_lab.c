@@ -52,8 +52,16 @@ static void test_fit_mistral(void **state) {
     assert_int_equal(ll_lab_weight_bytes(&s, 16), 14482931712ull + 1064960ull);
     // Q8_0: 34 bytes per 32 = 8.5 bits: 7241465856 x 8.5 / 8 = 7694057472
     assert_int_equal(ll_lab_weight_bytes(&s, 8.5), 7694057472ull + 1064960ull);
-    // KV at 4096: 2 x 32 x 4096 x 1024 x 4 = 1 GiB
+    // KV at 4096, F16 (the default): 2 x 32 x 4096 x 1024 x 2 = 512 MiB; F32 1 GiB; Q8_0 34 bytes per 32 values;
+    // 4 sequences: 4 times that
+    assert_int_equal(ll_lab_kv_bytes(&s, 4096), 536870912ull);
+    s.kv_type = LL_TYPE_F32;
     assert_int_equal(ll_lab_kv_bytes(&s, 4096), 1073741824ull);
+    s.kv_type = LL_TYPE_Q8_0;
+    assert_int_equal(ll_lab_kv_bytes(&s, 4096), 2ull * 32 * 4096 * 1024 / 32 * 34);
+    s.kv_type = LL_TYPE_F16, s.n_seq = 4;
+    assert_int_equal(ll_lab_kv_bytes(&s, 4096), 4 * 536870912ull);
+    s.n_seq = 1, s.kv_type = LL_TYPE_F32; // the arithmetic below: an F32 cache
     // activations, batch 512: (3 x 4096 + 4096 + 2 x 14336) x 4 x 512 + 32000 x 4 + 512 x 4
     assert_int_equal(ll_lab_act_bytes(&s, 512), 92274688ull + 128000 + 2048);
     ll_lab_ceil c = {.read_gbps = 32.0, .gemm_gflops = 100.0, .mem_avail = 8000000000ull};
@@ -88,6 +96,7 @@ static void test_fit_tied(void **state) {
     ll_lab_shape s;
     ll_lab_shape_from_preset(ll_preset_find("llama-3.2-1b"), &s);
     assert_true(s.tied);
+    s.kv_type = LL_TYPE_F32;
     ll_lab_fit f;
     ll_lab_fit_compute(&s, 16, 1024, 256, "cpu", NULL, &f);
     assert_int_equal(f.weight_read, f.weights);
@@ -201,8 +210,9 @@ static void test_bench_model_json(void **state) {
     assert_string_equal(ll_lab_str(m, "backend"), "cpu");
     assert_true(ll_lab_num(m, "params") > 0 && ll_lab_num(m, "size_bytes") > 0 && ll_lab_num(m, "weight_bytes") > 0);
     const cJSON *mem = cJSON_GetObjectItem(m, "memory"), *ld = cJSON_GetObjectItem(m, "load");
-    // tiny: 2 layers, 2 kv heads x 16, n_ctx = max(8, 4): 2 x 2 x 8 x 32 x 4 bytes
-    assert_true(ll_lab_num(mem, "kv_bytes") == 2.0 * 2 * 8 * 32 * 4);
+    // tiny: 2 layers, 2 kv heads x 16, n_ctx = max(8, 4): 2 x 2 x 8 x 32 values of F16 (the default cache)
+    assert_true(ll_lab_num(mem, "kv_bytes") == 2.0 * 2 * 8 * 32 * 2);
+    assert_string_equal(ll_lab_str(mem, "kv_type"), "F16");
     assert_true(ll_lab_num(mem, "peak_rss_bytes") > 0);
     assert_true(ll_lab_num(ld, "warm_s") > 0);
     assert_true(ll_lab_num(ld, "cold_s") > 0 || *ll_lab_str(ld, "cold_note")); // measured, or why not

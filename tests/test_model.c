@@ -61,6 +61,7 @@ static void check_greedy(const char *json_rel) {
     ll_context *c;
     ll_context_params cp = ll_context_default_params();
     cp.n_ctx = 512;
+    cp.cache_type = LL_CACHE_F32; // the goldens: llama.cpp with an F32 KV cache (../shared/golden/README.md)
     if (ll_context_init(m, &cp, &c, &err) != LL_OK) fail_msg("%s", err.message);
     assert_int_equal(ll_eval(c, ids, n, false, &err), LL_OK);
     ll_sampler_params sp = ll_sampler_default_params();

@@ -13,7 +13,7 @@ L() { $ex "$bin" "$@"; }
 
 # fit: Mistral-7B F16 weights = 7241465856 x 2 + 266240 x 4 bytes; KV at 4096 = 2 x 32 x 4096 x 1024 x 4.
 L fit --arch mistral-7b --mem 8000000000 --hw "$tmp/nohw" >"$tmp/fit" 2>&1; rc=$?
-if [ $rc -eq 0 ] && grep -q "(14483996672 bytes)" "$tmp/fit" && grep -q "(1073741824 bytes)" "$tmp/fit" \
+if [ $rc -eq 0 ] && grep -q "(14483996672 bytes)" "$tmp/fit" && grep -q "(536870912 bytes)" "$tmp/fit" \
     && grep -q "DOES NOT FIT" "$tmp/fit" && grep -q "best type that fits at context 4096: Q6_K" "$tmp/fit"; then
     ok "fit --arch mistral-7b: bytes, verdict and best type"
 else notok "fit --arch mistral-7b" "exit $rc" "$(head -c 600 "$tmp/fit")"; fi

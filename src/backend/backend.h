@@ -39,10 +39,40 @@ typedef struct ll_rope_params {
 
 typedef struct ll_attn_params {
     int n_head, n_head_kv, head_dim;
-    int n_ctx;      // rows of the cache
-    int n_past;     // cached positions before this batch
     float scale;    // 1/sqrt(head_dim)
 } ll_attn_params;
+
+// One layer's KV cache. Sequence s owns rows [s*n_ctx, (s+1)*n_ctx); the token at position p of s lives in row
+// s*n_ctx + p. A row is kvd = n_head_kv*head_dim values of type: F32, F16 or Q8_0 (Q8_0: head_dim % 32 == 0, so
+// that each head is whole blocks). Backend memory.
+typedef struct ll_kv_cache {
+    void *k, *v;
+    uint32_t type; // LL_TYPE_F32 (0), LL_TYPE_F16, LL_TYPE_Q8_0
+    int n_ctx;     // rows per sequence
+    int n_rows;    // rows in all (n_seq * n_ctx)
+} ll_kv_cache;
+
+// Where a step's tokens sit. Token t is at position pos[t] of the sequence whose first cache row is row0[t]: its K
+// and V are stored in row row0[t] + pos[t], and it attends to rows row0[t] .. row0[t] + pos[t] (causal within its
+// sequence). A sequence's tokens come in the order of their positions within a step, and a token sees the keys
+// that the step's earlier tokens of its sequence stored. single: every token of one sequence (row0[t] == row0[0])
+// and pos[t] == n_past + t (one prompt chunk, or the decode step of one sequence): kernels may then see the
+// sequence's rows as a cache of their own (kv->k + row0[0] rows) and take n_past as one number.
+typedef struct ll_batch_pos {
+    int n_tok;
+    const int32_t *pos;  // (n_tok) host memory
+    const int32_t *row0; // (n_tok) host memory
+    bool single;
+    int n_past;          // single only
+} ll_batch_pos;
+
+// bp for one sequence whose rows start at row r0, positions n_past .. n_past + n_tok - 1, over the caller's
+// arrays (n_tok each).
+static inline ll_batch_pos ll_batch_pos_single(int r0, int n_past, int n_tok, int32_t *pos, int32_t *row0) {
+    for (int t = 0; t < n_tok; t++) pos[t] = n_past + t, row0[t] = r0;
+    ll_batch_pos bp = {n_tok, pos, row0, true, n_past};
+    return bp;
+}
 
 typedef struct ll_backend_ops {
     const char *name;
@@ -67,26 +97,28 @@ typedef struct ll_backend_ops {
     void (*add_bias)(ll_backend *b, float *x, const ll_weight *bias, int n, int n_tok);
     // rotate q or k rows in place: x (n_tok, n_head*head_dim) at positions pos (n_tok, host memory)
     void (*rope)(ll_backend *b, float *x, const int32_t *pos, int n_tok, const ll_rope_params *p);
-    // causal attention of q (n_tok, n_head*hd) over the cache rows [0, n_past + t] for token t; out like q
-    void (*attention)(ll_backend *b, float *out, const float *q, const float *k_cache, const float *v_cache,
-                      int n_tok, const ll_attn_params *p);
-    // Optional (NULL: rope q, rope k, kv_store): RoPE of q (n_tok, p->n_head*hd) and k (n_tok, n_head_kv*hd) in
-    // place, then rows [n_past, n_past + n_tok) of the caches = k, v, as one op
-    void (*rope_kv_store)(ll_backend *b, float *q, float *k, const float *v, float *k_cache, float *v_cache,
-                          const int32_t *pos, int n_tok, int n_past, const ll_rope_params *p, int n_head_kv);
+    // causal attention of q (bp->n_tok, n_head*hd) over each token's rows of kv (see ll_batch_pos); out like q.
+    // supports(b, LL_OP_ATTENTION, type) says which cache types it reads.
+    void (*attention)(ll_backend *b, float *out, const float *q, const ll_kv_cache *kv, const ll_batch_pos *bp,
+                      const ll_attn_params *p);
+    // Optional (NULL: rope q, rope k, kv_store): RoPE of q (n_tok, p->n_head*hd) and k (n_tok, n_head_kv*hd) at
+    // positions bp->pos in place, then each token's cache rows = k, v (converted to kv->type), as one op
+    void (*rope_kv_store)(ll_backend *b, float *q, float *k, const float *v, const ll_kv_cache *kv,
+                          const ll_batch_pos *bp, const ll_rope_params *p, int n_head_kv);
     // Optional (NULL: matmul3 or three matmuls, then rope_kv_store or rope, rope, kv_store): y[0..2] (q, k, v) =
-    // x W[i]^T, RoPE of q and k at positions n_past + t, then cache rows [n_past, n_past + n_tok) = k, v: the
-    // attention block's first half as one op (for layers without q/k/v biases)
+    // x W[i]^T, RoPE of q and k at positions bp->pos, then each token's cache rows = k, v: the attention block's
+    // first half as one op (for layers without q/k/v biases)
     void (*qkv_rope_store)(ll_backend *b, const ll_weight *const w[3], const float *x, float *const y[3],
-                           float *k_cache, float *v_cache, int n_tok, int n_past, const ll_rope_params *p,
-                           int n_head_kv);
+                           const ll_kv_cache *kv, const ll_batch_pos *bp, const ll_rope_params *p, int n_head_kv);
     // Optional (NULL: two matmuls and swiglu): g (n_tok, w_gate.ne1) = silu(x W_gate^T) * (x W_up^T); u is
     // scratch of g's size the backend may use
     void (*matmul_swiglu)(ll_backend *b, const ll_weight *w_gate, const ll_weight *w_up, const float *x, float *g,
                           float *u, int n_tok);
-    // rows [n_past, n_past + n_tok) of one layer's caches (n_ctx, kvd) = k and v (n_tok, kvd)
-    void (*kv_store)(ll_backend *b, float *k_cache, float *v_cache, const float *k, const float *v, int kvd,
-                     int n_tok, int n_past);
+    // each token's cache rows (row0[t] + pos[t]) = its k and v (n_tok, kvd), converted to kv->type
+    void (*kv_store)(ll_backend *b, const ll_kv_cache *kv, const float *k, const float *v, int kvd,
+                     const ll_batch_pos *bp);
+    // dst = src, bytes of backend memory (a sequence's cache rows copied to another: a shared prefix)
+    void (*copy)(ll_backend *b, void *dst, const void *src, size_t bytes);
     // g (n_tok, n) = silu(g) * u
     void (*swiglu)(ll_backend *b, float *g, const float *u, int n, int n_tok);
     // y += x, n floats
@@ -100,15 +132,29 @@ typedef struct ll_backend_ops {
     int (*topk)(ll_backend *b, const float *x, int n, int k, float *vals, int32_t *ids);
     void (*synchronize)(ll_backend *b);
     // Optional (NULL: nothing to gain): a forward step as one replayable unit. step_begin gets the step's token
-    // ids and n_past before its first op and returns true when it has already run the whole step (the model code
-    // then goes straight to the logits download); false: the model code issues the ops (which the backend may
-    // record, reading ids and n_past from its own copies, so that the record replays at any n_past).
+    // ids and positions before its first op and returns true when it has already run the whole step (the model
+    // code then goes straight to the logits download); false: the model code issues the ops (which the backend
+    // may record, reading ids and positions from its own copies, so that the record replays at any position).
+    // key names the context whose buffers the ops use: a record made for one key is never replayed for another.
     // step_end closes a step whose ops were issued; run false abandons it (interrupted).
-    bool (*step_begin)(ll_backend *b, const int32_t *ids, int n_tok, int n_past);
+    bool (*step_begin)(ll_backend *b, const void *key, const int32_t *ids, const ll_batch_pos *bp);
     void (*step_end)(ll_backend *b, bool run);
+    // Optional: forget what was recorded for key (its context's buffers are about to be freed).
+    void (*step_forget)(ll_backend *b, const void *key);
     // Once, before the first token: device backends upload every weight in ws (and later find them by
-    // their host pointer); all size their scratch for batches of max_tok tokens and max_ctx positions.
+    // their host pointer); all size their scratch for batches of max_tok tokens and max_ctx positions (per
+    // sequence). Several contexts share one prepared backend (the model's engine).
     ll_status (*prepare)(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);
+    // After prepare: grow the scratch to batches of max_tok tokens and max_ctx positions (never shrinks it; a
+    // no-op when it is already that large). LL_ERR_NOMEM with the numbers when the device cannot give it.
+    ll_status (*reserve)(ll_backend *b, int max_tok, int max_ctx, ll_error *err);
+    // Memory of the device the backend allocates from: what it can still give and its size, in bytes (CPU:
+    // MemAvailable and MemTotal). For the memory plan.
+    void (*mem_info)(ll_backend *b, uint64_t *free_bytes, uint64_t *total_bytes);
+    // For the memory plan, before prepare: the bytes prepare and reserve will take on the device beyond what
+    // the caller allocates: the weights' device copies (CPU: repacked copies beyond the mapped bytes they
+    // replace) and the scratch for max_tok tokens and max_ctx positions (ws: every weight).
+    uint64_t (*plan_bytes)(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx);
     void (*destroy)(ll_backend *b);
 } ll_backend_ops;
 
@@ -117,19 +163,28 @@ struct ll_backend {
     void *impl;
 };
 
-// A backend by name: "cpu", "cuda" (builds with CUDA and a device present), or NULL/"auto" (CUDA when a
-// device is found, else CPU). LL_ERR_UNSUPPORTED with a message when the name cannot be served here.
+// ---- the registry (backend.c) ----------------------------------------------------------------------------
+// Every backend this build has, in order of preference for "auto": name, how many devices answer (0 with why),
+// and its constructor.
+typedef struct ll_backend_entry {
+    const char *name;
+    int (*probe)(char *why, size_t cap);
+    ll_backend *(*init)(int n_threads, ll_error *err);
+} ll_backend_entry;
+
+// The entries (CPU last: it always answers); *n gets the count.
+const ll_backend_entry *ll_backend_list(int *n);
+// The entry named name, or NULL.
+const ll_backend_entry *ll_backend_find(const char *name);
+// A backend by name: "cpu", "cuda" (builds with CUDA and a device present), or NULL/"auto" (the first entry whose
+// probe finds a device; the CPU last). LL_ERR_UNSUPPORTED with a message when the name cannot be served here,
+// LL_ERR_ARG when no backend has that name.
 ll_status ll_backend_init(ll_backend **out, const char *device, int n_threads, ll_error *err);
 void ll_backend_free(ll_backend *b);
 
 // CPU backend with n_threads workers. Its scratch (matmul workspace for the largest weight at max_tok tokens,
-// attention scratch per thread) is sized once in prepare, where it also repacks the weights its kernels read
-// faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI; their mapped pages are handed back). For the
-// memory plan: ll_backend_cpu_scratch says how much scratch (ws: one weight of each kind),
-// ll_backend_cpu_repack_extra how much the repacked copies of ws (every weight) take beyond the mapped bytes they
-// replace (Q4_K: 64 per 2304; all of a copy whose original is not in a file mapping).
+// attention scratch per thread) is sized in prepare and reserve; prepare also repacks the weights its kernels
+// read faster in another layout (Q4_0, Q5_0, Q8_0, Q4_K on AVX-512 VNNI; their mapped pages are handed back).
 ll_backend *ll_backend_cpu_init(int n_threads, ll_error *err);
-size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads);
-size_t ll_backend_cpu_repack_extra(const ll_weight *const *ws, int n_ws);
 
 #endif

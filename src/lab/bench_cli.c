@@ -78,8 +78,8 @@ void ll_lab_bench_print(FILE *f, const cJSON *doc, const char *format) {
         fprintf(f, "%s: load cold ", ll_lab_str(m, "model"));
         if (cold == cold) fprintf(f, "%.0f ms", cold * 1e3);
         else fprintf(f, "n/a (%s)", ll_lab_str(l, "cold_note"));
-        fprintf(f, ", warm %.0f ms; weights %s, KV cache %s (n_ctx %.0f, F32), peak RSS %s\n", ll_lab_num(l, "warm_s") * 1e3,
-                w, kv, ll_lab_num(mem, "kv_n_ctx"), rss);
+        fprintf(f, ", warm %.0f ms; weights %s, KV cache %s (n_ctx %.0f, %s), peak RSS %s\n", ll_lab_num(l, "warm_s") * 1e3,
+                w, kv, ll_lab_num(mem, "kv_n_ctx"), ll_lab_str(mem, "kv_type"), rss);
     }
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "ceilings"))
@@ -109,6 +109,7 @@ static bool parse_list(const char *flag, const char *v, int *out, int *n, int lo
 static void model_usage(FILE *f) {
     fprintf(f,
             "usage: llmlab bench model -m FILE [-m FILE ...] [-p 512] [-n 128] [-d DEPTH] [-r REPS] [-t N]\n"
+            "                          [--sequences 1,4,16] [--seq-prompt 128] [--cache-type f16|f32|q8_0]\n"
             "                          [--device cpu|cuda] [-o md|csv|json|jsonl] [--json DIR] [--hw DIR] [--no-cold]\n\n"
             "Speed of the engine on model files, measured as llama-bench does: pp N = one batch of N random tokens\n"
             "from an empty cache (after -d DEPTH tokens of context), tg N = N single-token steps; a warm-up, then -r\n"
@@ -125,6 +126,11 @@ static void model_usage(FILE *f) {
             "  -d LIST        context depth before each test (default 0)\n"
             "  -r N           repetitions (default 5)\n"
             "  -t LIST        threads (default: physical cores)\n"
+            "  --sequences L  also N parallel sequences (llama-batched-bench -npl): their prompts of --seq-prompt\n"
+            "                 tokens as one batch, then -n steps of one token per sequence in one batch: aggregate\n"
+            "                 t/s per N (tests 'pp128 x4', 'tg128 x4'); the weights are read once per step for all N\n"
+            "  --seq-prompt N prompt tokens per sequence for --sequences (default 128)\n"
+            "  --cache-type T the KV cache's type: f16 (default, as llama.cpp), f32 or q8_0\n"
             "  --device D     cpu or cuda (default cpu)\n"
             "  -o FMT         stdout format: md (default), csv, json, jsonl\n"
             "  --json DIR     results folder (default results/raw/<hostname>)\n"
@@ -186,6 +192,11 @@ static int parse_bench(int argc, char **argv, int first, ll_lab_bench_cfg *cfg, 
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (!parse_list(a, v, cfg->tg, &cfg->n_tg, 0, 1 << 20)) return 1; }
         else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) { if (!parse_list(a, v, cfg->depth, &cfg->n_depth, 0, 1 << 20)) return 1; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!parse_list(a, v, cfg->threads, &cfg->n_threads, 1, 1024)) return 1; }
+        else if (!strcmp(a, "--sequences") || !strcmp(a, "-npl")) { if (!parse_list(a, v, cfg->seqs, &cfg->n_seqs, 1, 4096)) return 1; }
+        else if (!strcmp(a, "--seq-prompt")) { int n; if (!parse_list(a, v, &cfg->seq_prompt, &n, 1, 1 << 16) || n != 1) return 1; }
+        else if (!strcmp(a, "--cache-type") || !strcmp(a, "-ctk")) {
+            if (!ll_cache_type_parse(v, &cfg->cache_type)) { fprintf(stderr, "llmlab bench: %s expects f16, f32 or q8_0, got '%s'\n", a, v); return 1; }
+        }
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { int n; if (!parse_list(a, v, &cfg->reps, &n, 1, 1000) || n != 1) return 1; }
         else if (!strcmp(a, "--device")) {
             if (strcmp(v, "cpu") && strcmp(v, "cuda")) { fprintf(stderr, "llmlab bench: --device expects cpu or cuda\n"); return 1; }

@@ -22,6 +22,8 @@ void ll_lab_bench_cfg_init(ll_lab_bench_cfg *c) {
     c->depth[0] = 0, c->n_depth = 1;
     c->threads[0] = 0, c->n_threads = 1;
     c->reps = 5;
+    c->seq_prompt = 128;
+    c->cache_type = LL_CACHE_F16;
     c->device = "cpu";
 }
 
@@ -225,6 +227,104 @@ static cJSON *one_test(bench_ctx *b, const ll_lab_bench_cfg *cfg, int depth, int
     return j;
 }
 
+// ---- several sequences (llama-batched-bench's idea): N sequences' prompts of seq_prompt tokens as one batch, then
+// n_gen steps of one token per sequence (one batch of N tokens each, every token's logits sampled greedily).
+typedef struct seq_run {
+    ll_context *c;
+    ll_batch batch;
+    ll_sampler *greedy;
+    const int32_t *ids;
+    int n_seq, n_prompt, n_gen;
+} seq_run;
+
+// One repetition: the prompts' seconds in *pp_s, the generation's in *tg_s. false with err on failure.
+static bool seq_rep(seq_run *r, double *pp_s, double *tg_s, ll_error *err) {
+    ll_context_reset(r->c);
+    ll_batch_clear(&r->batch);
+    for (int s = 0; s < r->n_seq; s++)
+        for (int i = 0; i < r->n_prompt; i++)
+            ll_batch_add(&r->batch, r->ids[(s * 7 + i) % r->n_prompt], i, s, i == r->n_prompt - 1);
+    double t0 = ll_time_s();
+    if (ll_decode(r->c, &r->batch, err) != LL_OK) return false;
+    for (int s = 0; s < r->n_seq; s++) (void)ll_sample_ith(r->c, r->greedy, (s + 1) * r->n_prompt - 1);
+    double t1 = ll_time_s();
+    for (int g = 0; g < r->n_gen; g++) {
+        ll_batch_clear(&r->batch);
+        for (int s = 0; s < r->n_seq; s++)
+            ll_batch_add(&r->batch, r->ids[(r->n_prompt + g + s) % r->n_prompt], r->n_prompt + g, s, true);
+        if (ll_decode(r->c, &r->batch, err) != LL_OK) return false;
+        for (int s = 0; s < r->n_seq; s++) (void)ll_sample_ith(r->c, r->greedy, s); // the fixed ids go on
+    }
+    *pp_s = t1 - t0, *tg_s = ll_time_s() - t1;
+    return true;
+}
+
+static cJSON *seq_test_json(bench_ctx *b, const char *kind, int n_seq, int n_prompt, int n_gen, int reps, double *ts) {
+    char name[64];
+    snprintf(name, sizeof name, "%s%d x%d", kind, kind[0] == 'p' ? n_prompt : n_gen, n_seq);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "test", name);
+    cJSON_AddNumberToObject(j, "n_prompt", kind[0] == 'p' ? n_prompt : 0);
+    cJSON_AddNumberToObject(j, "n_gen", kind[0] == 'p' ? 0 : n_gen);
+    cJSON_AddNumberToObject(j, "n_depth", kind[0] == 'p' ? 0 : n_prompt);
+    cJSON_AddNumberToObject(j, "n_seq", n_seq);
+    cJSON_AddNumberToObject(j, "threads", b->c->n_threads);
+    cJSON_AddNumberToObject(j, "reps", reps);
+    cJSON_AddStringToObject(j, "definition", kind[0] == 'p'
+        ? "aggregate t/s: n_seq prompts of n_prompt tokens evaluated as one batch (chunks of n_batch)"
+        : "aggregate t/s: n_gen steps, each one batch of n_seq tokens (one per sequence, after its prompt), every "
+          "token's next id sampled greedily");
+    cJSON *st = stats_json(ts, reps);
+    cJSON_AddItemToObject(j, "ts", st);
+    return j;
+}
+
+static ll_status seq_tests(bench_ctx *b, const ll_lab_bench_cfg *cfg, const char *path, cJSON *tests, ll_error *err) {
+    for (int si = 0; si < cfg->n_seqs; si++) {
+        for (int gi = 0; gi < cfg->n_tg; gi++) {
+            const int n_seq = cfg->seqs[si], n_gen = cfg->tg[gi], n_prompt = cfg->seq_prompt, reps = cfg->reps;
+            if (n_gen <= 0) continue;
+            seq_run r = {.ids = b->ids, .n_seq = n_seq, .n_prompt = n_prompt, .n_gen = n_gen, .greedy = b->greedy};
+            ll_context_params cp = ll_context_default_params();
+            cp.n_ctx = n_prompt + n_gen;
+            cp.n_seq = n_seq;
+            cp.n_batch = n_seq * n_prompt < 512 ? n_seq * n_prompt : 512;
+            cp.cache_type = cfg->cache_type;
+            cp.device = cfg->device;
+            double *pp = malloc((size_t)reps * sizeof *pp), *tg = malloc((size_t)reps * sizeof *tg);
+            ll_status s = pp && tg ? ll_context_init(b->m, &cp, &r.c, err) : LL_ERR_NOMEM;
+            if (s == LL_OK) s = ll_batch_init(&r.batch, n_seq * n_prompt, err);
+            if (s == LL_OK && cfg->interrupt) ll_context_set_interrupt(r.c, cfg->interrupt);
+            double wp, wt;
+            if (s == LL_OK && !seq_rep(&r, &wp, &wt, err)) s = err->status ? err->status : LL_ERR_INTERNAL; // warm-up
+            for (int k = 0; s == LL_OK && k < reps; k++) {
+                if (stopped(cfg, err)) { s = LL_ERR_INTERRUPTED; break; }
+                if (!seq_rep(&r, &wp, &wt, err)) { s = err->status ? err->status : LL_ERR_INTERNAL; break; }
+                pp[k] = (double)n_seq * n_prompt / wp, tg[k] = (double)n_seq * n_gen / wt;
+            }
+            if (s == LL_OK) {
+                cJSON *jp = seq_test_json(b, "pp", n_seq, n_prompt, n_gen, reps, pp);
+                cJSON *jt = seq_test_json(b, "tg", n_seq, n_prompt, n_gen, reps, tg);
+                cJSON_AddStringToObject(jt, "kv_type", ll_cache_type_name(cfg->cache_type));
+                if (cfg->progress)
+                    fprintf(stderr, "bench model: %s %d sequences: pp %.2f t/s, tg %.2f t/s (aggregate)\n", b->m->name,
+                            n_seq, ll_lab_num(cJSON_GetObjectItem(jp, "ts"), "median"),
+                            ll_lab_num(cJSON_GetObjectItem(jt, "ts"), "median"));
+                cJSON_AddItemToArray(tests, jp);
+                cJSON_AddItemToArray(tests, jt);
+            }
+            free(pp), free(tg);
+            ll_batch_free(&r.batch);
+            ll_context_free(r.c);
+            if (s != LL_OK) {
+                if (err->message[0] && !strstr(err->message, path)) ll_err_prefix(err, "%d sequences: ", n_seq);
+                return s;
+            }
+        }
+    }
+    return LL_OK;
+}
+
 // Parameters of the matrices decode multiplies by (the embedding table only when it is the tied output).
 static double matmul_params(const ll_model *m) {
     int n;
@@ -263,13 +363,15 @@ static void model_facts(cJSON *j, const ll_model *m, const char *path, const ll_
     cJSON_AddNumberToObject(j, "n_layer", m->hp.n_layer);
     cJSON_AddNumberToObject(j, "n_embd", m->hp.n_embd);
     ll_plan plan;
-    ll_plan_compute(m, c->n_ctx, c->n_batch, 1, c->n_threads, &plan);
+    ll_plan_compute(m, c->be, NULL, c->n_ctx, c->n_batch, c->n_logits_cap, c->n_seq, c->kv_type, &plan);
     cJSON *mem = cJSON_AddObjectToObject(j, "memory");
     cJSON_AddNumberToObject(mem, "weights_bytes", (double)plan.weights);
     cJSON_AddNumberToObject(mem, "kv_bytes", (double)plan.kv);
     cJSON_AddNumberToObject(mem, "kv_n_ctx", c->n_ctx);
-    cJSON_AddStringToObject(mem, "kv_type", "F32");
+    cJSON_AddStringToObject(mem, "kv_type", ll_type_name(c->kv_type));
+    cJSON_AddNumberToObject(mem, "kv_n_seq", c->n_seq);
     cJSON_AddNumberToObject(mem, "activations_bytes", (double)plan.activations);
+    cJSON_AddNumberToObject(mem, "scratch_bytes", (double)plan.scratch);
     cJSON_AddNumberToObject(mem, "n_batch", c->n_batch);
 }
 
@@ -322,9 +424,11 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
     cp.n_batch = mp_ > md ? mp_ : (md > 0 ? md : 1);
     if (cp.n_batch > cp.n_ctx) cp.n_batch = cp.n_ctx;
     cp.device = cfg->device;
+    cp.cache_type = cfg->cache_type;
     if (ll_context_init(b.m, &cp, &b.c, err) != LL_OK) goto fail;
     if (cfg->interrupt) ll_context_set_interrupt(b.c, cfg->interrupt); // ll_eval stops between layers
-    b.ids = malloc((size_t)cp.n_ctx * sizeof *b.ids);
+    const int n_ids = cp.n_ctx > cfg->seq_prompt ? cp.n_ctx : cfg->seq_prompt;
+    b.ids = malloc((size_t)n_ids * sizeof *b.ids);
     ll_sampler_params gp = ll_sampler_default_params();
     gp.temp = 0.0f;
     b.greedy = ll_sampler_init(&gp, b.m->hp.n_vocab);
@@ -333,7 +437,7 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
         goto fail;
     }
     uint64_t s = 1;
-    for (int i = 0; i < cp.n_ctx; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; b.ids[i] = (int32_t)((s >> 33) % (uint64_t)b.m->hp.n_vocab); }
+    for (int i = 0; i < n_ids; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; b.ids[i] = (int32_t)((s >> 33) % (uint64_t)b.m->hp.n_vocab); }
     b.mm_params = matmul_params(b.m);
     model_facts(j, b.m, path, b.c);
     cJSON_AddStringToObject(j, "backend", cfg->device);
@@ -354,6 +458,7 @@ static cJSON *bench_one(const ll_lab_bench_cfg *cfg, const char *path, int threa
             cJSON_AddItemToArray(tests, t);
         }
     }
+    if (seq_tests(&b, cfg, path, tests, err) != LL_OK) goto stop;
     cJSON_AddNumberToObject(cJSON_GetObjectItem(j, "memory"), "peak_rss_bytes", (double)ll_sys_rss_peak());
     bool partial = false;
     if (0) {

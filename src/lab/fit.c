@@ -36,6 +36,7 @@ static void add_mat(ll_lab_shape *s, uint32_t type, int64_t n_in, int64_t n_out,
 
 void ll_lab_shape_from_preset(const ll_preset *p, ll_lab_shape *s) {
     memset(s, 0, sizeof *s);
+    s->kv_type = LL_TYPE_F16, s->n_seq = 1;
     snprintf(s->name, sizeof s->name, "%s", p->name);
     snprintf(s->arch, sizeof s->arch, "%s", p->arch);
     s->n_embd = p->n_embd, s->n_layer = p->n_layer, s->n_head = p->n_head, s->n_head_kv = p->n_head_kv;
@@ -109,6 +110,7 @@ static ll_status sum_tensors(const ll_gguf *g, ll_lab_shape *s, ll_error *err) {
 
 ll_status ll_lab_shape_from_gguf(const char *path, ll_lab_shape *s, ll_error *err) {
     memset(s, 0, sizeof *s);
+    s->kv_type = LL_TYPE_F16, s->n_seq = 1;
     ll_gguf *g;
     ll_status st = ll_gguf_open(&g, path, err);
     if (st != LL_OK) return st;
@@ -145,8 +147,12 @@ uint64_t ll_lab_weight_bytes(const ll_lab_shape *s, double bpw) {
     return (uint64_t)llround((double)s->n_matrix * bpw / 8.0) + (s->n_params - s->n_matrix) * 4;
 }
 
+// K and V of every layer for n_seq sequences of n_ctx positions, rows of kv_type (plan.c's formula)
 uint64_t ll_lab_kv_bytes(const ll_lab_shape *s, int n_ctx) {
-    return 2ull * (uint64_t)s->n_layer * (uint64_t)n_ctx * (uint64_t)s->n_head_kv * (uint64_t)s->head_dim * 4;
+    uint64_t row = 0;
+    if (!ll_type_row_size(s->kv_type, (uint64_t)s->n_head_kv * (uint64_t)s->head_dim, &row))
+        row = (uint64_t)s->n_head_kv * (uint64_t)s->head_dim * 4; // not whole Q8_0 blocks: the engine refuses it
+    return 2ull * (uint64_t)s->n_layer * (uint64_t)n_ctx * (uint64_t)(s->n_seq > 0 ? s->n_seq : 1) * row;
 }
 
 // plan.c's formula: x, xb, xb2 (n_batch, max(n_embd, qd)); q (n_batch, qd); hb, hb2 (n_batch, n_ff); one row

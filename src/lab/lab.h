@@ -54,6 +54,8 @@ typedef struct ll_lab_shape {
     // (token_embd when tied). Presets: F16 (ll_lab_mats_retype gives another type).
     ll_lab_mat mats[LL_LAB_MAX_MATS];
     int n_mats;
+    uint32_t kv_type;        // the KV cache's row type (LL_TYPE_F16 unless set: the engine's default)
+    int n_seq;               // sequences of n_ctx positions each (1 unless set)
 } ll_lab_shape;
 
 ll_status ll_lab_shape_from_gguf(const char *path, ll_lab_shape *s, ll_error *err);
@@ -127,6 +129,9 @@ typedef struct ll_lab_bench_cfg {
     int depth[LL_LAB_MAX_LIST], n_depth;
     int threads[LL_LAB_MAX_LIST], n_threads;
     int reps;
+    int seqs[LL_LAB_MAX_LIST], n_seqs;   // parallel sequences (--sequences): aggregate pp and tg per count
+    int seq_prompt;                      // prompt tokens per sequence before the tg of a --sequences test
+    ll_cache_type cache_type;            // the KV cache's type (default F16)
     const char *device;                  // "cpu" or "cuda"
     const char *json_dir;                // NULL = results/raw/<hostname>
     const char *ceil_dir;                // where to find bench hw results (NULL = json_dir)

@@ -119,7 +119,7 @@ static void tps_and_memory(ll_lab_buf *h, const ll_lab_results *rs, int nr) {
     if (!ng) { note(h, "t/s by type and memory breakdown: no model results (model.json)."); return; }
     const char *ser[] = {"prompt (first pp test)", "generation (first tg test)"};
     ll_lab_svg_bars(h, "Tokens per second by model and type (median)", "tokens / s", groups, ng, ser, 2, tps, false);
-    const char *ms[] = {"weights", "KV cache (F32)", "activations"};
+    const char *ms[] = {"weights", "KV cache", "activations"};
     ll_lab_svg_bars(h, "Memory breakdown", "MiB", groups, ng, ms, 3, mem, true);
 }
 

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/matmul.h"
 
 // Architectures that run through the Llama forward pass, and what differs between them.
 typedef struct arch_info {
@@ -114,7 +113,9 @@ static ll_status bind(ll_model *m, ll_weight *w, const char *name, int64_t ne0, 
         return ll_err_set(err, LL_ERR_FORMAT,
                           "%s: tensor '%s' has shape [%lld, %lld] but the hyperparameters say [%lld, %lld]",
                           m->gguf->path, name, (long long)t->ne[0], (long long)t_ne1, (long long)ne0, (long long)ne1);
-    bool ok = is_vec ? t->type == LL_TYPE_F32 : ll_matmul_supports(t->type);
+    // a type the table can read; whether a backend multiplies it is asked when an engine is made (api.c)
+    const ll_type_traits *tr = ll_type_get(t->type);
+    bool ok = is_vec ? t->type == LL_TYPE_F32 : tr && tr->to_float;
     if (!ok) {
         const ll_type_traits *tt = ll_type_get(t->type);
         if (is_vec)
@@ -180,7 +181,7 @@ ll_status ll_model_bind(ll_model *m, ll_error *err) {
     if ((s = bind(m, &m->output_norm, "output_norm.weight", hp->n_embd, 1, true, err)) != LL_OK) return s;
     if ((s = bind(m, &m->output, "output.weight", hp->n_embd, hp->n_vocab, false, err)) != LL_OK) return s;
     if (!m->output.data) { // tied embeddings: the logits use token_embd
-        if (!ll_matmul_supports(te->type))
+        if (!tt->to_float)
             return ll_err_set(err, LL_ERR_UNSUPPORTED, "%s: tied output uses token_embd.weight of type %s: not supported yet",
                               m->gguf->path, ll_type_name(te->type));
         m->output = m->tok_embd;

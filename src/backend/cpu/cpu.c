@@ -1,5 +1,6 @@
 // cpu.c — the CPU backend: the reference every other backend is tested against. Matmuls go to matmul.c's
-// SIMD kernels; norms, RoPE, attention and SwiGLU are plain C here, threaded over rows/heads with the pool.
+// SIMD kernels, attention and the KV cache store to attention.c; norms, RoPE and SwiGLU are plain C here, threaded
+// over rows with the pool. Scratch is sized in prepare and grown by reserve.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,31 +8,9 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_internal.h"
 #include "backend/cpu/matmul.h"
-#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
-#include "backend/cuda/cuda_backend.h"
-#endif
 #include "core/pool.h"
-
-// A weight repacked at prepare into a layout the kernels read faster (ll_matmul_repack_type), found by the
-// host pointer of the original (ll_weight.data).
-typedef struct cpu_rw {
-    const void *host;
-    void *data;
-    uint32_t type;
-} cpu_rw;
-
-typedef struct cpu_impl {
-    ll_pool *pool;
-    int n_threads;
-    cpu_rw *rw; // sorted by host
-    int n_rw;
-    void *wsp; // matmul workspace
-    size_t wsp_size;
-    float *scores; // (n_threads, scr_floats): attention scores (decode) or attn_tile's scratch (batches)
-    size_t scr_floats;
-    int max_ctx;
-} cpu_impl;
 
 static cpu_impl *impl_of(ll_backend *b) { return b->impl; }
 
@@ -42,6 +21,7 @@ static bool cpu_supports(ll_backend *b, ll_op op, uint32_t type) {
         const ll_type_traits *t = ll_type_get(type);
         return t && t->to_float;
     }
+    if (op == LL_OP_ATTENTION) return ll_cpu_kv_type_ok(type);
     return type == LL_TYPE_F32;
 }
 
@@ -148,216 +128,6 @@ static void cpu_rope(ll_backend *b, float *x, const int32_t *pos, int n_tok, con
     }
 }
 
-typedef struct attn_job {
-    cpu_impl *c;
-    float *out;
-    const float *q, *kc, *vc;
-    int n_tok;
-    const ll_attn_params *p;
-} attn_job;
-
-// q . k over hd values with 16 independent partial sums: a plain loop is one serial FMA chain (C forbids
-// reassociating it), this form vectorizes to one 16-lane FMA per step.
-static float attn_dot(const float *q, const float *k, int hd) {
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= hd; i += 16)
-        for (int u = 0; u < 16; u++) acc[u] += q[i + u] * k[i + u];
-    for (; i < hd; i++) acc[0] += q[i] * k[i];
-    // halving steps of fixed width (8, 4, 2, 1 lanes): vector adds, where a running sum was 16 dependent adds
-    for (int u = 0; u < 8; u++) acc[u] += acc[u + 8];
-    for (int u = 0; u < 4; u++) acc[u] += acc[u + 4];
-    for (int u = 0; u < 2; u++) acc[u] += acc[u + 2];
-    return acc[0] + acc[1];
-}
-
-// e^x for x <= 0 (softmax after subtracting the maximum), inline instead of a libm call per score: x = n ln2 + r
-// with |r| <= ln2/2 (ln2 in two parts), e^r by Cephes' expf polynomial (relative error ~1e-7; test_model compares
-// whole forwards with a float64 reference), times 2^n in the exponent bits. x < -87.3 gives 0.
-// The pieces of exp_le0: n = round(xc / ln2) for xc <= 0, and e^r for r = xc - n ln2 (|r| <= ln2/2).
-static inline int32_t exp_n(float xc) { return -(int32_t)(0.5f - xc * 1.44269504f); }
-static inline float exp_r(float xc, int32_t n) {
-    float fn = (float)n, r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
-               1.6666665459e-1f) * r + 5.0000001201e-1f;
-    return p * r * r + r + 1.0f;
-}
-
-static inline float exp_le0(float x) {
-    float xc = x < -87.3f ? -87.3f : x;
-    int32_t n = exp_n(xc), bits = (n + 127) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, 4);
-    return x < -87.3f ? 0.0f : exp_r(xc, n) * two_n;
-}
-
-// exp_le0 on 16 values in place, as loops of fixed width over arrays (the vectorizer takes those; the scalar
-// function's bit cast and branches kept it scalar): the same arithmetic, so the same results.
-static inline void exp16_le0(float *x) {
-    float xc[16], p[16], two[16];
-    int32_t n[16], bits[16];
-    for (int i = 0; i < 16; i++) xc[i] = x[i] < -87.3f ? -87.3f : x[i];
-    for (int i = 0; i < 16; i++) n[i] = exp_n(xc[i]);
-    for (int i = 0; i < 16; i++) p[i] = exp_r(xc[i], n[i]);
-    for (int i = 0; i < 16; i++) bits[i] = (n[i] + 127) << 23;
-    memcpy(two, bits, sizeof two);
-    for (int i = 0; i < 16; i++) x[i] = x[i] < -87.3f ? 0.0f : p[i] * two[i];
-}
-
-// One (token, head) pair: softmax(q k^T * scale) v over the positions the token may see.
-static void attn_one(const attn_job *j, float *sc, int t, int h) {
-    const ll_attn_params *p = j->p;
-    int hd = p->head_dim, kvh = h / (p->n_head / p->n_head_kv), kv_stride = p->n_head_kv * hd;
-    int n_keys = p->n_past + t + 1;
-    const float *q = j->q + ((size_t)t * p->n_head + h) * hd;
-    float mx = -INFINITY;
-    for (int s = 0; s < n_keys; s++) {
-        sc[s] = attn_dot(q, j->kc + (size_t)s * kv_stride + (size_t)kvh * hd, hd) * p->scale;
-        if (sc[s] > mx) mx = sc[s];
-    }
-    double sum = 0;
-    for (int s = 0; s < n_keys; s++) {
-        sc[s] = exp_le0(sc[s] - mx);
-        sum += sc[s];
-    }
-    float inv = (float)(1.0 / sum);
-    enum { MAX_HD = 512 };
-    LL_ASSERT(hd <= MAX_HD);
-    float acc[MAX_HD]; // a local accumulator: the compiler knows it aliases nothing, so the loop vectorizes
-    for (int i = 0; i < hd; i++) acc[i] = 0;
-    // 16-wide steps of a fixed trip count (the -O2 vectorizer takes those; a loop to hd stayed scalar)
-    int hd16 = hd / 16 * 16;
-    for (int s = 0; s < n_keys; s++) {
-        const float *v = j->vc + (size_t)s * kv_stride + (size_t)kvh * hd;
-        float w = sc[s] * inv;
-        for (int i = 0; i < hd16; i += 16)
-            for (int u = 0; u < 16; u++) acc[i + u] += w * v[i + u];
-        for (int i = hd16; i < hd; i++) acc[i] += w * v[i];
-    }
-    memcpy(j->out + ((size_t)t * p->n_head + h) * hd, acc, (size_t)hd * sizeof(float));
-}
-
-// Batches (prefill): a work unit is one kv head and a block of up to ATT_TQ tokens, i.e. the tq x G query rows
-// that read that head's keys (G = n_head / n_head_kv). Keys go by in tiles of ATT_KT, each transposed once into
-// kT (hd x ATT_KT) for every row: a row's ATT_KT scores are hd multiply-adds of 16 lanes (no horizontal sum per
-// key), then an online softmax (running max m, sum l, accumulator rescaled when the max grows; Milakov &
-// Gimelshein 2018, as in FlashAttention) and P.V as 16-wide steps. A row skips the tiles past its causal limit.
-// Scratch per thread: ATT_SCRATCH floats (kT, m, l, the rows' accumulators).
-#define ATT_KT 16 // exp16_le0's width
-#define ATT_TQ 16
-#define ATT_SCRATCH 32768
-
-static int attn_tq(const ll_attn_params *p) {
-    const int G = p->n_head / p->n_head_kv, hd = p->head_dim;
-    int tq = (ATT_SCRATCH - hd * ATT_KT) / (G * (hd + 2));
-    return tq > ATT_TQ ? ATT_TQ : tq;
-}
-
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("tree-vectorize"))) // GCC's -O2 leaves the 16-lane e^x loop scalar (clang vectorizes at -O2)
-#endif
-static void attn_tile(const attn_job *j, float *scr, int kh, int t0, int tn) {
-    const ll_attn_params *p = j->p;
-    const int G = p->n_head / p->n_head_kv, hd = p->head_dim, rows = tn * G, kv_stride = p->n_head_kv * hd;
-    const int hd16 = hd / 16 * 16;
-    float *kT = scr, *m = kT + (size_t)hd * ATT_KT, *l = m + rows, *acc = l + rows;
-    for (int r = 0; r < rows; r++) m[r] = -INFINITY, l[r] = 0.0f;
-    memset(acc, 0, (size_t)rows * hd * sizeof *acc);
-    const int n_keys = p->n_past + t0 + tn; // the last token's
-    for (int k0 = 0; k0 < n_keys; k0 += ATT_KT) {
-        const int nk = n_keys - k0 < ATT_KT ? n_keys - k0 : ATT_KT;
-        for (int i = 0; i < ATT_KT; i++) {
-            if (i >= nk) {
-                for (int d = 0; d < hd; d++) kT[d * ATT_KT + i] = 0.0f;
-                continue;
-            }
-            const float *k = j->kc + (size_t)(k0 + i) * kv_stride + (size_t)kh * hd;
-            for (int d = 0; d < hd; d++) kT[d * ATT_KT + i] = k[d];
-        }
-        for (int r = 0; r < rows; r++) {
-            const int t = t0 + r / G, h = kh * G + r % G, vis = p->n_past + t + 1 - k0; // visible keys of the tile
-            if (vis <= 0) continue;
-            const int nv = vis < nk ? vis : nk;
-            const float *q = j->q + ((size_t)t * p->n_head + h) * hd;
-            // four independent chains of multiply-adds (one chain of hd was the tile's critical path)
-            float s[ATT_KT], s4[4][ATT_KT] = {{0}};
-            int e = 0;
-            for (; e + 4 <= hd; e += 4)
-                for (int c = 0; c < 4; c++)
-                    for (int i = 0; i < ATT_KT; i++) s4[c][i] += q[e + c] * kT[(e + c) * ATT_KT + i];
-            for (; e < hd; e++)
-                for (int i = 0; i < ATT_KT; i++) s4[0][i] += q[e] * kT[e * ATT_KT + i];
-            for (int i = 0; i < ATT_KT; i++) s[i] = (s4[0][i] + s4[1][i]) + (s4[2][i] + s4[3][i]);
-            // fixed 16-lane loops (masked keys at -inf, e^-inf = 0): the -O2 vectorizer takes those
-            float mt = -INFINITY;
-            for (int i = 0; i < ATT_KT; i++) {
-                s[i] = i < nv ? s[i] * p->scale : -INFINITY;
-                mt = s[i] > mt ? s[i] : mt;
-            }
-            const float mn = mt > m[r] ? mt : m[r], corr = m[r] == -INFINITY ? 0.0f : exp_le0(m[r] - mn);
-            float sum = 0.0f;
-            for (int i = 0; i < ATT_KT; i++) s[i] -= mn;
-            exp16_le0(s);
-            for (int i = 0; i < ATT_KT; i++) sum += s[i];
-            l[r] = l[r] * corr + sum;
-            m[r] = mn;
-            // a local copy of the row's accumulator: the compiler knows it aliases neither V nor the scratch, so
-            // the 16-wide steps vectorize and stay in registers (through the scratch pointer they did not: 2x slower)
-            enum { MAX_HD = 512 };
-            LL_ASSERT(hd <= MAX_HD);
-            float a[MAX_HD];
-            float *ar = acc + (size_t)r * hd;
-            for (int d = 0; d < hd; d++) a[d] = ar[d] * corr;
-            const float *v0 = j->vc + (size_t)k0 * kv_stride + (size_t)kh * hd;
-            for (int d = 0; d < hd16; d += 16) { // 16 dims in one register across the tile's keys: one store each
-                float t16[16];
-                for (int u = 0; u < 16; u++) t16[u] = a[d + u];
-                for (int i = 0; i < nv; i++) {
-                    const float *v = v0 + (size_t)i * kv_stride + d, w = s[i];
-                    for (int u = 0; u < 16; u++) t16[u] += w * v[u];
-                }
-                for (int u = 0; u < 16; u++) a[d + u] = t16[u];
-            }
-            for (int i = 0; i < nv; i++)
-                for (int d = hd16; d < hd; d++) a[d] += s[i] * v0[(size_t)i * kv_stride + d];
-            memcpy(ar, a, (size_t)hd * sizeof *a);
-        }
-    }
-    for (int r = 0; r < rows; r++) {
-        const int t = t0 + r / G, h = kh * G + r % G;
-        const float inv = 1.0f / l[r];
-        float *o = j->out + ((size_t)t * p->n_head + h) * hd;
-        for (int d = 0; d < hd; d++) o[d] = acc[(size_t)r * hd + d] * inv;
-    }
-}
-
-static void attn_worker(void *vctx, int ith, int nth) {
-    attn_job *j = vctx;
-    float *sc = j->c->scores + (size_t)ith * j->c->scr_floats;
-    const int tq = j->n_tok > 1 ? attn_tq(j->p) : 0;
-    if (tq >= 1) {
-        // units (kv head, token block), the costliest (last) token blocks first, dealt out in turn
-        const int nblk = (j->n_tok + tq - 1) / tq, total = nblk * j->p->n_head_kv;
-        for (int u = ith; u < total; u += nth) {
-            const int b = nblk - 1 - u / j->p->n_head_kv, kh = u % j->p->n_head_kv, t0 = b * tq;
-            attn_tile(j, sc, kh, t0, j->n_tok - t0 < tq ? j->n_tok - t0 : tq);
-        }
-        return;
-    }
-    // (token, head) pairs dealt out in turn: under the causal mask token t costs n_past + t + 1 keys, so
-    // contiguous ranges gave the last thread about three times the first one's work in a prefill
-    int64_t total = (int64_t)j->n_tok * j->p->n_head;
-    for (int64_t u = ith; u < total; u += nth) attn_one(j, sc, (int)(u / j->p->n_head), (int)(u % j->p->n_head));
-}
-
-static void cpu_attention(ll_backend *b, float *out, const float *q, const float *kc, const float *vc, int n_tok,
-                          const ll_attn_params *p) {
-    cpu_impl *c = impl_of(b);
-    LL_ASSERT(p->n_past + n_tok <= c->max_ctx && p->n_head % p->n_head_kv == 0);
-    attn_job j = {c, out, q, kc, vc, n_tok, p};
-    ll_pool_run(c->pool, attn_worker, &j);
-}
-
 typedef struct swiglu_job {
     float *g;
     const float *u;
@@ -382,12 +152,6 @@ static void cpu_add(ll_backend *b, float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static void cpu_kv_store(ll_backend *b, float *k_cache, float *v_cache, const float *k, const float *v, int kvd,
-                         int n_tok, int n_past) {
-    memcpy(k_cache + (size_t)n_past * kvd, k, (size_t)n_tok * kvd * sizeof *k);
-    memcpy(v_cache + (size_t)n_past * kvd, v, (size_t)n_tok * kvd * sizeof *v);
-}
-
 static void cpu_get_rows(ll_backend *b, float *y, const ll_weight *w, const int32_t *ids, int n_tok) {
     const ll_type_traits *t = ll_type_get(w->type);
     uint64_t row_bytes;
@@ -398,8 +162,15 @@ static void cpu_get_rows(ll_backend *b, float *y, const ll_weight *w, const int3
     }
 }
 
+static void cpu_mem_info(ll_backend *b, uint64_t *free_bytes, uint64_t *total_bytes) {
+    *free_bytes = ll_sys_mem_available();
+    *total_bytes = ll_sys_mem_total();
+}
+
 static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
                              ll_error *err);
+static ll_status cpu_reserve(ll_backend *b, int max_tok, int max_ctx, ll_error *err);
+static uint64_t cpu_plan_bytes(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx);
 static void cpu_destroy(ll_backend *b);
 
 static const ll_backend_ops k_cpu_ops = {
@@ -415,13 +186,17 @@ static const ll_backend_ops k_cpu_ops = {
     .rmsnorm = cpu_rmsnorm,
     .add_bias = cpu_add_bias,
     .rope = cpu_rope,
-    .attention = cpu_attention,
-    .kv_store = cpu_kv_store,
+    .attention = ll_cpu_attention,
+    .kv_store = ll_cpu_kv_store,
+    .copy = cpu_copy,
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .get_rows = cpu_get_rows,
     .synchronize = cpu_sync,
     .prepare = cpu_prepare,
+    .reserve = cpu_reserve,
+    .mem_info = cpu_mem_info,
+    .plan_bytes = cpu_plan_bytes,
     .destroy = cpu_destroy,
 };
 
@@ -450,11 +225,14 @@ static void cpu_destroy(ll_backend *b) {
     ll_pool_free(c->pool);
     ll_aligned_free(c->wsp);
     ll_aligned_free(c->scores);
+    free(c->mm_shapes);
     free(c);
     free(b);
 }
 
-size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads) {
+// The scratch prepare and reserve allocate for ws at max_tok tokens and max_ctx positions per sequence: the
+// largest matmul workspace (of the original or the repacked layout) and the attention scratch of every thread.
+static size_t cpu_scratch_bytes(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, int n_threads) {
     size_t wsp = 0;
     for (int i = 0; i < n_ws; i++) {
         size_t s = ll_matmul_wsize(ws[i]->type, (int)ws[i]->ne0, max_tok, n_threads);
@@ -463,10 +241,11 @@ size_t ll_backend_cpu_scratch(const ll_weight *const *ws, int n_ws, int max_tok,
         if (s > wsp) wsp = s;
         if (sr > wsp) wsp = sr;
     }
-    return wsp + (size_t)n_threads * (size_t)(max_ctx > ATT_SCRATCH ? max_ctx : ATT_SCRATCH) * sizeof(float);
+    return wsp + (size_t)n_threads * ll_cpu_attn_scratch_floats(max_ctx) * sizeof(float);
 }
 
-size_t ll_backend_cpu_repack_extra(const ll_weight *const *ws, int n_ws) {
+// Bytes the repacked copies add to the resident size: a copy less the mapped pages it lets go.
+static size_t cpu_repack_extra(const ll_weight *const *ws, int n_ws) {
     size_t grow = 0;
     for (int i = 0; i < n_ws; i++) {
         uint32_t rt = ws[i]->ne1 > 1 ? ll_matmul_repack_type(ws[i]->type, (int)ws[i]->ne0, (int)ws[i]->ne1) : 0;
@@ -550,52 +329,83 @@ static ll_status rw_prepare(cpu_impl *c, const ll_weight *const *ws, int n_ws, l
     return LL_OK;
 }
 
-static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
-                             ll_error *err) {
-    cpu_impl *c = impl_of(b);
-    ll_status st = rw_prepare(c, ws, n_ws, err);
-    if (st != LL_OK) return st;
+// The matmul workspace for batches of max_tok tokens: the largest any recorded (layout, row length) needs.
+static size_t cpu_wsp_bytes(const cpu_impl *c, int max_tok) {
     size_t wsp = 0;
+    for (int i = 0; i < c->n_mm_shapes; i++) {
+        size_t s = ll_matmul_wsize(c->mm_shapes[i].type, c->mm_shapes[i].ne0, max_tok, c->n_threads);
+        if (s > wsp) wsp = s;
+    }
+    return wsp;
+}
+
+// The distinct (layout after repacking, row length) pairs of the matrices in ws, for reserve to size the
+// workspace by without the weights.
+static ll_status cpu_record_shapes(cpu_impl *c, const ll_weight *const *ws, int n_ws, ll_error *err) {
+    free(c->mm_shapes);
+    c->mm_shapes = NULL;
+    c->n_mm_shapes = 0;
+    if (n_ws <= 0) return LL_OK;
+    c->mm_shapes = calloc((size_t)n_ws, sizeof *c->mm_shapes);
+    if (!c->mm_shapes) return ll_err_set(err, LL_ERR_NOMEM, "out of memory for the matmul shapes (%d weights)", n_ws);
     for (int i = 0; i < n_ws; i++) {
         if (ws[i]->ne1 <= 1 || !ll_matmul_supports(ws[i]->type)) continue; // vectors: norms, biases
         uint32_t t;
         (void)cpu_wdata(c, ws[i], &t);
-        size_t s = ll_matmul_wsize(t, (int)ws[i]->ne0, max_tok, c->n_threads);
-        if (s > wsp) wsp = s;
+        bool seen = false;
+        for (int k = 0; k < c->n_mm_shapes; k++)
+            seen |= c->mm_shapes[k].type == t && c->mm_shapes[k].ne0 == (int)ws[i]->ne0;
+        if (!seen) c->mm_shapes[c->n_mm_shapes++] = (cpu_mm_shape){t, (int)ws[i]->ne0};
     }
-    ll_aligned_free(c->wsp);
-    ll_aligned_free(c->scores);
-    c->wsp = ll_aligned_alloc(wsp ? wsp : 64, 64, err);
-    c->scr_floats = (size_t)(max_ctx > ATT_SCRATCH ? max_ctx : ATT_SCRATCH);
-    c->scores = ll_aligned_alloc((size_t)c->n_threads * c->scr_floats * sizeof(float), 64, err);
-    c->max_ctx = max_ctx;
-    c->wsp_size = wsp;
-    if (!c->wsp || !c->scores) return err ? err->status : LL_ERR_NOMEM;
     return LL_OK;
 }
 
-ll_status ll_backend_init(ll_backend **out, const char *device, int n_threads, ll_error *err) {
-    *out = NULL;
-    bool want_cuda = device && !strcmp(device, "cuda");
-    if (device && strcmp(device, "cpu") && strcmp(device, "auto") && !want_cuda)
-        return ll_err_set(err, LL_ERR_ARG, "unknown device '%s' (cpu, cuda or auto)", device);
-#if defined(LL_HAVE_CUDA) && LL_HAVE_CUDA
-    // "cuda" must get the GPU; auto takes it when a device answers, else falls back to the CPU.
-    bool want_auto = !device || !strcmp(device, "auto");
-    if (want_cuda || (want_auto && ll_backend_cuda_device_count(NULL, 0) > 0)) {
-        *out = ll_backend_cuda_init(n_threads, err);
-        if (*out || want_cuda) return *out ? LL_OK : (err && err->status != LL_OK ? err->status : LL_ERR_UNSUPPORTED);
-        ll_log(LL_LOG_WARN, "CUDA device present but unusable (%s): using the CPU", err ? err->message : "?");
-    }
-#else
-    if (want_cuda)
-        return ll_err_set(err, LL_ERR_UNSUPPORTED, "this build has no CUDA (no nvcc at build time): use --device cpu");
-#endif
-    *out = ll_backend_cpu_init(n_threads, err);
-    return *out ? LL_OK : LL_ERR_NOMEM;
+static ll_status cpu_prepare(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx,
+                             ll_error *err) {
+    cpu_impl *c = impl_of(b);
+    ll_status st = rw_prepare(c, ws, n_ws, err);
+    if (st == LL_OK) st = cpu_record_shapes(c, ws, n_ws, err);
+    if (st != LL_OK) return st;
+    ll_aligned_free(c->wsp);
+    ll_aligned_free(c->scores);
+    c->wsp = NULL, c->scores = NULL;
+    c->wsp_size = c->scr_floats = 0;
+    c->max_tok = c->max_ctx = 0;
+    return cpu_reserve(b, max_tok, max_ctx, err);
 }
 
-void ll_backend_free(ll_backend *b) {
-    if (!b) return;
-    b->ops->destroy(b);
+// Grows the matmul workspace and the attention scratch; the old buffers stay when a new one cannot be had.
+static ll_status cpu_reserve(ll_backend *b, int max_tok, int max_ctx, ll_error *err) {
+    cpu_impl *c = impl_of(b);
+    if (max_tok < 1) max_tok = 1;
+    if (max_ctx < 1) max_ctx = 1;
+    size_t wsp = cpu_wsp_bytes(c, max_tok), scr = ll_cpu_attn_scratch_floats(max_ctx);
+    if (!c->wsp || wsp > c->wsp_size) {
+        void *p = ll_aligned_alloc(wsp ? wsp : 64, 64, NULL);
+        if (!p)
+            return ll_err_set(err, LL_ERR_NOMEM, "out of memory for the CPU matmul workspace: %zu bytes for %d tokens",
+                              wsp, max_tok);
+        ll_aligned_free(c->wsp);
+        c->wsp = p;
+        c->wsp_size = wsp;
+    }
+    if (!c->scores || scr > c->scr_floats) {
+        size_t bytes = (size_t)c->n_threads * scr * sizeof(float);
+        float *p = ll_aligned_alloc(bytes, 64, NULL);
+        if (!p)
+            return ll_err_set(err, LL_ERR_NOMEM,
+                              "out of memory for the CPU attention scratch: %zu bytes for %d positions, %d threads",
+                              bytes, max_ctx, c->n_threads);
+        ll_aligned_free(c->scores);
+        c->scores = p;
+        c->scr_floats = scr;
+    }
+    if (max_tok > c->max_tok) c->max_tok = max_tok;
+    if (max_ctx > c->max_ctx) c->max_ctx = max_ctx;
+    return LL_OK;
+}
+
+static uint64_t cpu_plan_bytes(ll_backend *b, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx) {
+    const cpu_impl *c = impl_of(b);
+    return (uint64_t)cpu_scratch_bytes(ws, n_ws, max_tok, max_ctx, c->n_threads) + cpu_repack_extra(ws, n_ws);
 }

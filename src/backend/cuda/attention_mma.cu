@@ -4,7 +4,9 @@
 // (f16 operands, f32 accumulators) with the online softmax in registers (the S accumulators are reused as the
 // A operand of P V). Q is pre-scaled by scale * log2(e), so the softmax uses exp2. Two kernels: k_attn_mma (the first)
 // and k_attn_mma2 (the default: GQA heads share K/V tiles, double-buffered, ldmatrix fragments; 2-3% faster pp512
-// on the H100, bench/NOTES.md, session 14).
+// on the H100, bench/NOTES.md, session 14). The cache is F32, F16 or Q8_0 (T: float, __half, cu_q8c): F32 tiles are
+// converted to f16 as they go to shared memory, F16 tiles go as they are (half the bytes read), Q8_0 codes times
+// their block's scale rounded to f16.
 #include "backend/cuda/cuda_internal.h"
 
 #define AM_BQ 64      // queries per block (4 warps x 16)
@@ -15,6 +17,40 @@ __device__ __forceinline__ uint32_t am_pack(float a, float b) {
     __half2 h = __floats2half2_rn(a, b);
     return *(uint32_t *)&h;
 }
+
+// 4 cache values i .. i + 3 (i % 4 == 0; index from the cache pointer's first value) as loaded (raw: 16 bytes of
+// f32, 8 of f16, or Q8_0's 4 codes and their block's fp16 scale; value-initialized raw is 4 zeros) and as 4 halves.
+template <class T> struct am_ld;
+template <> struct am_ld<float> {
+    typedef float4 raw;
+    static __device__ __forceinline__ raw ld(const void *b, int64_t i) { return *(const float4 *)((const float *)b + i); }
+    static __device__ __forceinline__ uint2 h4(raw x) { return make_uint2(am_pack(x.x, x.y), am_pack(x.z, x.w)); }
+};
+template <> struct am_ld<__half> {
+    typedef uint2 raw;
+    static __device__ __forceinline__ raw ld(const void *b, int64_t i) { return *(const uint2 *)((const __half *)b + i); }
+    static __device__ __forceinline__ uint2 h4(raw x) { return x; }
+};
+struct am_q8raw {
+    uint32_t q;       // 4 codes
+    unsigned short d; // the block's fp16 scale
+};
+template <> struct am_ld<cu_q8c> { // blocks of 34 bytes (rows of whole blocks): 2-byte loads
+    typedef am_q8raw raw;
+    static __device__ __forceinline__ raw ld(const void *b, int64_t i) {
+        const unsigned short *p = (const unsigned short *)((const uint8_t *)b + (i >> 5) * 34);
+        const int w = 1 + (int)((i & 31) >> 1);
+        raw r;
+        r.d = p[0];
+        r.q = (uint32_t)p[w] | (uint32_t)p[w + 1] << 16;
+        return r;
+    }
+    static __device__ __forceinline__ uint2 h4(raw x) {
+        const float d = __half2float(__ushort_as_half(x.d));
+        return make_uint2(am_pack((float)(int8_t)(x.q & 0xff) * d, (float)(int8_t)((x.q >> 8) & 0xff) * d),
+                          am_pack((float)(int8_t)((x.q >> 16) & 0xff) * d, (float)(int8_t)(x.q >> 24) * d));
+    }
+};
 
 // Not volatile: no side effects, so the compiler may interleave independent accumulators (both kernels).
 __device__ __forceinline__ void am_mma(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
@@ -82,9 +118,9 @@ __device__ __forceinline__ void am_store_rows(const float (&o)[HD / 8][4], float
 // Fragment layouts (PTX ISA, mma.m16n8k16): lane = 4 g + c. A (16x16): a0 = (g, 2c..2c+1), a1 = (g+8, 2c..),
 // a2 = (g, 2c+8..), a3 = (g+8, 2c+8..). B (16x8, k x n): b0 = (k 2c..2c+1, n g), b1 = (k 2c+8.., n g).
 // C (16x8): c0, c1 = (g, 2c..2c+1), c2, c3 = (g+8, 2c..2c+1).
-template <int HD>
+template <int HD, class T>
 __global__ void __launch_bounds__(AM_THREADS)
-    k_attn_mma(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+    k_attn_mma(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
                float *__restrict__ out, __half *__restrict__ outh, int n_tok, int n_head, int n_head_kv, int n_past,
                float qscale) {
     constexpr int LD = HD + 8; // halves per shared row: the 32-bit fragment loads hit 32 different banks
@@ -119,14 +155,12 @@ __global__ void __launch_bounds__(AM_THREADS)
         __syncthreads(); // the previous tile is consumed
         for (int e = threadIdx.x; e < AM_BK * HD / 4; e += AM_THREADS) {
             const int r = e / (HD / 4), c4 = (e % (HD / 4)) * 4, key = kb + r;
-            float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
+            uint2 kp = make_uint2(0u, 0u), vp = kp;
             if (key <= block_last) { // rows past the causal edge are never read (they may hold anything)
-                const size_t off = (size_t)key * kv_stride + (size_t)kvh * HD + c4;
-                kv = *(const float4 *)(kc + off);
-                vv = *(const float4 *)(vc + off);
+                const int64_t off = (int64_t)key * kv_stride + (int64_t)kvh * HD + c4;
+                kp = am_ld<T>::h4(am_ld<T>::ld(kc, off));
+                vp = am_ld<T>::h4(am_ld<T>::ld(vc, off));
             }
-            uint2 kp = make_uint2(am_pack(kv.x, kv.y), am_pack(kv.z, kv.w));
-            uint2 vp = make_uint2(am_pack(vv.x, vv.y), am_pack(vv.z, vv.w));
             *(uint2 *)(Ks + r * LD + c4) = kp;
             *(uint2 *)(Vs + r * LD + c4) = vp;
         }
@@ -174,10 +208,9 @@ __global__ void __launch_bounds__(AM_THREADS)
 // Either kernel's launch: its dynamic shared memory allowed once (*attr_set, per process: one device), q's scale
 // times log2(e) (exp(x) = exp2(x log2 e)), and out in f16 too for the output projection's GEMM (matmul.cu: xh),
 // saving it a conversion pass.
-typedef void (*am_kernel)(const float *, const float *, const float *, float *, __half *, int, int, int, int, float);
-static void am_launch(cu_impl *c, am_kernel k, bool *attr_set, dim3 grid, int threads, size_t smem, int hd,
-                      float *out, const float *q, const float *kc, const float *vc, int n_tok,
-                      const ll_attn_params *p) {
+typedef void (*am_kernel)(const float *, const void *, const void *, float *, __half *, int, int, int, int, float);
+static void am_launch(cu_impl *c, am_kernel k, bool *attr_set, dim3 grid, int threads, size_t smem, int hd, float *out,
+                      const float *q, const void *kc, const void *vc, int n_tok, int n_past, const ll_attn_params *p) {
     if (!*attr_set) {
         CU_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         *attr_set = true;
@@ -185,19 +218,19 @@ static void am_launch(cu_impl *c, am_kernel k, bool *attr_set, dim3 grid, int th
     const float qscale = p->scale * 1.4426950408889634f;
     const size_t n = (size_t)n_tok * p->n_head * hd;
     __half *outh = n * 2 <= c->xh_bytes ? (__half *)c->xh : NULL;
-    k<<<grid, threads, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv, p->n_past, qscale);
+    k<<<grid, threads, smem, c->stream>>>(q, kc, vc, out, outh, n_tok, p->n_head, p->n_head_kv, n_past, qscale);
     CU_LAUNCHED();
     c->xh_src = outh ? out : NULL;
     c->xh_n = n;
     c->xh_bf = false;
 }
 
-template <int HD> static void launch(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
-                                     int n_tok, const ll_attn_params *p) {
+template <int HD, class T> static void launch(cu_impl *c, float *out, const float *q, const void *kc, const void *vc,
+                                              int n_tok, int n_past, const ll_attn_params *p) {
     static bool attr_set = false;
     const dim3 grid((unsigned)((n_tok + AM_BQ - 1) / AM_BQ), (unsigned)p->n_head);
-    am_launch(c, k_attn_mma<HD>, &attr_set, grid, AM_THREADS, 2 * (size_t)AM_BK * (HD + 8) * sizeof(__half), HD, out,
-              q, kc, vc, n_tok, p);
+    am_launch(c, k_attn_mma<HD, T>, &attr_set, grid, AM_THREADS, 2 * (size_t)AM_BK * (HD + 8) * sizeof(__half), HD,
+              out, q, kc, vc, n_tok, n_past, p);
 }
 
 // ---- k_attn_mma2: the same attention, the default (LLMLAB_CUDA_ATTN2=0: k_attn_mma) ------------------------
@@ -227,29 +260,29 @@ __device__ __forceinline__ void a2_ldsm_t(uint32_t r[4], uint32_t addr) {
 // Tile loads: thread i takes the float4 at column c4 = 4 (i % (HD/4)) of rows r0 = i / (HD/4) + A2_LROWS j, the
 // same column in every row, so that the addresses are one base plus constant steps.
 #define A2_LROWS (A2_THREADS * 4 / HD) // rows one pass of the block covers
-// K or V rows kb.. of the tile; src points at row r0 (kv_stride floats a row), column c4 of the kv head. Rows past
-// block_last are zero (never read: they may hold anything).
-template <int HD>
-__device__ __forceinline__ void a2_load(float4 (&x)[A2_BK / A2_LROWS], const float *__restrict__ src, int kb,
-                                        int r0, int block_last, size_t kv_stride) {
-    src += (size_t)kb * kv_stride;
+// K or V rows kb.. of the tile from the cache c (kv_stride values a row); value index src is row r0, column c4 of
+// the kv head. Rows past block_last are zero (never read: they may hold anything).
+template <int HD, class T>
+__device__ __forceinline__ void a2_load(typename am_ld<T>::raw (&x)[A2_BK / A2_LROWS], const void *__restrict__ c,
+                                        int64_t src, int kb, int r0, int block_last, size_t kv_stride) {
+    src += (int64_t)kb * kv_stride;
 #pragma unroll
     for (int j = 0; j < A2_BK / A2_LROWS; j++)
-        x[j] = kb + r0 + A2_LROWS * j <= block_last ? *(const float4 *)(src + (size_t)(A2_LROWS * j) * kv_stride)
-                                                     : make_float4(0.f, 0.f, 0.f, 0.f);
+        x[j] = kb + r0 + A2_LROWS * j <= block_last ? am_ld<T>::ld(c, src + (int64_t)(A2_LROWS * j) * kv_stride)
+                                                     : typename am_ld<T>::raw{};
 }
-// ... converted to f16 into the tile at dst (row r0, column c4 already added)
-template <int HD> __device__ __forceinline__ void a2_store(const float4 (&x)[A2_BK / A2_LROWS], __half *dst) {
+// ... as f16 into the tile at dst (row r0, column c4 already added)
+template <int HD, class T>
+__device__ __forceinline__ void a2_store(const typename am_ld<T>::raw (&x)[A2_BK / A2_LROWS], __half *dst) {
 #pragma unroll
-    for (int j = 0; j < A2_BK / A2_LROWS; j++)
-        *(uint2 *)(dst + A2_LROWS * j * (HD + 8)) = make_uint2(am_pack(x[j].x, x[j].y), am_pack(x[j].z, x[j].w));
+    for (int j = 0; j < A2_BK / A2_LROWS; j++) *(uint2 *)(dst + A2_LROWS * j * (HD + 8)) = am_ld<T>::h4(x[j]);
 }
 
 // Grid: n_chunks * n_head_kv blocks (1D), block b: kv head b % n_head_kv, pair chunk n_chunks - 1 - b / n_head_kv.
 // HD 64 fits two blocks per SM in registers; HD 128 (o alone is 64 registers) one.
-template <int HD>
+template <int HD, class T>
 __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
-    k_attn_mma2(const float *__restrict__ q, const float *__restrict__ kc, const float *__restrict__ vc,
+    k_attn_mma2(const float *__restrict__ q, const void *__restrict__ kc, const void *__restrict__ vc,
                 float *__restrict__ out, __half *__restrict__ outh, int n_tok, int n_head, int n_head_kv, int n_past,
                 float qscale) {
     constexpr int LD = HD + 8; // halves per shared row (272 or 144 bytes): ldmatrix's 8 rows hit distinct banks
@@ -265,8 +298,8 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
     const int w_first = n_past + min(p0, n_pairs - 1) / G, w_last = n_past + min(p0 + 15, n_pairs - 1) / G;
     const size_t kv_stride = (size_t)n_head_kv * HD;
     const int r0 = threadIdx.x / (HD / 4), c4 = threadIdx.x % (HD / 4) * 4; // tile loads: a2_load
-    const float *const kp = kc + (size_t)r0 * kv_stride + (size_t)kvh * HD + c4;
-    const float *const vp = vc + (size_t)r0 * kv_stride + (size_t)kvh * HD + c4;
+    const int64_t kp = (int64_t)r0 * kv_stride + (int64_t)kvh * HD + c4; // the thread's first value, K and V
+    const int64_t vp = kp;
     __half *const st = sm + r0 * LD + c4;
 
     // rows g and g + 8 of the warp; rows past the last pair take its position (key 0 visible: m finite) and q = 0
@@ -302,17 +335,17 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
     const uint32_t v_lane =
         s_base + (uint32_t)(2 * TILE + ((lane & 7) + 8 * ((lane >> 3) & 1)) * LD + 8 * (lane >> 4)) * 2;
 
-    float4 x[A2_BK / A2_LROWS];
-    a2_load<HD>(x, kp, 0, r0, block_last, kv_stride);
-    a2_store<HD>(x, st);
-    a2_load<HD>(x, vp, 0, r0, block_last, kv_stride);
-    a2_store<HD>(x, st + 2 * TILE);
+    typename am_ld<T>::raw x[A2_BK / A2_LROWS];
+    a2_load<HD, T>(x, kc, kp, 0, r0, block_last, kv_stride);
+    a2_store<HD, T>(x, st);
+    a2_load<HD, T>(x, vc, vp, 0, r0, block_last, kv_stride);
+    a2_store<HD, T>(x, st + 2 * TILE);
     __syncthreads();
 
     for (int kb = 0, buf = 0; kb <= block_last; kb += A2_BK, buf ^= 1) {
         const bool next = kb + A2_BK <= block_last;
         const bool on = warp_on && kb <= w_last; // else every key of the tile is after all of the warp's rows
-        if (next) a2_load<HD>(x, kp, kb + A2_BK, r0, block_last, kv_stride);
+        if (next) a2_load<HD, T>(x, kc, kp, kb + A2_BK, r0, block_last, kv_stride);
 
         float s[A2_BK / 8][4];
         if (on) {
@@ -330,8 +363,8 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
                 }
         }
         if (next) {
-            a2_store<HD>(x, st + (buf ^ 1) * TILE); // held tile kb - 64, consumed before the last barrier
-            a2_load<HD>(x, vp, kb + A2_BK, r0, block_last, kv_stride);
+            a2_store<HD, T>(x, st + (buf ^ 1) * TILE); // held tile kb - 64, consumed before the last barrier
+            a2_load<HD, T>(x, vc, vp, kb + A2_BK, r0, block_last, kv_stride);
         }
         if (on) {
             if (kb + A2_BK - 1 > w_first) // the tile crosses the causal edge of some row
@@ -356,7 +389,7 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
                 }
             }
         }
-        if (next) a2_store<HD>(x, st + (2 + (buf ^ 1)) * TILE);
+        if (next) a2_store<HD, T>(x, st + (2 + (buf ^ 1)) * TILE);
         __syncthreads(); // the next tile is in; this one is consumed (its buffers take the tile after next)
     }
     int64_t off[2];
@@ -365,24 +398,34 @@ __global__ void __launch_bounds__(A2_THREADS, HD <= 64 ? 2 : 1)
     am_store_rows<HD>(o, l, off, out, outh);
 }
 
-template <int HD> static void launch2(cu_impl *c, float *out, const float *q, const float *kc, const float *vc,
-                                      int n_tok, const ll_attn_params *p) {
+template <int HD, class T> static void launch2(cu_impl *c, float *out, const float *q, const void *kc,
+                                               const void *vc, int n_tok, int n_past, const ll_attn_params *p) {
     const size_t smem = 4 * (size_t)A2_BK * (HD + 8) * sizeof(__half); // K, V x 2 buffers: 69632 B at HD 128
     static bool attr_set = false;
     const int64_t n_pairs = (int64_t)n_tok * (p->n_head / p->n_head_kv);
     LL_ASSERT(n_pairs + A2_ROWS <= INT32_MAX);
     const unsigned n_blocks = (unsigned)((n_pairs + A2_ROWS - 1) / A2_ROWS * p->n_head_kv);
-    am_launch(c, k_attn_mma2<HD>, &attr_set, dim3(n_blocks), A2_THREADS, smem, HD, out, q, kc, vc, n_tok, p);
+    am_launch(c, k_attn_mma2<HD, T>, &attr_set, dim3(n_blocks), A2_THREADS, smem, HD, out, q, kc, vc, n_tok, n_past,
+              p);
 }
 
-bool cu_attention_mma(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
-                      const ll_attn_params *p) {
+template <class T>
+static void launch_any(cu_impl *c, bool v2, float *out, const float *q, const void *kc, const void *vc, int n_tok,
+                       int n_past, const ll_attn_params *p) {
+    if (p->head_dim == 64)
+        v2 ? launch2<64, T>(c, out, q, kc, vc, n_tok, n_past, p) : launch<64, T>(c, out, q, kc, vc, n_tok, n_past, p);
+    else v2 ? launch2<128, T>(c, out, q, kc, vc, n_tok, n_past, p) : launch<128, T>(c, out, q, kc, vc, n_tok, n_past, p);
+}
+
+bool cu_attention_mma(cu_impl *c, float *out, const float *q, const void *kc, const void *vc, uint32_t ctype,
+                      int n_tok, int n_past, const ll_attn_params *p) {
     if (n_tok < CU_ATTN_MMA_MIN_TOK || c->recording) return false;
     if (p->head_dim != 64 && p->head_dim != 128) return false;
     // read at every call (once per layer, cheap next to the launch) so that a test can switch it on
     const char *a2 = getenv("LLMLAB_CUDA_ATTN2");
     const bool v2 = !(a2 && a2[0] == '0' && a2[1] == 0); // "0": the first kernel (for comparison)
-    if (p->head_dim == 64) v2 ? launch2<64>(c, out, q, kc, vc, n_tok, p) : launch<64>(c, out, q, kc, vc, n_tok, p);
-    else v2 ? launch2<128>(c, out, q, kc, vc, n_tok, p) : launch<128>(c, out, q, kc, vc, n_tok, p);
+    (ctype == LL_TYPE_F16    ? launch_any<__half>
+     : ctype == LL_TYPE_Q8_0 ? launch_any<cu_q8c>
+                             : launch_any<float>)(c, v2, out, q, kc, vc, n_tok, n_past, p);
     return true;
 }

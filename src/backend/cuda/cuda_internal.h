@@ -101,6 +101,14 @@ typedef struct cu_norm_in {
     float eps;
 } cu_norm_in;
 #define CU_X8_ROWS 8 // tokens quantized per pass (batches from CU_GEMM_MIN_TOK_QUANT tokens take the GEMM)
+// Quantized weights: batches below this many tokens take the int8 matvec (matvec_q8.cu) in passes of CU_X8_ROWS
+// tokens, from it cuBLAS on the whole matrix dequantized to f16 (matmul.cu). The dequantization reads the quants,
+// writes 2 bytes per element and the GEMM reads them again (~4.6 bytes per Q4_0 element), where each int8 pass
+// streams the ~0.56 bytes per element once (a pass's token blocks read the same rows, the later ones mostly from
+// L2): 9..16 tokens (decode of up to 16 sequences) take two passes, ~1.1 bytes per element, instead of the GEMM
+// (expected: a 16-token step's matmuls about twice an 8-token step's, not measured yet). F16/BF16/F32 weights go
+// to the GEMM from 2 tokens on.
+#define CU_GEMM_MIN_TOK_QUANT (2 * CU_X8_ROWS + 1)
 
 // A warp quantizes block b of 32 values (lane i holds value i) into o: amax over the warp, codes round-to-nearest-
 // even of v * 127/amax, the scale and the two 16-sums. The host reference is cu_x8_quantize_block (cuda_q8.h).
@@ -153,22 +161,56 @@ __device__ __forceinline__ void cu_rope_sincos(int pos, double theta, float *sn,
 }
 #endif
 
+// Where a launch's tokens sit in the KV cache: ll_batch_pos on the device side. Token t is at position pos(t) of
+// the sequence whose first cache row is row0(t): pos[t] and row0[t] from device arrays when they are set (a recorded
+// step, or tokens of several sequences), else n_past + t and r0 (one sequence, host values). multi: the tokens are
+// not one run of one sequence (attention takes each token on its own: k_attn_split*'s per-token blocks).
+typedef struct cu_bpos {
+    const int32_t *pos, *row0;
+    int n_past, r0;
+    bool multi;
+} cu_bpos;
+#ifdef __CUDACC__
+__device__ __forceinline__ int cu_bp_pos(const cu_bpos &b, int t) { return b.pos ? b.pos[t] : b.n_past + t; }
+__device__ __forceinline__ int cu_bp_row0(const cu_bpos &b, int t) { return b.row0 ? b.row0[t] : b.r0; }
+// A cache value: f32, or f16 rounded to nearest even (__float2half_rn, as ll_fp32_to_fp16 on the host).
+__device__ __forceinline__ void cu_kv_put(void *cache, bool f16, int64_t i, float v) {
+    if (f16) ((__half *)cache)[i] = __float2half_rn(v);
+    else ((float *)cache)[i] = v;
+}
+// A Q8_0 cache block (34 bytes: fp16 d, 32 int8 codes) from 32 values, lane i holding value i: the arithmetic of
+// ll_quant_from_float_ref_q8_0 (src/types) bit for bit: amax (NaN left out), d = amax / 127, codes roundf(x * (1/d))
+// (0 outside -128.5 .. 127.5 and for NaN), d rounded to fp16 to nearest even. blk: 2-byte aligned.
+__device__ __forceinline__ void cu_q8_0_store_warp(float x, uint8_t *blk, int lane) {
+    float amax = fmaxf(0.0f, fabsf(x));
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, s));
+    const float d = amax / 127, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float f = x * id;
+    blk[2 + lane] = (uint8_t)(int8_t)(f > -128.5f && f < 127.5f ? (int)roundf(f) : 0);
+    if (lane == 0) *(__half *)blk = __float2half_rn(d);
+}
+#endif
+// Q8_0 cache rows as the attention kernels' template argument (F32 and F16 rows are float and __half).
+struct cu_q8c {};
+
 // What a q/k/v matvec needs to finish the attention block's first half itself (op_qkv_rope_store): RoPE of the
-// q and k rows (pairs (2j, 2j+1), both in one block of rows) at positions pos0 + token (pos0 = *npast in a recorded
-// step), and k, v into the caches' rows of those positions.
+// q and k rows (pairs (2j, 2j+1), both in one block of rows) at each token's position, and k, v into the caches'
+// rows of those positions (bp; tok0: the launch's first token within bp, for passes of CU_X8_ROWS tokens).
 typedef struct cu_rope_epi {
-    float *kc, *vc;         // this layer's caches, rows of kvd floats
+    void *kc, *vc;          // this layer's caches (every row), rows of kvd values: f16 when f16, else f32
     const float *ff;        // NULL or n_rot/2 frequency divisors (device)
-    const int32_t *npast;   // NULL or n_past on the device
-    int pos0, hd, n_rot, kvd;
+    cu_bpos bp;
+    int tok0, hd, n_rot, kvd;
     float base;
+    bool f16;
 } cu_rope_epi;
 #ifdef __CUDACC__
 // Row r (of matrix `which`: 0 q, 1 k, 2 v) of token tok is s; its RoPE partner row r ^ 1 is sp. Stores the row,
-// rotated for q and k, to o and for k and v to the cache. After the kernel's wait (reads npast).
+// rotated for q and k, to o and for k and v to the cache. After the kernel's wait (reads bp's arrays).
 __device__ __forceinline__ void cu_rope_store(const cu_rope_epi &e, int which, int tok, int64_t r, float s, float sp,
                                               float *o) {
-    const int pos = (e.npast ? *e.npast : e.pos0) + tok, d = (int)(r % e.hd);
+    const int pos = cu_bp_pos(e.bp, e.tok0 + tok), d = (int)(r % e.hd);
     float v = s;
     if (which < 2 && d < e.n_rot) {
         float sn, cs;
@@ -176,11 +218,15 @@ __device__ __forceinline__ void cu_rope_store(const cu_rope_epi &e, int which, i
         v = (d & 1) ? sp * sn + s * cs : s * cs - sp * sn; // (a, b) -> (a cos - b sin, a sin + b cos)
     }
     *o = v;
-    if (which > 0) (which == 1 ? e.kc : e.vc)[(int64_t)pos * e.kvd + r] = v;
+    if (which > 0)
+        cu_kv_put(which == 1 ? e.kc : e.vc, e.f16, ((int64_t)cu_bp_row0(e.bp, e.tok0 + tok) + pos) * e.kvd + r, v);
 }
 #endif
 
 #define CU_ID_SLOTS 8 // ring of pinned slots for host int arrays (token ids, positions) sent to the device
+#define CU_STEP_MAX 16 // most tokens of a step recorded as a graph (decode of up to 16 sequences)
+#define CU_BP_SLOTS 8  // ring of device slots for batch positions (bp_upload, cuda.cu)
+#define CU_GRAPHS 32   // recorded steps kept: (context, n_tok, shape)
 
 typedef struct cu_impl {
     int dev;
@@ -221,14 +267,22 @@ typedef struct cu_impl {
     } pend;             // the pending norm (cu_norm_in above)
     bool attn_dec2;     // k_attn_split2 (keys of a tile scored in parallel; LLMLAB_CUDA_NOFUSE=attn2: the key-serial one)
     bool fuse_rope;     // the q/k/v matvec rotates and caches its rows (op_qkv_rope_store; NOFUSE=rope: not)
+    int gemm_min_q;     // CU_GEMM_MIN_TOK_QUANT, or LLMLAB_CUDA_GEMM_MIN_TOK (a knob for bench_cuda_mv --tok: 9 was
+                        // the switch before two int8 passes took 9..16 tokens)
     int max_tok, max_ctx;
+    size_t max_ne0;     // the longest weight row (at least 4096): the scratch's row length
     // host int arrays -> device: pinned slots + device slots + an event per slot
     int32_t *ids_pinned, *ids_dev;
     cudaEvent_t ids_ev[CU_ID_SLOTS];
     int ids_next;
-    int32_t *pos_last;  // host copy of the positions now on the device (pos_dev), n_pos of them
-    int32_t *pos_dev;
-    int n_pos;
+    // batches' positions and first rows (ll_batch_pos of several sequences) on the device: a ring of CU_BP_SLOTS
+    // slots of 2 max_tok ints each in bp_dev (n positions, then n first rows), filled from bp_pin; bp_host: what each
+    // slot holds (bp_n[slot] tokens; 0: nothing), so that the ops of a step (the store and attention, or its
+    // segments, in every layer) find theirs there after the first layer instead of sending them again
+    int32_t *bp_pin, *bp_dev, *bp_host;
+    int bp_n[CU_BP_SLOTS];
+    cudaEvent_t bp_ev[CU_BP_SLOTS];
+    int bp_next;
     cu_blas blas;
     char blas_why[256];
     // int8 x of the last quantized matmul input: the next matmul on the same x (q/k/v, gate/up) reuses it.
@@ -240,13 +294,29 @@ typedef struct cu_impl {
     const float *xh_src;
     size_t xh_n;
     bool xh_bf;
-    // A decode step recorded as a CUDA graph (step_begin/step_end): while recording, ops read the token id
-    // and n_past from step_dev (copied from step_pin before each step) instead of their host arguments.
+    // Decode-like steps (up to CU_STEP_MAX tokens) recorded as CUDA graphs (step_begin/step_end), one per (key,
+    // n_tok, single) in graph_tab: while recording, and at every replay, the ops read the token ids, positions and
+    // first rows from step_dev (ids, pos, row0: CU_STEP_MAX each, copied from step_pin before each step) instead of
+    // their host arguments; step_pos/step_row0 keep the host copy of the step being recorded.
     bool graphs;            // LLMLAB_CUDA_GRAPHS=0 turns them off
+    int graph_max;          // most tokens of a recorded step: CU_STEP_MAX, or LLMLAB_CUDA_GRAPH_MAX (1: decode of
+                            // one sequence only, as before several sequences)
     bool recording;
-    int32_t *step_pin;      // pinned: n_past, token id
+    int32_t *step_pin;      // pinned: ids, pos, row0
     int32_t *step_dev;      // device copy
-    cudaGraphExec_t step_exec;
+    cudaEvent_t step_ev;    // the last copy from step_pin
+    int step_ntok;
+    bool step_single;
+    int32_t step_pos[CU_STEP_MAX], step_row0[CU_STEP_MAX];
+    const void *step_key;
+    struct {
+        const void *key;
+        int n_tok;
+        bool single;
+        cudaGraphExec_t exec;
+        uint64_t used;      // graph_clock at the last replay (the least recently used goes when the table is full)
+    } graph_tab[CU_GRAPHS];
+    uint64_t graph_clock;
     uint64_t *topk_buf;     // topk.cu's scratch: two halves of topk_bytes
     size_t topk_bytes;
     uint64_t *topk_host;    // pinned: the result's keys (LL_BACKEND_TOPK_MAX)
@@ -272,8 +342,15 @@ static inline void cu_launch(cu_impl *c, void (*k)(P...), dim3 g, dim3 b, size_t
 
 static inline cu_impl *cu_of(ll_backend *b) { return (cu_impl *)b->impl; }
 static inline void cu_x8_forget(cu_impl *c) { c->x8_src = c->xh_src = NULL; }
-// While a step is recorded: n_past on the device (kernels add it), else NULL (they take the host value).
-static inline const int32_t *cu_npast_dev(const cu_impl *c) { return c->recording ? c->step_dev : NULL; }
+// The recorded step's arrays on the device (while recording: what the graph reads at each replay).
+static inline const int32_t *cu_step_ids(const cu_impl *c) { return c->step_dev; }
+static inline const int32_t *cu_step_pos(const cu_impl *c) { return c->step_dev + CU_STEP_MAX; }
+static inline const int32_t *cu_step_row0(const cu_impl *c) { return c->step_dev + 2 * CU_STEP_MAX; }
+// Bytes of one cache row of kvd values: F32, F16, or Q8_0 (kvd % 32 == 0: 34-byte blocks of 32).
+static inline size_t cu_kv_row_bytes(uint32_t type, int kvd) {
+    LL_ASSERT(type == LL_TYPE_F32 || type == LL_TYPE_F16 || (type == LL_TYPE_Q8_0 && kvd % 32 == 0));
+    return type == LL_TYPE_Q8_0 ? (size_t)kvd / 32 * 34 : (size_t)kvd * (type == LL_TYPE_F16 ? 2 : 4);
+}
 
 // topk.cu: backend.h's topk (-1: its scratch could not be allocated).
 int cu_topk(cu_impl *c, const float *x, int n, int k, float *vals, int32_t *ids);
@@ -283,6 +360,11 @@ const cu_wview *cu_weight_find(cu_impl *c, const ll_weight *w);
 // upload.cu: upload every weight, size the scratch (prepare); cuda.cu frees it all (cu_release).
 ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err);
 void cu_release(cu_impl *c);
+// upload.cu: grow the scratch that depends on the batch (xh, attention partials, id slots, bp arrays) to max_tok
+// tokens (never shrinks; the stream is synchronized first). LL_ERR_NOMEM with the numbers.
+ll_status cu_reserve(cu_impl *c, int max_tok, int max_ctx, ll_error *err);
+// upload.cu: device bytes prepare + reserve take for ws at max_tok tokens (weights' copies + scratch).
+uint64_t cu_plan_bytes(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx);
 // upload.cu: the repacked layout (cu_wview): which types, payload and scale bytes per block, and n GGUF blocks at
 // src -> payloads at q (n * payload bytes) and scales at d (n * scale bytes). Host code.
 bool cu_repacked(uint32_t type);
@@ -335,13 +417,15 @@ void cu_norm_guard(cu_impl *c, const void *p, size_t n);
 void cu_norm_apply(cu_impl *c, float *y, const float *x, const float *g, const cu_norm_in &ni, int n_tok);
 void cu_rmsnorm(cu_impl *c, float *y, const float *x, const float *g, int n, int n_tok, float eps);
 void cu_add_bias(cu_impl *c, float *x, const float *bias, int n, int n_tok);
+// x's rows rotated at positions pos_dev[t] (device), or pos0 + t when pos_dev is NULL
 void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, const ll_rope_params *p,
              const float *freq_dev);
-void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past);
-// rope q and k at positions pos0 + t, then cache rows pos0 + t = k, v: one launch (pos0 = n_past, read on the
-// device while a step is recorded)
-void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
-                      const ll_rope_params *p, int n_head_kv, const float *freq_dev);
+// cache rows row0(t) + pos(t) (bp) = k, v (n_tok, kvd), converted to ctype (F32, F16, Q8_0)
+void cu_kv_store(cu_impl *c, void *kc, void *vc, uint32_t ctype, const float *k, const float *v, int kvd, int n_tok,
+                 const cu_bpos &bp);
+// rope q and k at each token's position, then its cache rows = k, v (ctype): one launch
+void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, void *kc, void *vc, uint32_t ctype,
+                      const cu_bpos &bp, int n_tok, const ll_rope_params *p, int n_head_kv, const float *freq_dev);
 void cu_swiglu(cu_impl *c, float *g, const float *u, int n, int n_tok);
 // the same from f16 gate and up values (the batch GEMMs' outputs)
 void cu_swiglu_h(cu_impl *c, float *g, const __half *gh, const __half *uh, int n, int n_tok);
@@ -350,10 +434,12 @@ void cu_add(cu_impl *c, float *y, const float *x, size_t n);
 // attention_mma.cu: batches of at least CU_ATTN_MMA_MIN_TOK tokens with head_dim 64 or 128 on the tensor cores
 // (f16 operands); false: not taken (attention.cu's f32 kernels then run).
 #define CU_ATTN_MMA_MIN_TOK 16
-bool cu_attention_mma(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
-                      const ll_attn_params *p);
-// attention.cu
-void cu_attention(cu_impl *c, float *out, const float *q, const float *kc, const float *vc, int n_tok,
-                  const ll_attn_params *p);
+// One sequence: kc, vc point at its first row (rows of ctype: F32, F16, Q8_0), positions n_past .. n_past + n_tok - 1.
+bool cu_attention_mma(cu_impl *c, float *out, const float *q, const void *kc, const void *vc, uint32_t ctype,
+                      int n_tok, int n_past, const ll_attn_params *p);
+// attention.cu: q (n_tok rows) over the cache (every row, of ctype) at bp's positions; max_keys: the most keys any
+// token sees (pos + 1), for the split count (a recorded step: the cache's n_ctx)
+void cu_attention(cu_impl *c, float *out, const float *q, const void *kc, const void *vc, uint32_t ctype, int n_tok,
+                  const cu_bpos &bp, int max_keys, const ll_attn_params *p);
 
 #endif

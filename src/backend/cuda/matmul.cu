@@ -6,10 +6,6 @@
 #define MV_WARPS 4 // warps per block; they split a row's units between them
 #define MV_ROWS 8  // most rows per block (c->mv_rows: 2, 4 or 8): x is loaded once per unit for all of them
 
-// Batches below this many tokens run the matvec once per token for quantized weights: dequantizing a whole
-// matrix to f16 (read q, write 2 bytes, GEMM reads 2 bytes: ~4.6 bytes per Q4 element) costs more than
-// n_tok passes over its ~0.56 bytes per element. F16/BF16/F32 weights go to the GEMM from 2 tokens on.
-#define CU_GEMM_MIN_TOK_QUANT 9
 
 // Dot of n_rows (<= RB) consecutive rows from row0 with x (f32), by the block's MV_WARPS warps: the float
 // types' decode (the quantized ones take the int8 path of matvec_q8.cu). SW: the same rows of w2 too, and
@@ -357,7 +353,7 @@ static bool is_quant(uint32_t type) { return type != LL_TYPE_F32 && type != LL_T
 // cuBLAS for batches: from 2 tokens for float weights, CU_GEMM_MIN_TOK_QUANT for quantized ones (the int8 matvec
 // below that)
 static bool use_gemm(const cu_impl *c, const cu_wview *w, int n_tok) {
-    return c->blas.gemm && n_tok >= (is_quant(w->type) ? CU_GEMM_MIN_TOK_QUANT : 2);
+    return c->blas.gemm && n_tok >= (is_quant(w->type) ? c->gemm_min_q : 2);
 }
 
 void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_tok, bool acc) {
@@ -388,7 +384,7 @@ void cu_matmul(cu_impl *c, const cu_wview *w, const float *x, float *y, int n_to
 void cu_matmul_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const float *x, float *g, float *u,
                       int n_tok) {
     const bool same = wg->type == wu->type && wg->ne0 == wu->ne0 && wg->ne1 == wu->ne1;
-    if (same && n_tok <= CU_X8_ROWS && cu_mmvq_supports(wg->type)) {
+    if (same && n_tok < c->gemm_min_q && cu_mmvq_supports(wg->type)) {
         cu_mmvq_swiglu(c, wg, wu, x, g, n_tok);
         return;
     }

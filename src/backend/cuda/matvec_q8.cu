@@ -401,7 +401,7 @@ void cu_mmvq_swiglu(cu_impl *c, const cu_wview *wg, const cu_wview *wu, const fl
 }
 
 bool cu_mmvq3_ok(const cu_impl *c, const cu_wview *const w[3], int n_tok) {
-    return n_tok <= CU_X8_ROWS && cu_mmvq_supports(w[0]->type) && w[1]->type == w[0]->type &&
+    return n_tok < c->gemm_min_q && cu_mmvq_supports(w[0]->type) && w[1]->type == w[0]->type &&
            mq3_types_ok(w[0]->type, w[2]->type) && w[1]->ne0 == w[0]->ne0 && w[2]->ne0 == w[0]->ne0 &&
            (w[2]->type == w[0]->type || c->mv_mixed);
 }
@@ -412,6 +412,23 @@ void cu_mmvq3(cu_impl *c, const cu_wview *const w[3], const float *x, float *con
     LL_ASSERT(!re || (re->hd % MQ3_R == 0 && w[0]->ne1 % re->hd == 0 && w[1]->ne1 % re->hd == 0));
     const int64_t ne0 = w[0]->ne0;
     const cu_norm_in ni = cu_norm_take(c, x, n_tok, ne0);
+    if (n_tok > CU_X8_ROWS) { // passes of CU_X8_ROWS tokens (a pending norm never has this many: ni is empty)
+        LL_ASSERT(!ni.part);
+        for (int t0 = 0; t0 < n_tok; t0 += CU_X8_ROWS) {
+            const int nt = n_tok - t0 < CU_X8_ROWS ? n_tok - t0 : CU_X8_ROWS;
+            cu_quant_x8(c, x + (size_t)t0 * ne0, nt, ne0);
+            cu_x8 xv = c->x8;
+            xv.ne0 = ne0;
+            float *const yp[3] = {y[0] + (size_t)t0 * w[0]->ne1, y[1] + (size_t)t0 * w[1]->ne1,
+                                  y[2] + (size_t)t0 * w[2]->ne1};
+            cu_rope_epi rp;
+            if (re) rp = *re, rp.tok0 = re->tok0 + t0;
+            mq3_launch l = {c, w, yp, xv, nt, re ? &rp : NULL, ni};
+            LL_ASSERT(cu_dispatch_q8(*w[0], l));
+        }
+        c->x8_src = NULL;
+        return;
+    }
     if (!(c->x8_src == x && c->x8_ntok == n_tok && c->x8_ne0 == ne0)) cu_quant_x8(c, x, n_tok, ne0);
     cu_x8 xv = c->x8;
     xv.ne0 = ne0;

@@ -170,8 +170,7 @@ void cu_norm_apply(cu_impl *c, float *y, const float *x, const float *g, const c
 // RoPE (Su et al. 2021, arXiv:2104.09864). One block per token: the block's threads first take sin and cos of
 // each pair index j for the token's position (the arithmetic of cu_rope_theta / cu_rope_sincos, cuda_internal.h)
 // into shared memory, then walk (head, j) with j fastest, so that a warp reads and writes consecutive bytes of one
-// head. Positions: pos_dev[t], or pos0 + t when pos_dev is NULL (pos0 = *npast when npast is given: a recorded
-// step).
+// head. Positions: pos_dev[t], or pos0 + t when pos_dev is NULL.
 __device__ __forceinline__ void cu_rope_token_sincos(int pos, int n_rot, float base, const float *__restrict__ ff,
                                                      float *sn, float *cs) {
     for (int j = threadIdx.x; j < n_rot / 2; j += blockDim.x)
@@ -179,26 +178,27 @@ __device__ __forceinline__ void cu_rope_token_sincos(int pos, int n_rot, float b
     __syncthreads();
 }
 
-// Rotates pair j of one head's row; the rotated pair also goes to cr when given (k's cache row).
-__device__ __forceinline__ void cu_rope_pair(float *row, float *cr, int j, int half, bool neox, float sn, float cs) {
+// Rotates pair j of one head's row; the rotated pair also goes to element i0, i1 of the cache row cr (k's) when
+// given, as f16 when f16.
+__device__ __forceinline__ void cu_rope_pair(float *row, void *cr, bool f16, int64_t cbase, int j, int half, bool neox,
+                                             float sn, float cs) {
     const int i0 = neox ? j : 2 * j, i1 = neox ? j + half : 2 * j + 1;
     const float a = row[i0], b = row[i1], r0 = a * cs - b * sn, r1 = a * sn + b * cs;
     row[i0] = r0, row[i1] = r1;
-    if (cr) cr[i0] = r0, cr[i1] = r1;
+    if (cr) cu_kv_put(cr, f16, cbase + i0, r0), cu_kv_put(cr, f16, cbase + i1, r1);
 }
 
-__global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, const int32_t *npast, int n_head,
-                       int head_dim, int n_rot, float base, bool neox, const float *__restrict__ ff) {
+__global__ void k_rope(float *x, const int32_t *__restrict__ pos_dev, int pos0, int n_head, int head_dim, int n_rot,
+                       float base, bool neox, const float *__restrict__ ff) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     __shared__ float sn[ROPE_MAX_HALF], cs[ROPE_MAX_HALF];
-    if (npast) pos0 = *npast;
     const int t = blockIdx.x, half = n_rot / 2;
     cu_rope_token_sincos(pos_dev ? pos_dev[t] : pos0 + t, n_rot, base, ff, sn, cs);
     float *xt = x + (size_t)t * n_head * head_dim;
     for (int i = threadIdx.x; i < n_head * half; i += blockDim.x) {
         const int h = i / half, j = i - h * half;
-        cu_rope_pair(xt + (size_t)h * head_dim, NULL, j, half, neox, sn[j], cs[j]);
+        cu_rope_pair(xt + (size_t)h * head_dim, NULL, false, 0, j, half, neox, sn[j], cs[j]);
     }
 }
 
@@ -206,63 +206,102 @@ void cu_rope(cu_impl *c, float *x, const int32_t *pos_dev, int pos0, int n_tok, 
              const float *freq_dev) {
     if (n_tok == 0 || p->n_rot == 0 || p->n_head == 0) return;
     LL_ASSERT(p->n_rot / 2 <= ROPE_MAX_HALF);
-    const int32_t *npast = cu_npast_dev(c);
-    cu_launch(c, k_rope, dim3((unsigned)n_tok), dim3(256), 0, x, npast ? NULL : pos_dev, pos0, npast, p->n_head,
-              p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
+    cu_launch(c, k_rope, dim3((unsigned)n_tok), dim3(256), 0, x, pos_dev, pos0, p->n_head, p->head_dim, p->n_rot,
+              p->base, p->neox, freq_dev);
 }
 
 // rope_kv_store in one launch, one block per token as k_rope: the q heads' pairs, then the k heads' pairs (also to
-// the k cache's row of the token's position), then k's values past n_rot and the v row, copied to the caches.
-__global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, float *kc, float *vc, int pos0,
-                          const int32_t *npast, int n_head, int n_head_kv, int head_dim, int n_rot, float base,
-                          bool neox, const float *__restrict__ ff) {
+// the k cache's row of the token: row0(t) + pos(t)), then k's values past n_rot and the v row, copied to the caches.
+// Q8_0 caches (q8): the block's warps quantize the rotated k row and the v row by blocks of 32 at the end instead
+// (the rotated k is in global memory, visible to the whole block after the barrier).
+__global__ void k_rope_kv(float *q, float *k, const float *__restrict__ v, void *kc, void *vc, bool f16, bool q8,
+                          cu_bpos bp, int n_head, int n_head_kv, int head_dim, int n_rot, float base, bool neox,
+                          const float *__restrict__ ff) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
     __shared__ float sn[ROPE_MAX_HALF], cs[ROPE_MAX_HALF];
-    if (npast) pos0 = *npast;
     const int t = blockIdx.x, half = n_rot / 2, kvd = n_head_kv * head_dim, tail = head_dim - n_rot;
-    cu_rope_token_sincos(pos0 + t, n_rot, base, ff, sn, cs);
+    const int pos = cu_bp_pos(bp, t);
+    cu_rope_token_sincos(pos, n_rot, base, ff, sn, cs);
     float *qt = q + (size_t)t * n_head * head_dim, *kt = k + (size_t)t * kvd;
-    float *kct = kc + ((size_t)pos0 + t) * kvd, *vct = vc + ((size_t)pos0 + t) * kvd;
+    const int64_t row = (int64_t)cu_bp_row0(bp, t) + pos, crow = row * kvd; // the cache row, its first element
     for (int i = threadIdx.x; i < (n_head + n_head_kv) * half; i += blockDim.x) {
         const int h = i / half, j = i - h * half;
-        if (h < n_head) cu_rope_pair(qt + (size_t)h * head_dim, NULL, j, half, neox, sn[j], cs[j]);
+        if (h < n_head) cu_rope_pair(qt + (size_t)h * head_dim, NULL, false, 0, j, half, neox, sn[j], cs[j]);
         else {
             const size_t off = (size_t)(h - n_head) * head_dim;
-            cu_rope_pair(kt + off, kct + off, j, half, neox, sn[j], cs[j]);
+            cu_rope_pair(kt + off, q8 ? NULL : kc, f16, crow + (int64_t)off, j, half, neox, sn[j], cs[j]);
         }
+    }
+    const float *vt = v + (size_t)t * kvd;
+    if (q8) {
+        __syncthreads(); // kt rotated
+        const int nb = kvd / 32, lane = threadIdx.x & 31;
+        for (int b = threadIdx.x >> 5; b < 2 * nb; b += blockDim.x >> 5) { // warp-uniform
+            const bool isk = b < nb;
+            const int bb = isk ? b : b - nb;
+            uint8_t *dst = (uint8_t *)(isk ? kc : vc) + (row * nb + bb) * 34;
+            cu_q8_0_store_warp((isk ? kt : vt)[bb * 32 + lane], dst, lane);
+        }
+        return;
     }
     for (int i = threadIdx.x; i < n_head_kv * tail; i += blockDim.x) { // k past n_rot: as is
         const int hh = i / tail, d = n_rot + (i - hh * tail);
-        kct[(size_t)hh * head_dim + d] = kt[(size_t)hh * head_dim + d];
+        cu_kv_put(kc, f16, crow + (int64_t)hh * head_dim + d, kt[(size_t)hh * head_dim + d]);
     }
-    const float *vt = v + (size_t)t * kvd;
-    for (int i = threadIdx.x; i < kvd; i += blockDim.x) vct[i] = vt[i];
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) cu_kv_put(vc, f16, crow + i, vt[i]);
 }
 
-void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, float *kc, float *vc, int pos0, int n_tok,
-                      const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
+void cu_rope_kv_store(cu_impl *c, float *q, float *k, const float *v, void *kc, void *vc, uint32_t ctype,
+                      const cu_bpos &bp, int n_tok, const ll_rope_params *p, int n_head_kv, const float *freq_dev) {
     if (n_tok == 0) return;
     LL_ASSERT(p->n_rot / 2 <= ROPE_MAX_HALF);
-    cu_launch(c, k_rope_kv, dim3((unsigned)n_tok), dim3(256), 0, q, k, v, kc, vc, pos0, cu_npast_dev(c), p->n_head,
-              n_head_kv, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
+    const bool q8 = ctype == LL_TYPE_Q8_0;
+    LL_ASSERT(!q8 || (n_head_kv * p->head_dim) % 32 == 0);
+    cu_launch(c, k_rope_kv, dim3((unsigned)n_tok), dim3(256), 0, q, k, v, kc, vc, ctype == LL_TYPE_F16, q8, bp,
+              p->n_head, n_head_kv, p->head_dim, p->n_rot, p->base, p->neox, freq_dev);
 }
 
-// Cache rows [n_past, n_past + n_tok) = k, v (n_past = *npast in a recorded step).
-__global__ void k_kv_store(float *kc, float *vc, const float *__restrict__ k, const float *__restrict__ v,
-                           int64_t n, int kvd, int n_past, const int32_t *npast) {
+// Cache rows row0(t) + pos(t) = k, v (n_tok rows of kvd).
+__global__ void k_kv_store(void *kc, void *vc, bool f16, const float *__restrict__ k, const float *__restrict__ v,
+                           int64_t n, int kvd, cu_bpos bp) {
     CU_PDL_WAIT();
     CU_PDL_LAUNCH();
-    const int64_t off = (int64_t)(npast ? *npast : n_past) * kvd;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        kc[off + i] = k[i];
-        vc[off + i] = v[i];
+        const int t = (int)(i / kvd);
+        const int64_t o = ((int64_t)cu_bp_row0(bp, t) + cu_bp_pos(bp, t)) * kvd + (i - (int64_t)t * kvd);
+        cu_kv_put(kc, f16, o, k[i]);
+        cu_kv_put(vc, f16, o, v[i]);
     }
 }
 
-void cu_kv_store(cu_impl *c, float *kc, float *vc, const float *k, const float *v, int kvd, int n_tok, int n_past) {
+// The same into Q8_0 rows: a warp per block of 32 values, n_blk blocks of k and as many of v (nb per row).
+__global__ void k_kv_store_q8(uint8_t *kc, uint8_t *vc, const float *__restrict__ k, const float *__restrict__ v,
+                              int64_t n_blk, int nb, cu_bpos bp) {
+    CU_PDL_WAIT();
+    CU_PDL_LAUNCH();
+    const int lane = threadIdx.x & 31;
+    const int64_t w0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5, nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t b = w0; b < 2 * n_blk; b += nw) { // warp-uniform
+        const bool isk = b < n_blk;
+        const int64_t bb = isk ? b : b - n_blk;
+        const int t = (int)(bb / nb), j = (int)(bb - (int64_t)t * nb);
+        const int64_t row = (int64_t)cu_bp_row0(bp, t) + cu_bp_pos(bp, t);
+        cu_q8_0_store_warp((isk ? k : v)[bb * 32 + lane], (isk ? kc : vc) + (row * nb + j) * 34, lane);
+    }
+}
+
+void cu_kv_store(cu_impl *c, void *kc, void *vc, uint32_t ctype, const float *k, const float *v, int kvd, int n_tok,
+                 const cu_bpos &bp) {
     const int64_t n = (int64_t)kvd * n_tok;
-    cu_launch(c, k_kv_store, dim3(grid_1d(c, n, 256)), dim3(256), 0, kc, vc, k, v, n, kvd, n_past, cu_npast_dev(c));
+    if (n == 0) return;
+    if (ctype == LL_TYPE_Q8_0) {
+        LL_ASSERT(kvd % 32 == 0);
+        cu_launch(c, k_kv_store_q8, dim3(grid_1d(c, 2 * n, 256)), dim3(256), 0, (uint8_t *)kc, (uint8_t *)vc, k, v,
+                  n / 32, kvd / 32, bp);
+        return;
+    }
+    cu_launch(c, k_kv_store, dim3(grid_1d(c, n, 256)), dim3(256), 0, kc, vc, ctype == LL_TYPE_F16, k, v, n, kvd, bp);
 }
 
 // g = silu(gi) * u from gate and up values of type T: f32 (gi is g: in place) or f16 (the batch GEMMs' outputs,

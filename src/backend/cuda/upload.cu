@@ -17,20 +17,12 @@ static bool k45(uint32_t type) { return type == LL_TYPE_Q4_K || type == LL_TYPE_
 bool cu_repacked(uint32_t type) {
     return type == LL_TYPE_Q8_0 || type == LL_TYPE_Q4_0 || type == LL_TYPE_Q6_K || k45(type);
 }
-static size_t block_bytes(uint32_t type) {
-    switch (type) {
-    case LL_TYPE_Q8_0: return 34;
-    case LL_TYPE_Q4_0: return 18;
-    case LL_TYPE_Q4_K: return 144;
-    case LL_TYPE_Q5_K: return 176;
-    default: return 210; // Q6_K
-    }
-}
+// GGUF bytes and elements per block, from the type table (src/types)
+static size_t block_bytes(uint32_t type) { return ll_type_get(type)->size; }
 size_t cu_repack_scale(uint32_t type) { return k45(type) ? 16 : 2; }
 size_t cu_repack_payload(uint32_t type) { return block_bytes(type) - cu_repack_scale(type); }
 static size_t n_blocks(const cu_wview *v) {
-    const bool k = v->type == LL_TYPE_Q6_K || k45(v->type);
-    return (size_t)(v->ne0 / (k ? 256 : 32)) * (size_t)v->ne1;
+    return (size_t)(v->ne0 / ll_type_get(v->type)->blck) * (size_t)v->ne1;
 }
 
 // Q4_K/Q5_K's 16-byte scale part from a GGUF block (d, dmin, 12 bytes of packed 6-bit scales and mins, ...).
@@ -181,71 +173,159 @@ static ll_status upload_all(cu_impl *c, ll_error *err) {
     return st;
 }
 
-// The table: one entry per distinct host pointer (a tied output shares token_embd's), sorted for lookup.
-static ll_status build_table(cu_impl *c, const ll_weight *const *ws, int n_ws, ll_error *err) {
-    c->w = (cu_weight *)ll_calloc(n_ws > 0 ? (size_t)n_ws : 1, sizeof *c->w, err);
-    if (!c->w) return LL_ERR_NOMEM;
+// The table: one entry per distinct host pointer (a tied output shares token_embd's), sorted for lookup. skip:
+// weights of types the backend does not compute are left out (plan_bytes) instead of failing (prepare).
+static ll_status build_table(const ll_weight *const *ws, int n_ws, cu_weight **out, int *n_out, bool skip,
+                             ll_error *err) {
+    cu_weight *w = (cu_weight *)ll_calloc(n_ws > 0 ? (size_t)n_ws : 1, sizeof *w, err);
+    *out = w, *n_out = 0;
+    if (!w) return LL_ERR_NOMEM;
     int n = 0;
     for (int i = 0; i < n_ws; i++) {
         if (!ws[i]->data) continue;
-        ll_status st = plan_weight(ws[i], &c->w[n], err);
-        if (st != LL_OK) return st;
-        n++;
+        ll_status st = plan_weight(ws[i], &w[n], skip ? NULL : err);
+        if (st != LL_OK && !skip) return st;
+        if (st == LL_OK) n++;
     }
-    qsort(c->w, (size_t)n, sizeof *c->w, cmp_weight);
+    qsort(w, (size_t)n, sizeof *w, cmp_weight);
     int u = 0;
     for (int i = 0; i < n; i++)
-        if (u == 0 || c->w[u - 1].host != c->w[i].host) c->w[u++] = c->w[i];
-    c->n_w = u;
+        if (u == 0 || w[u - 1].host != w[i].host) w[u++] = w[i];
+    *n_out = u;
     return LL_OK;
+}
+
+// What the scratch is sized by: the weights' bytes, the longest row (at least 4096) and the largest quantized
+// matrix as f16 (the prefill GEMM's dequantized copy).
+typedef struct cu_sizes {
+    size_t wbytes, max_ne0, deq;
+} cu_sizes;
+
+static cu_sizes sizes_of(const cu_weight *w, int n) {
+    cu_sizes z = {0, 4096, 256};
+    for (int i = 0; i < n; i++) {
+        const cu_wview *v = &w[i].v;
+        z.wbytes += w[i].bytes;
+        if (v->ne1 > 1 && (size_t)v->ne0 > z.max_ne0) z.max_ne0 = (size_t)v->ne0;
+        bool quant = v->type != LL_TYPE_F32 && v->type != LL_TYPE_F16 && v->type != LL_TYPE_BF16;
+        if (quant && v->ne1 > 1 && (size_t)v->ne0 * (size_t)v->ne1 * 2 > z.deq) z.deq = (size_t)v->ne0 * (size_t)v->ne1 * 2;
+    }
+    return z;
+}
+
+// x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
+static size_t x8_n(size_t max_ne0) { return (size_t)CU_X8_ROWS * max_ne0; }
+static size_t x8_bytes(size_t max_ne0) {
+    const size_t n = x8_n(max_ne0);
+    return ll_align_up(n, CU_ALIGN) + ll_align_up(n / 32 * 4, CU_ALIGN) + ll_align_up(n / 16 * 4, CU_ALIGN);
+}
+// The scratch that does not depend on the batch: the dequantized matrix, both x8 copies, the pending norm's sums.
+static size_t fixed_bytes(const cu_sizes *z) {
+    return z->deq + 2 * x8_bytes(z->max_ne0) + x8_n(z->max_ne0) / 32 * 4 + 3 * CU_ALIGN;
+}
+// The batch's: xh (f16 activations), the attention partials, the id slots, the bp arrays (device memory).
+static size_t xh_bytes(size_t max_ne0, int max_tok) { return (size_t)max_tok * max_ne0 * 2; }
+static size_t part_floats(size_t max_ne0, int max_tok) { return (size_t)(max_tok > 32 ? max_tok : 32) * max_ne0 * 2; }
+static size_t ids_bytes(int max_tok) { return (size_t)CU_ID_SLOTS * max_tok * sizeof(int32_t); }
+static size_t bp_bytes(int max_tok) { return (size_t)CU_BP_SLOTS * 2 * max_tok * sizeof(int32_t); }
+static size_t batch_bytes(size_t max_ne0, int max_tok) {
+    return xh_bytes(max_ne0, max_tok) + part_floats(max_ne0, max_tok) * sizeof(float) + ids_bytes(max_tok) +
+           bp_bytes(max_tok) + 4 * CU_ALIGN;
+}
+
+uint64_t cu_plan_bytes(const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx) {
+    (void)max_ctx; // no scratch depends on it
+    cu_weight *w = NULL;
+    int n = 0;
+    if (build_table(ws, n_ws, &w, &n, true, NULL) != LL_OK) {
+        free(w);
+        return 0;
+    }
+    const cu_sizes z = sizes_of(w, n);
+    free(w);
+    return (uint64_t)z.wbytes + fixed_bytes(&z) + batch_bytes(z.max_ne0, max_tok < 1 ? 1 : max_tok);
+}
+
+// The batch's scratch for max_tok tokens: allocated anew (the old one is kept when this fails), then swapped in.
+static ll_status alloc_batch(cu_impl *c, int max_tok, ll_error *err) {
+    void *xh = NULL, *part = NULL, *ids = NULL, *ids_pin = NULL, *bp = NULL, *bp_pin = NULL;
+    int32_t *bp_host = (int32_t *)ll_calloc((size_t)CU_BP_SLOTS * 2 * max_tok, sizeof(int32_t), err);
+    const size_t sizes[4] = {xh_bytes(c->max_ne0, max_tok), part_floats(c->max_ne0, max_tok) * sizeof(float),
+                             ids_bytes(max_tok), bp_bytes(max_tok)};
+    void **dev[4] = {&xh, &part, &ids, &bp};
+    cudaError_t e = bp_host ? cudaSuccess : cudaErrorMemoryAllocation;
+    for (int i = 0; i < 4 && e == cudaSuccess; i++) e = cudaMalloc(dev[i], sizes[i]);
+    if (e == cudaSuccess) e = cudaMallocHost(&ids_pin, sizes[2]);
+    if (e == cudaSuccess) e = cudaMallocHost(&bp_pin, sizes[3]);
+    if (e != cudaSuccess) {
+        for (int i = 0; i < 4; i++)
+            if (*dev[i]) (void)cudaFree(*dev[i]);
+        if (ids_pin) (void)cudaFreeHost(ids_pin);
+        if (bp_pin) (void)cudaFreeHost(bp_pin);
+        free(bp_host);
+        (void)cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        (void)cudaMemGetInfo(&fr, &tot);
+        return ll_err_set(err, LL_ERR_NOMEM, "the CUDA scratch for batches of %d tokens (%.2f GiB) does not fit: "
+                          "%.2f of %.2f GiB free on the GPU (%s): use a smaller batch (-b)", max_tok,
+                          batch_bytes(c->max_ne0, max_tok) / 1073741824.0, fr / 1073741824.0, tot / 1073741824.0,
+                          cudaGetErrorString(e));
+    }
+    if (c->stream) CU_TRY(cudaStreamSynchronize(c->stream)); // nothing in flight reads the old scratch
+    void *old[4] = {c->xh, c->attn_part, c->ids_dev, c->bp_dev};
+    for (int i = 0; i < 4; i++)
+        if (old[i]) CU_TRY(cudaFree(old[i]));
+    if (c->ids_pinned) CU_TRY(cudaFreeHost(c->ids_pinned));
+    if (c->bp_pin) CU_TRY(cudaFreeHost(c->bp_pin));
+    free(c->bp_host);
+    c->xh = xh, c->xh_bytes = sizes[0];
+    c->attn_part = (float *)part, c->attn_part_floats = sizes[1] / sizeof(float);
+    c->ids_dev = (int32_t *)ids, c->ids_pinned = (int32_t *)ids_pin;
+    c->bp_dev = (int32_t *)bp, c->bp_pin = (int32_t *)bp_pin, c->bp_host = bp_host;
+    memset(c->bp_n, 0, sizeof c->bp_n);
+    c->max_tok = max_tok;
+    c->xh_src = NULL;
+    return LL_OK;
+}
+
+ll_status cu_reserve(cu_impl *c, int max_tok, int max_ctx, ll_error *err) {
+    if (!c->wmem) return ll_err_set(err, LL_ERR_ARG, "cuda reserve before prepare");
+    if (max_ctx > c->max_ctx) c->max_ctx = max_ctx;
+    if (max_tok <= c->max_tok) return LL_OK;
+    return alloc_batch(c, max_tok, err);
 }
 
 ll_status cu_prepare(cu_impl *c, const ll_weight *const *ws, int n_ws, int max_tok, int max_ctx, ll_error *err) {
     cu_release(c);
     LL_ASSERT(max_tok >= 1 && max_ctx >= 1);
-    ll_status st = build_table(c, ws, n_ws, err);
+    ll_status st = build_table(ws, n_ws, &c->w, &c->n_w, false, err);
     if (st != LL_OK) return st;
-    size_t wbytes = 0, max_ne0 = 4096, deq = 256;
-    for (int i = 0; i < c->n_w; i++) {
-        const cu_wview *v = &c->w[i].v;
-        wbytes += c->w[i].bytes;
-        if (v->ne1 > 1 && (size_t)v->ne0 > max_ne0) max_ne0 = (size_t)v->ne0;
-        bool quant = v->type != LL_TYPE_F32 && v->type != LL_TYPE_F16 && v->type != LL_TYPE_BF16;
-        if (quant && v->ne1 > 1 && (size_t)v->ne0 * (size_t)v->ne1 * 2 > deq) deq = (size_t)v->ne0 * (size_t)v->ne1 * 2;
-    }
-    c->max_tok = max_tok;
+    const cu_sizes z = sizes_of(c->w, c->n_w);
+    c->max_tok = 0; // alloc_batch sets it
     c->max_ctx = max_ctx;
-    c->deq_bytes = deq;
-    c->xh_bytes = (size_t)max_tok * max_ne0 * 2;
-    c->attn_part_floats = (size_t)(max_tok > 32 ? max_tok : 32) * max_ne0 * 2;
-    size_t ids_bytes = (size_t)CU_ID_SLOTS * max_tok * sizeof(int32_t);
-    // x8: codes, block scales, 16-sums of CU_X8_ROWS rows (max_ne0 is a multiple of 32 for quantized weights)
-    const size_t x8_n = (size_t)CU_X8_ROWS * max_ne0, x8_bytes = ll_align_up(x8_n, CU_ALIGN) +
-                        ll_align_up(x8_n / 32 * 4, CU_ALIGN) + ll_align_up(x8_n / 16 * 4, CU_ALIGN);
-    size_t scratch = deq + c->xh_bytes + c->attn_part_floats * sizeof(float) + ids_bytes + 2 * x8_bytes +
-                     x8_n / 32 * 4 + 6 * CU_ALIGN;
+    c->max_ne0 = z.max_ne0;
+    c->deq_bytes = z.deq;
+    const size_t scratch = fixed_bytes(&z) + batch_bytes(z.max_ne0, max_tok);
     size_t fr = 0, tot = 0;
     CU_TRY(cudaMemGetInfo(&fr, &tot));
-    if (wbytes + scratch > fr)
+    if (z.wbytes + scratch > fr)
         return ll_err_set(err, LL_ERR_NOMEM, "the GPU has %.2f GiB free (of %.2f), but the weights need %.2f GiB "
                           "and the scratch for batches of %d tokens %.2f GiB: use a smaller quantization, a smaller "
                           "batch (-b) or --device cpu", fr / 1073741824.0, tot / 1073741824.0,
-                          wbytes / 1073741824.0, max_tok, scratch / 1073741824.0);
-    CU_TRY(cudaMalloc(&c->wmem, wbytes ? wbytes : CU_ALIGN));
+                          z.wbytes / 1073741824.0, max_tok, scratch / 1073741824.0);
+    CU_TRY(cudaMalloc(&c->wmem, z.wbytes ? z.wbytes : CU_ALIGN));
     CU_TRY(cudaMalloc(&c->deq, c->deq_bytes));
-    CU_TRY(cudaMalloc(&c->xh, c->xh_bytes));
-    CU_TRY(cudaMalloc((void **)&c->attn_part, c->attn_part_floats * sizeof(float)));
-    CU_TRY(cudaMalloc((void **)&c->ids_dev, ids_bytes));
-    CU_TRY(cudaMalloc((void **)&c->x8_mem, 2 * x8_bytes));
-    CU_TRY(cudaMalloc((void **)&c->norm_part, x8_n / 32 * sizeof(float)));
+    const size_t xb = x8_bytes(z.max_ne0), xn = x8_n(z.max_ne0);
+    CU_TRY(cudaMalloc((void **)&c->x8_mem, 2 * xb));
+    CU_TRY(cudaMalloc((void **)&c->norm_part, xn / 32 * sizeof(float)));
     cu_x8 *both[2] = {&c->x8, &c->x8b};
     for (int i = 0; i < 2; i++) {
-        both[i]->q = (int8_t *)c->x8_mem + i * x8_bytes;
-        both[i]->d = (float *)((uint8_t *)both[i]->q + ll_align_up(x8_n, CU_ALIGN));
-        both[i]->s = (float *)((uint8_t *)both[i]->d + ll_align_up(x8_n / 32 * 4, CU_ALIGN));
-        both[i]->ne0 = (int64_t)max_ne0;
+        both[i]->q = (int8_t *)c->x8_mem + i * xb;
+        both[i]->d = (float *)((uint8_t *)both[i]->q + ll_align_up(xn, CU_ALIGN));
+        both[i]->s = (float *)((uint8_t *)both[i]->d + ll_align_up(xn / 32 * 4, CU_ALIGN));
+        both[i]->ne0 = (int64_t)z.max_ne0;
     }
-    CU_TRY(cudaMallocHost((void **)&c->ids_pinned, ids_bytes));
+    if ((st = alloc_batch(c, max_tok, err)) != LL_OK) return st;
     size_t off = 0;
     for (int i = 0; i < c->n_w; i++) {
         cu_weight *e = &c->w[i];
