@@ -23,7 +23,7 @@
 #include "llmlab.h"
 #include "serve/shape.h"
 
-typedef enum route_kind { R_ROOT, R_HEALTH, R_METRICS, R_MODELS, R_TAGS, R_VERSION, R_GEN } route_kind;
+typedef enum route_kind { R_ROOT, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_TAGS, R_VERSION, R_GEN } route_kind;
 
 typedef struct route {
     const char *method, *path;
@@ -37,6 +37,7 @@ static const route k_routes[] = {
     {"GET", "/health", R_HEALTH, 0, true},
     {"GET", "/metrics", R_METRICS, 0, false},
     {"GET", "/v1/models", R_MODELS, 0, false},
+    {"GET", "/v1/models/", R_MODEL, 0, false}, // + the model id (a prefix route: the only one)
     {"POST", "/v1/chat/completions", R_GEN, SRV_OPENAI_CHAT, false},
     {"POST", "/v1/completions", R_GEN, SRV_OPENAI_COMPLETION, false},
     {"POST", "/api/chat", R_GEN, SRV_OLLAMA_CHAT, false},
@@ -344,7 +345,9 @@ static char *metrics_text(srv_http *h) {
     return b;
 }
 
-static enum MHD_Result handle_get(srv_http *h, struct MHD_Connection *c, const route *rt) {
+static bool model_matches(const srv_http *h, const char *name);
+
+static enum MHD_Result handle_get(srv_http *h, struct MHD_Connection *c, const char *url, const route *rt) {
     char why[256];
     srv_state state = srv_sched_state(h->sched, why, sizeof why);
     struct stat sb = {0};
@@ -362,6 +365,22 @@ static enum MHD_Result handle_get(srv_http *h, struct MHD_Connection *c, const r
     case R_MODELS:
         stat(h->cfg.model_path, &sb);
         return send_json(h, c, 200, srv_shape_models(h->cfg.model_name, (long long)sb.st_mtime));
+    case R_MODEL: { // GET /v1/models/{id}: the model object, or 404
+        const char *id = url + strlen(rt->path);
+        if (model_matches(h, id)) {
+            char *list = srv_shape_models(h->cfg.model_name, 0);
+            cJSON *o = list ? cJSON_Parse(list) : NULL, *m = o ? cJSON_GetArrayItem(cJSON_GetObjectItem(o, "data"), 0) : NULL;
+            free(list);
+            if (stat(h->cfg.model_path, &sb) == 0 && m) cJSON_ReplaceItemInObject(m, "created", cJSON_CreateNumber((double)sb.st_mtime));
+            char *s = m ? cJSON_PrintUnformatted(m) : NULL;
+            cJSON_Delete(o);
+            return send_json(h, c, 200, s);
+        }
+        srv_error e;
+        srv_error_set(&e, 404, "invalid_request_error", "model_not_found", "model",
+                      "the model '%.200s' is not served here; this server has '%s'", id, h->cfg.model_name);
+        return send_error(h, c, url, &e);
+    }
     case R_TAGS:
         stat(h->cfg.model_path, &sb);
         return send_json(h, c, 200, srv_shape_tags(h->cfg.model_name, (long long)sb.st_size,
@@ -400,7 +419,8 @@ static bool admit(srv_http *h, struct MHD_Connection *c, const char *url, const 
     }
     bool path_known = false;
     for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++) {
-        if (strcmp(url, k_routes[i].path)) continue;
+        bool prefix = k_routes[i].kind == R_MODEL;
+        if (prefix ? strncmp(url, k_routes[i].path, strlen(k_routes[i].path)) : strcmp(url, k_routes[i].path)) continue;
         path_known = true;
         if (!strcmp(method, k_routes[i].method) || (!strcmp(method, "HEAD") && !strcmp(k_routes[i].method, "GET")))
             rc->rt = &k_routes[i];
@@ -451,7 +471,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (rc->rt->kind == R_GEN) return handle_gen(h, c, url, rc);
-    return handle_get(h, c, rc->rt);
+    return handle_get(h, c, url, rc->rt);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {

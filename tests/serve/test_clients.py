@@ -82,6 +82,12 @@ ref = {}
 def t_models():
     ids = [m.id for m in oa.models.list().data]
     assert ids == [MODEL], ids
+    assert oa.models.retrieve(MODEL).id == MODEL
+    try:
+        oa.models.retrieve("gpt-imaginary")
+        raise AssertionError("an unknown model was found")
+    except openai.NotFoundError as e:
+        assert e.body["code"] == "model_not_found", e.body
 
 
 def t_chat():
@@ -291,7 +297,7 @@ def t_disconnect():
     still_serving()
 
 
-for name, fn in [("GET /v1/models lists the one model", t_models),
+for name, fn in [("GET /v1/models lists the one model; /v1/models/{id} finds it, 404 for another", t_models),
                  ("chat completion (openai client): content, finish_reason, usage adds up", t_chat),
                  ("chat streaming: same text, one finish_reason, usage chunk matches", t_chat_stream),
                  ("completion: max_tokens 10 -> finish length, 10 completion tokens; streamed the same", t_completion),
