@@ -14,7 +14,8 @@
 #        through ncu (DTYPES), "mv" = the decode matmuls alone per knob setting (MV_VARIANTS: settings,
 #        comma-joined within one, space between), "sample" = tg128's sampling cost, on the device or off (SREPS), "depth" = tg128 after DEPTHS tokens of
 #        context, both engines (DEPTH_TYPES, DREPS), "batched" = N parallel sequences, ours and llama-batched-bench
-#        (BTYPES, NPL, BREPS), "mem4" = GPU memory of 4 contexts on one model (MTYPES)),
+#        (BTYPES, NPL, BREPS), "mem4" = GPU memory of 4 contexts on one model (MTYPES)), OURS=0 / PEER=0: the
+#        batched and depth stages without llmlab's / llama.cpp's runs,
 #        TYPES="F16 Q8_0 Q4_0 Q4_K_M", REPS=3,
 #        BW=2990 (GB/s: the H100's measured HBM read, ../shared/BENCHMARKS.md),
 #        PEER_SRC=.peer/llama.cpp.tgz (llama.cpp's source, vendor/llama.cpp of the llama-cpp-python sdist, packed
@@ -347,12 +348,12 @@ if has depth; then
         [ -s "$f" ] || continue
         for d in ${DEPTHS:-4096 16384}; do
             say "tg128 at depth $d, $t"
-            for kv in ${DEPTH_KV:-f16 f32}; do
+            [ "${OURS:-1}" = 1 ] && for kv in ${DEPTH_KV:-f16 f32}; do
                 r=$($BUILD/bench/bench_engine -m "$f" -p 512 -n 128 -r "${DREPS:-3}" -d "$d" -ctk $kv 2>&1 \
                     | awk '/^tg128/ {print $2" t/s (min "$5" max "$7}')
                 echo "  ours KV $kv d$d tg128 $r"
             done
-            if [ -x "$PEER_BIN" ]; then
+            if [ -x "$PEER_BIN" ] && [ "${PEER:-1}" = 1 ]; then
                 "$PEER_BIN" -m "$f" -p 0 -n 128 -d "$d" -ngl 99 -fa 1 -r "${DREPS:-3}" -o csv 2>/dev/null \
                     | python3 -c 'import csv,sys
 for r in csv.DictReader(sys.stdin): print("  llama.cpp d%s tg%s %.1f +- %.1f t/s" % (r["n_depth"], r["n_gen"], float(r["avg_ts"]), float(r["stddev_ts"])))'
@@ -369,12 +370,12 @@ if has batched; then
     for t in ${BTYPES:-Q4_K_M F16}; do
         f="$WORK/mistral-7b-$t.gguf"
         [ -s "$f" ] || continue
-        say "sequences ${NPL:-1,4,16}, $t: llmlab bench model --sequences"
+        [ "${OURS:-1}" = 1 ] && say "sequences ${NPL:-1,4,16}, $t: llmlab bench model --sequences" &&
         timeout 400 $BUILD/llmlab bench model -m "$f" --device cuda -p 0 -n 128 --sequences "${NPL:-1,4,16}" \
             --seq-prompt 128 -r "${BREPS:-3}" --no-cold --json "$OUT/bm-$t" >"$OUT/bm-$t.txt" 2>"$OUT/bm-$t.err" \
             || tail -5 "$OUT/bm-$t.err"
-        grep -E "tg128|pp128" "$OUT/bm-$t.txt" | sed "s/^/  ours $t /"
-        if [ -x "$BB_BIN" ]; then
+        [ "${OURS:-1}" = 1 ] && grep -E "tg128|pp128" "$OUT/bm-$t.txt" | sed "s/^/  ours $t /"
+        if [ -x "$BB_BIN" ] && [ "${PEER:-1}" = 1 ]; then
             say "llama-batched-bench $t"
             timeout 300 "$BB_BIN" -m "$f" -c 4096 -b 2048 -ub 512 -npp 128 -ntg 128 -npl "${NPL:-1,4,16}" -ngl 99 -fa on \
                 >"$OUT/bb-$t.txt" 2>"$OUT/bb-$t.err" || tail -5 "$OUT/bb-$t.err"

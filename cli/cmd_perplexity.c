@@ -242,153 +242,64 @@ done:
     return rc;
 }
 
-// ---- --sweep: quality vs compression ------------------------------------------------------------------------------
-typedef struct sweep_row {
-    const char *type;
-    uint64_t file_bytes;
-    double bpw;
-    bool ok;
-    char error[300];
-    ll_ppl_result r;
-} sweep_row;
-
-#define MAX_SWEEP 16
-
-static int parse_types(const char *list, ll_ftype *f, const char **names, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s", list);
+// ---- --sweep: quality vs compression (the lab's quality sweep, src/lab/quality.c, printed as a table) ----------
+static bool check_types(const char *list) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", list);
     int n = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_SWEEP || !ll_ftype_from_name(t, &f[n])) {
-            fprintf(stderr, "llmlab perplexity: --types: %s '%s' (one of: %s; at most %d)\n",
-                    n == MAX_SWEEP ? "too many types at" : "unknown type", t, ll_ftype_list(), MAX_SWEEP);
-            return -1;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save), n++) {
+        ll_ftype f;
+        if (!ll_ftype_from_name(t, &f)) {
+            fprintf(stderr, "llmlab perplexity: --types: unknown type '%s' (one of: %s)\n", t, ll_ftype_list());
+            return false;
         }
-        names[n++] = t;
     }
     if (!n) fprintf(stderr, "llmlab perplexity: --types is empty\n");
-    return n ? n : -1;
+    return n > 0;
 }
 
-// Quantize BASE to one type in dir, then the KLD pass of it against base. Failures go into the row.
-static void sweep_one(const ppl_opts *o, ll_model *base, const int32_t *ids, int n, const char *dir, ll_ftype f,
-                      sweep_row *row, ll_quantize_stats *st) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s.gguf", dir, row->type);
-    ll_quantize_params qp = ll_quantize_default_params();
-    qp.ftype = f;
-    qp.n_threads = o->n_threads;
-    qp.tokenizer_path = o->tokenizer;
-    qp.interrupt = &g_ppl_stop;
-    ll_error err;
-    ll_model *m = NULL;
-    fprintf(stderr, "sweep: %s: quantizing %s\n", row->type, o->sweep);
-    if (ll_quantize_file(o->sweep, path, &qp, st, &err) != LL_OK) {
-        snprintf(row->error, sizeof row->error, "%s", err.message);
-        return;
-    }
-    struct stat sb;
-    row->file_bytes = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-    row->bpw = st->n_elements ? 8.0 * (double)st->bytes_out / (double)st->n_elements : 0;
-    ll_model_params mp = ll_model_default_params();
-    mp.n_threads = o->n_threads;
-    if (ll_model_load(path, &mp, &m, &err) == LL_OK) {
-        progress pr = {.quiet = true};
-        ll_ppl_params p = ppl_params(o, &pr);
-        fprintf(stderr, "sweep: %s: evaluating against the base\n", row->type);
-        row->ok = ll_ppl_run(m, base, ids, n, &p, &row->r, &err) == LL_OK;
-    }
-    if (!row->ok) snprintf(row->error, sizeof row->error, "%s", err.message);
-    ll_model_free(m);
-    unlink(path);
-}
-
-static void sweep_print(const sweep_row *rows, int n) {
+static void sweep_print(const cJSON *doc) {
     printf("\n%-8s %11s %6s %10s %10s %10s %8s\n", "type", "file size", "bpw", "PPL", "dPPL", "mean KLD", "top-1 %");
-    for (int i = 0; i < n; i++) {
-        const sweep_row *r = &rows[i];
+    const cJSON *row;
+    int i = 0;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(doc, "sweep")) {
+        const cJSON *r = cJSON_GetObjectItem(row, "result"), *b = cJSON_GetObjectItem(r, "vs_base");
         char sz[32];
-        ll_fmt_bytes(sz, sizeof sz, (double)r->file_bytes);
-        printf("%-8s %11s %6.2f ", r->type, sz, r->bpw);
-        if (!r->ok) printf("n/a: %s\n", r->error);
-        else if (i == 0) printf("%10.4f %10s %10s %8s\n", r->r.ppl, "-", "-", "-");
-        else printf("%10.4f %+10.4f %10.6f %8.3f\n", r->r.ppl, r->r.dppl, r->r.kld_mean, r->r.top1_pct);
+        double bpw = ll_lab_num(row, "bits_per_weight");
+        ll_fmt_bytes(sz, sizeof sz, ll_lab_num(row, "file_bytes"));
+        printf("%-8s %11s %6.2f ", ll_lab_str(row, "type"), sz, bpw == bpw ? bpw : 0.0);
+        if (!r) printf("n/a: %s\n", ll_lab_str(row, "error"));
+        else if (i == 0 || !b) printf("%10.4f %10s %10s %8s\n", ll_lab_num(r, "ppl"), "-", "-", "-");
+        else printf("%10.4f %+10.4f %10.6f %8.3f\n", ll_lab_num(r, "ppl"), ll_lab_num(b, "dppl"), ll_lab_num(b, "kld_mean"),
+                    ll_lab_num(b, "top1_pct"));
+        i++;
     }
-}
-
-static void sweep_json(const ppl_opts *o, const int32_t *ids, int n_ids, const sweep_row *rows, int n) {
-    cJSON *j = json_header(o, ids, n_ids);
-    cJSON_AddStringToObject(j, "base", o->sweep);
-    cJSON *arr = cJSON_AddArrayToObject(j, "sweep");
-    for (int i = 0; i < n; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "type", rows[i].type);
-        cJSON_AddNumberToObject(e, "file_bytes", (double)rows[i].file_bytes);
-        cJSON_AddNumberToObject(e, "bits_per_weight", rows[i].bpw);
-        if (rows[i].ok) cJSON_AddItemToObject(e, "result", ll_lab_ppl_result_json(&rows[i].r));
-        else cJSON_AddStringToObject(e, "error", rows[i].error);
-        cJSON_AddItemToArray(arr, e);
-    }
-    json_write(o->json, j);
-    cJSON_Delete(j);
-}
-
-// Row 0 is the base itself: its PPL comes from the first pass that ran (each pass evaluates the base too).
-static void sweep_base_row(const ppl_opts *o, ll_model *base, const int32_t *ids, int n, sweep_row *rows, int n_rows,
-                           const ll_quantize_stats *st) {
-    struct stat sb;
-    rows[0].file_bytes = stat(o->sweep, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-    rows[0].bpw = st->n_elements ? 8.0 * (double)st->bytes_in / (double)st->n_elements : 0;
-    for (int i = 1; i < n_rows; i++)
-        if (rows[i].ok) {
-            rows[0].ok = true;
-            rows[0].r.ppl = rows[i].r.base_ppl;
-            return;
-        }
-    ll_error err;
-    progress pr = {.quiet = true};
-    ll_ppl_params p = ppl_params(o, &pr);
-    rows[0].ok = ll_ppl_run(base, NULL, ids, n, &p, &rows[0].r, &err) == LL_OK;
-    if (!rows[0].ok) snprintf(rows[0].error, sizeof rows[0].error, "%s", err.message);
 }
 
 static int run_sweep(const ppl_opts *o) {
-    ll_ftype types[MAX_SWEEP];
-    const char *names[MAX_SWEEP];
-    char list[1024];
-    int nt = parse_types(o->types ? o->types : DEFAULT_SWEEP, types, names, list, sizeof list);
-    if (nt < 0) return 1;
-    ll_error err;
-    ll_model *base = NULL;
-    int32_t *ids = NULL;
-    int n = 0;
-    if (load(o->sweep, o, &base, &err) != LL_OK || tokenize(base, o, &ids, &n, &err)) {
-        ll_model_free(base);
-        return cli_fail("perplexity", &err);
-    }
-    const char *tmp = getenv("TMPDIR");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/llmlab-sweep.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "llmlab perplexity: cannot make a temporary directory %s: %s\n", dir, strerror(errno));
-        free(ids);
-        ll_model_free(base);
-        return 1;
-    }
-    sweep_row rows[MAX_SWEEP + 1] = {{.type = "base"}};
-    ll_quantize_stats st = {0};
-    int nr = 1;
-    for (int i = 0; i < nt && !g_ppl_stop; i++, nr++) {
-        rows[nr] = (sweep_row){.type = names[i]};
-        sweep_one(o, base, ids, n, dir, types[i], &rows[nr], &st);
-    }
-    rmdir(dir);
-    if (!g_ppl_stop) sweep_base_row(o, base, ids, n, rows, nr, &st);
-    else snprintf(rows[0].error, sizeof rows[0].error, "interrupted");
-    sweep_print(rows, nr);
-    if (o->json) sweep_json(o, ids, n, rows, nr);
-    free(ids);
-    ll_model_free(base);
-    return g_ppl_stop ? 130 : 0;
+    ll_lab_quality_cfg q;
+    ll_lab_quality_cfg_init(&q);
+    q.model = o->sweep;
+    q.text = o->text;
+    q.types = o->types ? o->types : DEFAULT_SWEEP;
+    q.n_ctx = o->n_ctx;
+    q.n_batch = o->n_batch;
+    q.max_chunks = o->chunks;
+    q.n_threads = o->n_threads;
+    q.tokenizer = o->tokenizer;
+    q.json_path = o->json;
+    q.tool = "llmlab perplexity --sweep " LLMLAB_VERSION;
+    q.interrupt = &g_ppl_stop;
+    q.progress = true;
+    cJSON *doc = NULL;
+    q.doc = &doc;
+    if (!check_types(q.types)) return 1;
+    ll_error err = {0};
+    ll_status s = ll_lab_quality_run(&q, &err);
+    if (doc) sweep_print(doc);
+    cJSON_Delete(doc);
+    if (s == LL_ERR_INTERRUPTED) return 130;
+    return s == LL_OK ? 0 : cli_fail("perplexity", &err);
 }
 
 int cmd_perplexity(int argc, char **argv) {

@@ -155,7 +155,12 @@ typedef struct ll_lab_quality_cfg {
     const char *types;       // comma-separated file types (default "Q8_0,Q4_K_M,Q4_0")
     int n_ctx, max_chunks;   // default 512 (capped at the trained context), 10 chunks
     int n_threads;           // 0 = physical cores
-    const char *json_dir;    // where quality.json goes
+    int n_batch;             // tokens per evaluation call (0 = n_ctx; does not change the result)
+    const char *tokenizer;   // llama2.c bases only: their tokenizer.bin (NULL: beside the checkpoint)
+    const char *json_dir;    // where quality.json goes (NULL with json_path NULL: nothing written)
+    const char *json_path;   // instead: this file (`llmlab perplexity --sweep --json FILE`)
+    const char *tool;        // the document's "tool" (NULL: the lab's quality step)
+    cJSON **doc;             // non-NULL: the document is handed back here (the caller frees it)
     volatile int *interrupt; // Ctrl-C: the types that finished are written (partial), LL_ERR_INTERRUPTED
     bool progress;
 } ll_lab_quality_cfg;
@@ -165,8 +170,8 @@ void ll_lab_quality_cfg_init(ll_lab_quality_cfg *c);
 struct ll_ppl_result;
 cJSON *ll_lab_ppl_result_json(const struct ll_ppl_result *r);
 // Quantize cfg->model to each type in a temporary folder (removed), run llama.cpp's perplexity of each with
-// KL-divergence against the model on cfg->text, and write json_dir/quality.json (the layout of
-// `llmlab perplexity --sweep --json`, schema "llmlab.quality/1").
+// KL-divergence against the model on cfg->text, and write json_dir/quality.json or json_path (schema
+// "llmlab.quality/1"): the one sweep behind both the lab's quality step and `llmlab perplexity --sweep`.
 ll_status ll_lab_quality_run(const ll_lab_quality_cfg *cfg, ll_error *err);
 
 // ---- report -------------------------------------------------------------------------------------------
@@ -177,6 +182,7 @@ ll_status ll_lab_report(const char *dir, const char *other, const char *outdir, 
 void ll_lab_default_dir(char *buf, size_t cap);             // results/raw/<hostname>
 cJSON *ll_lab_json_read(const char *path);                   // NULL when absent or unparsable
 ll_status ll_lab_json_write(const char *dir, const char *name, const cJSON *doc, ll_error *err); // NAME.json, atomic
+ll_status ll_lab_json_write_file(const char *path, const cJSON *doc, ll_error *err);             // PATH, atomic
 ll_status ll_lab_write_text(const char *dir, const char *name, const char *text, ll_error *err); // atomic
 double ll_lab_num(const cJSON *o, const char *key);         // NAN when absent or not a number
 const char *ll_lab_str(const cJSON *o, const char *key);    // "" when absent

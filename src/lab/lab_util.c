@@ -94,6 +94,24 @@ ll_status ll_lab_json_write(const char *dir, const char *name, const cJSON *doc,
     return st;
 }
 
+ll_status ll_lab_json_write_file(const char *path, const cJSON *doc, ll_error *err) {
+    const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+    char dir[4096];
+    if (!*name) return ll_err_set(err, LL_ERR_ARG, "%s: a file name is needed, not a folder", path);
+    if (snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? (slash == path ? "/" : path) : ".") >=
+        (int)sizeof dir)
+        return ll_err_set(err, LL_ERR_ARG, "path too long: %s", path);
+    char *text = cJSON_Print(doc);
+    if (!text) return ll_err_set(err, LL_ERR_NOMEM, "out of memory formatting %s", path);
+    size_t n = strlen(text);
+    char *t2 = realloc(text, n + 2);
+    if (!t2) { free(text); return ll_err_set(err, LL_ERR_NOMEM, "out of memory"); }
+    t2[n] = '\n', t2[n + 1] = 0;
+    ll_status st = write_text(dir, name, t2, err);
+    free(t2);
+    return st;
+}
+
 double ll_lab_num(const cJSON *o, const char *key) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;

@@ -56,12 +56,14 @@ static bool stop_now(const ll_lab_quality_cfg *c) { return c->interrupt && *c->i
 
 // Quantize the base to one type in dir, evaluate it against the base, remove it. Failures go into the row.
 static void one_type(const ll_lab_quality_cfg *cfg, ll_model *base, const int32_t *ids, int n, const char *dir,
-                     const char *type, const ll_ppl_params *pp, cJSON *row, ll_ppl_result *res, bool *ok) {
+                     const char *type, const ll_ppl_params *pp, cJSON *row, ll_ppl_result *res, bool *ok,
+                     double *base_bpw) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.gguf", dir, type);
     ll_quantize_params qp = ll_quantize_default_params();
     qp.n_threads = cfg->n_threads;
     qp.interrupt = cfg->interrupt;
+    qp.tokenizer_path = cfg->tokenizer;
     ll_quantize_stats st = {0};
     ll_error err = {0};
     ll_model *m = NULL;
@@ -75,8 +77,10 @@ static void one_type(const ll_lab_quality_cfg *cfg, ll_model *base, const int32_
         struct stat sb;
         cJSON_AddNumberToObject(row, "file_bytes", stat(path, &sb) == 0 ? (double)sb.st_size : 0);
         cJSON_AddNumberToObject(row, "bits_per_weight", st.n_elements ? 8.0 * (double)st.bytes_out / (double)st.n_elements : 0);
+        if (st.n_elements && *base_bpw <= 0) *base_bpw = 8.0 * (double)st.bytes_in / (double)st.n_elements;
         ll_model_params mp = ll_model_default_params();
         mp.n_threads = cfg->n_threads;
+        mp.tokenizer_path = cfg->tokenizer;
         if (cfg->progress) fprintf(stderr, "quality: %s: perplexity and KL-divergence against the base\n", type);
         ll_ppl_params p = *pp;
         if (cfg->progress) p.on_chunk = on_chunk, p.ud = (void *)type;
@@ -93,11 +97,12 @@ static cJSON *header_json(const ll_lab_quality_cfg *cfg, const ll_ppl_params *pp
     ll_ppl_ids_sha256(ids, n, sha);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "schema", "llmlab.quality/1");
-    cJSON_AddStringToObject(j, "tool", "llmlab bench (quality step) " LLMLAB_VERSION);
+    cJSON_AddStringToObject(j, "tool", cfg->tool ? cfg->tool : "llmlab bench (quality step) " LLMLAB_VERSION);
     cJSON_AddStringToObject(j, "method", "llama.cpp perplexity: chunks of n_ctx from an empty cache, first id BOS, "
                                          "positions n_ctx/2..n_ctx-2 scored; KLD(P_base || P_type) per scored position");
     cJSON_AddStringToObject(j, "text", cfg->text);
     cJSON_AddNumberToObject(j, "n_ctx", pp->n_ctx);
+    cJSON_AddNumberToObject(j, "n_batch", pp->n_batch ? pp->n_batch : pp->n_ctx);
     cJSON_AddNumberToObject(j, "max_chunks", pp->max_chunks);
     cJSON_AddNumberToObject(j, "n_tokens", n);
     cJSON_AddStringToObject(j, "tokens_sha256", sha);
@@ -108,6 +113,7 @@ static cJSON *header_json(const ll_lab_quality_cfg *cfg, const ll_ppl_params *pp
 ll_status ll_lab_quality_run(const ll_lab_quality_cfg *cfg, ll_error *err) {
     ll_model_params mp = ll_model_default_params();
     mp.n_threads = cfg->n_threads;
+    mp.tokenizer_path = cfg->tokenizer;
     ll_model *base = NULL;
     int32_t *ids = NULL;
     int n = 0;
@@ -124,6 +130,7 @@ ll_status ll_lab_quality_run(const ll_lab_quality_cfg *cfg, ll_error *err) {
     if (train > 0 && pp.n_ctx > train) pp.n_ctx = train; // a chunk never passes the trained context
     pp.n_threads = cfg->n_threads;
     pp.max_chunks = cfg->max_chunks;
+    pp.n_batch = cfg->n_batch;
     pp.interrupt = cfg->interrupt;
     if (st == LL_OK && n < 2 * pp.n_ctx)
         st = ll_err_set(err, LL_ERR_ARG, "%s: %d tokens; the quality sweep with chunks of %d needs at least %d (a longer "
@@ -147,26 +154,29 @@ ll_status ll_lab_quality_run(const ll_lab_quality_cfg *cfg, ll_error *err) {
     cJSON_AddNumberToObject(row0, "file_bytes", stat(cfg->model, &sb) == 0 ? (double)sb.st_size : 0);
     char list[256];
     snprintf(list, sizeof list, "%s", cfg->types);
-    double base_ppl = -1, base_err = 0;
+    double base_ppl = -1, base_err = 0, base_bpw = 0;
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t && !stop_now(cfg); t = strtok_r(NULL, ",", &save)) {
         cJSON *row = cJSON_CreateObject();
         cJSON_AddStringToObject(row, "type", t);
         ll_ppl_result r;
         bool ok;
-        one_type(cfg, base, ids, n, dir, t, &pp, row, &r, &ok);
+        one_type(cfg, base, ids, n, dir, t, &pp, row, &r, &ok, &base_bpw);
         if (stop_now(cfg)) { cJSON_Delete(row); break; } // an unfinished type is dropped
         cJSON_AddItemToArray(sweep, row);
         if (ok && base_ppl < 0) base_ppl = r.base_ppl, base_err = r.base_ppl_stderr;
     }
     rmdir(dir);
+    if (base_bpw > 0) cJSON_AddNumberToObject(row0, "bits_per_weight", base_bpw);
     if (base_ppl >= 0) { // every pass evaluates the base too: its PPL is the first pass's
         cJSON *res = cJSON_AddObjectToObject(row0, "result");
         cJSON_AddNumberToObject(res, "ppl", base_ppl);
         cJSON_AddNumberToObject(res, "ppl_stderr", base_err);
     } else cJSON_AddStringToObject(row0, "error", stop_now(cfg) ? "interrupted" : "no quantized type was evaluated");
     if (stop_now(cfg)) cJSON_AddBoolToObject(doc, "partial", true);
-    st = ll_lab_json_write(cfg->json_dir, "quality", doc, err);
-    cJSON_Delete(doc);
+    if (cfg->json_path) st = ll_lab_json_write_file(cfg->json_path, doc, err);
+    else if (cfg->json_dir) st = ll_lab_json_write(cfg->json_dir, "quality", doc, err);
+    if (cfg->doc) *cfg->doc = doc;
+    else cJSON_Delete(doc);
     free(ids);
     ll_model_free(base);
     if (st == LL_OK && stop_now(cfg)) st = ll_err_set(err, LL_ERR_INTERRUPTED, "interrupted: the types that finished are in quality.json");
