@@ -25,7 +25,7 @@ static void usage(FILE *f) {
                "Q6_K->Q8_0, else F16), with a warning.\n\n"
                "TYPE: %s\n"
                "IN:   a GGUF with F32/F16/BF16 weights, or a llama2.c checkpoint (+ tokenizer.bin)\n\n"
-               "  -t, --threads N           threads (default: physical cores)\n"
+               "  -t, --threads N           threads (default: physical cores this process may use)\n"
                "  --allow-requantize        accept already-quantized input tensors (loses quality)\n"
                "  --tensor-type PAT=TYPE    force TYPE for tensors whose name matches the regex PAT (first match\n"
                "                            wins), e.g. --tensor-type ffn_down=f16; repeatable\n"
@@ -70,21 +70,18 @@ static int parse_positional(const char *a, const char *pos[3], ll_quantize_param
         pos[n] = a;
         return 0;
     }
-    long v;
-    if (p->n_threads || !cli_int("quantize", "N_THREADS", a, 1, 1024, &v)) {
-        if (p->n_threads) fprintf(stderr, "llmlab quantize: unexpected argument '%s'\n", a);
+    if (p->n_threads) {
+        fprintf(stderr, "llmlab quantize: unexpected argument '%s'\n", a);
         return 1;
     }
-    p->n_threads = (int)v;
+    if (!cli_threads("quantize", "N_THREADS", a, &p->n_threads)) return 1;
     return 0;
 }
 
 static int parse_flag(int argc, char **argv, int *i, ll_quantize_params *p, ll_quant_override *ov) {
     const char *a = argv[*i], *v;
-    long n;
     if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-        if (!(v = cli_value("quantize", argc, argv, i)) || !cli_int("quantize", a, v, 1, 1024, &n)) return 1;
-        p->n_threads = (int)n;
+        if (!(v = cli_value("quantize", argc, argv, i)) || !cli_threads("quantize", a, v, &p->n_threads)) return 1;
     } else if (!strcmp(a, "--allow-requantize")) {
         p->allow_requantize = true;
     } else if (!strcmp(a, "--tensor-type")) {

@@ -58,6 +58,16 @@ double ll_time_s(void); // monotonic seconds
 // ---- machine facts ------------------------------------------------------------------------------------
 int ll_sys_physical_cores(void);
 int ll_sys_logical_cores(void);
+// CPUs this process may run on: the affinity mask (taskset, cpusets) capped by a cgroup v2/v1 CPU quota,
+// rounded up; >= 1 (cpus.c).
+int ll_sys_allowed_cpus(void);
+// The default thread count: min(physical cores, allowed CPUs) -- SMT siblings add little to memory-bound decode.
+int ll_sys_default_threads(void);
+// The most threads a -t may ask for: 4 x allowed CPUs (at most 1024); more only thrashes the scheduler.
+int ll_sys_max_threads(void);
+// The cgroup CPU quota seen from proc_self_cgroup (/proc/self/cgroup format) with the hierarchy mounted at root
+// (/sys/fs/cgroup), in whole CPUs; 0 = no quota. Exposed for tests with a fake tree.
+int ll_sys_cgroup_cpus_at(const char *root, const char *proc_self_cgroup);
 uint64_t ll_sys_mem_total(void);     // bytes
 uint64_t ll_sys_mem_available(void); // bytes the system can give without swapping (Linux MemAvailable)
 uint64_t ll_sys_rss_peak(void);      // bytes, this process

@@ -474,7 +474,7 @@ static void run_free(qrun *r) {
 // Pool, one float row per thread and one output batch, sized for the largest tensor converted.
 static ll_status run_init(qrun *r, const ll_gguf *g, const ll_quant_choice *c, const ll_quantize_params *p,
                           ll_error *err) {
-    *r = (qrun){.p = p, .n_threads = p->n_threads > 0 ? p->n_threads : ll_sys_physical_cores()};
+    *r = (qrun){.p = p, .n_threads = p->n_threads > 0 ? p->n_threads : ll_sys_default_threads()};
     if (r->n_threads < 1) r->n_threads = 1;
     int64_t max_ne0 = 1;
     size_t max_row = 0;

