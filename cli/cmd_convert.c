@@ -64,6 +64,13 @@ int cmd_convert(int argc, char **argv) {
         free(def);
         return 1;
     }
+    // By device and inode: "d/./x.bin" or a link names the input as well as "d/x.bin" does.
+    const char *clash = ll_same_file(in, out) ? in : ll_same_file(tok, out) ? tok : NULL;
+    if (clash) {
+        fprintf(stderr, "llmlab convert: %s is the input file %s; give another output path with -o\n", out, clash);
+        free(def);
+        return 1;
+    }
     ll_error err;
     ll_gguf *g;
     int rc = 0;

@@ -38,4 +38,26 @@ else
     [ $rc -eq 1 ] && grep -q "too many" "$tmp/err" && ok "-t 1025 is refused" || notok "-t 1025" "exit $rc" "$(head -3 "$tmp/err")"
 fi
 
+# ---- an output that is an input under another name ----------------------------------------------------------
+if [ -f "$b" ] && [ -f "$tk" ]; then
+    mkdir -p "$tmp/d" && cp "$b" "$tmp/d/self.bin" && cp "$tk" "$tmp/d/tok.bin"
+    L convert "$tmp/d/self.bin" --tokenizer "$tmp/d/tok.bin" -o "$tmp/d/./self.bin" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "is the input file" "$tmp/err" && cmp -s "$b" "$tmp/d/self.bin" \
+        && ok "convert refuses d/./self.bin as the output of d/self.bin; the input is intact" || notok "convert self-overwrite" "exit $rc" "$(cat "$tmp/err")"
+    ln "$tmp/d/tok.bin" "$tmp/d/tok-link.bin"
+    L convert "$tmp/d/self.bin" --tokenizer "$tmp/d/tok.bin" -o "$tmp/d/tok-link.bin" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "is the input file" "$tmp/err" && cmp -s "$tk" "$tmp/d/tok.bin" \
+        && ok "convert refuses a hard link to its tokenizer as the output" || notok "convert onto the tokenizer" "exit $rc" "$(cat "$tmp/err")"
+else
+    skip "stories260K.bin / tok512.bin not found: convert tests skipped"
+fi
+if [ -f "$v" ]; then
+    cp "$v" "$tmp/vocab.gguf"
+    L synth --arch tiny --vocab "$tmp/vocab.gguf" --quiet -o "$tmp/./vocab.gguf" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    [ $rc -eq 1 ] && grep -q "is the --vocab file" "$tmp/err" && cmp -s "$v" "$tmp/vocab.gguf" \
+        && ok "synth refuses its --vocab file as the output" || notok "synth onto --vocab" "exit $rc" "$(cat "$tmp/err")"
+else
+    skip "vocab GGUF not found: synth tests skipped"
+fi
+
 echo "1..$n"

@@ -141,6 +141,11 @@ void ll_map_free(ll_map *m) {
     free(m);
 }
 
+bool ll_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 void ll_map_prefetch(const ll_map *m) {
     if (m && m->data) madvise((void *)m->data, m->size, MADV_WILLNEED);
 }

@@ -45,6 +45,9 @@ ll_status ll_map_open(ll_map **out, const char *path, ll_error *err);
 void ll_map_free(ll_map *m);
 // Advise the kernel that the whole map will be read soon (load-time prefetch).
 void ll_map_prefetch(const ll_map *m);
+// true when both paths exist and name the same file (device and inode: "d/x", "d/./x", a hard link, a symlink).
+// Every writer checks its output against each input with it before writing.
+bool ll_same_file(const char *a, const char *b);
 
 // ---- logging ------------------------------------------------------------------------------------------
 typedef enum { LL_LOG_ERROR, LL_LOG_WARN, LL_LOG_INFO, LL_LOG_DEBUG } ll_log_level;
