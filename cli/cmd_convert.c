@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "formats/llama2c.h"
@@ -49,6 +50,11 @@ int cmd_convert(int argc, char **argv) {
     }
     if (!in) {
         usage(stderr);
+        return 1;
+    }
+    struct stat st;
+    if (stat(in, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "llmlab convert: %s is not a regular file; give a llama2.c checkpoint\n", in);
         return 1;
     }
     FILE *probe = fopen(in, "rb");

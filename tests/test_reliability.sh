@@ -38,6 +38,20 @@ else
     [ $rc -eq 1 ] && grep -q "too many" "$tmp/err" && ok "-t 1025 is refused" || notok "-t 1025" "exit $rc" "$(head -3 "$tmp/err")"
 fi
 
+# ---- a FIFO (or a directory) as the model: an error at once, not a hang -------------------------------------
+if mkfifo "$tmp/fifo" 2>/dev/null; then
+    for c in "run -m" "quantize" "convert"; do
+        extra=""; [ "$c" = quantize ] && extra="$tmp/q.gguf Q8_0"; [ "$c" = convert ] && extra="-o $tmp/c.gguf"
+        timeout 1 $ex $bin $c "$tmp/fifo" $extra >"$tmp/out" 2>"$tmp/err"; rc=$?
+        [ $rc -eq 1 ] && grep -q "fifo.*not a regular file" "$tmp/err" && ok "$c FIFO: a clear error within a second" \
+            || notok "$c FIFO" "exit $rc (124 = hung)" "$(cat "$tmp/err")"
+    done
+else
+    skip "mkfifo failed: FIFO tests skipped"
+fi
+timeout 1 $ex $bin run -m "$tmp" >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "not a regular file (a directory)" "$tmp/err" && ok "a directory as -m is a clear error" || notok "dir as -m" "exit $rc" "$(cat "$tmp/err")"
+
 # ---- an output that is an input under another name ----------------------------------------------------------
 if [ -f "$b" ] && [ -f "$tk" ]; then
     mkdir -p "$tmp/d" && cp "$b" "$tmp/d/self.bin" && cp "$tk" "$tmp/d/tok.bin"
