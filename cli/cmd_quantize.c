@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "quant/quantize.h"
@@ -11,8 +12,14 @@
 #define MAX_OVERRIDES 64
 
 static volatile int g_quant_stop;
+// The first Ctrl-C stops at the next row batch (the writer removes its temporary file); a second one exits at
+// once, removing it here.
 static void on_sigint(int sig) {
     (void)sig;
+    if (g_quant_stop) {
+        ll_tmp_remove_all();
+        _exit(130);
+    }
     g_quant_stop = 1;
 }
 
@@ -132,11 +139,11 @@ int cmd_quantize(int argc, char **argv) {
     p.interrupt = &g_quant_stop;
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND; // a second Ctrl-C kills at once
     sigaction(SIGINT, &sa, &old);
     ll_quantize_stats st;
     ll_error err;
-    if (ll_quantize_file(pos[0], pos[1], &p, &st, &err) != LL_OK) rc = cli_fail("quantize", &err);
+    ll_status s = ll_quantize_file(pos[0], pos[1], &p, &st, &err);
+    if (s != LL_OK) rc = cli_fail("quantize", &err) + (s == LL_ERR_INTERRUPTED ? 129 : 0); // Ctrl-C: 130
     else rc = report(pos[1], &p, &st);
     sigaction(SIGINT, &old, NULL);
 done:

@@ -74,4 +74,48 @@ else
     skip "vocab GGUF not found: synth tests skipped"
 fi
 
+# ---- interrupted writers: no temporary file left, exit 128 + signal; stale ones of dead processes swept -------
+# $dfl CMD: run CMD with SIGINT at its default action (a shell's background job inherits it ignored). Not a
+# function: $! must be the program's PID, not a subshell's.
+dfl="python3 -c"
+dflpy='import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])'
+# wait_tmp OUT: until OUT.tmp.* exists (at most ~10 s); false if it never did.
+wait_tmp() { i=0; while [ $i -lt 1000 ]; do ls "$1".tmp.* >/dev/null 2>&1 && return 0; sleep 0.01; i=$((i + 1)); done; return 1; }
+big="synth --arch llama-3.2-1b --layers 3 --type F32 --vocab builtin --quiet"
+if ! command -v python3 >/dev/null 2>&1 || [ -n "$ex" ]; then
+    skip "python3 missing (or an emulator): interruption tests skipped"
+else
+    for sig in INT TERM; do
+        want=130; [ $sig = TERM ] && want=143
+        o="$tmp/int$sig.gguf"
+        $dfl "$dflpy" $bin $big -o "$o" >/dev/null 2>&1 & pid=$!
+        if wait_tmp "$o"; then kill -$sig $pid; wait $pid; rc=$?; else wait $pid; rc=-1; fi
+        left=$(ls "$o"* 2>/dev/null)
+        [ $rc -eq $want ] && [ -z "$left" ] && ok "SIG$sig during synth: exit $want, no temporary file, no output" \
+            || notok "SIG$sig during synth" "exit $rc (want $want; -1: finished before the signal)" "left: $left"
+    done
+    L synth --arch smollm-135m --layers 12 --type F32 --vocab builtin --quiet -o "$tmp/q-in.gguf" >/dev/null 2>&1
+    o="$tmp/q.gguf"; echo "previous" >"$o"
+    $dfl "$dflpy" $bin quantize "$tmp/q-in.gguf" "$o" Q4_K -t 1 >/dev/null 2>"$tmp/err" & pid=$!
+    # a race on a fast machine: only a run that the signal reached is judged
+    wait_tmp "$o" && kill -INT $pid 2>/dev/null; wait $pid; rc=$?
+    left=$(ls "$o".tmp.* 2>/dev/null)
+    if [ $rc -eq 0 ]; then skip "quantize finished before SIGINT reached it"
+    else [ $rc -eq 130 ] && [ -z "$left" ] && [ "$(cat "$o")" = previous ] && ok "SIGINT during quantize: exit 130, no temporary file, previous file intact" \
+        || notok "SIGINT during quantize" "exit $rc" "left: $left" "$(cat "$tmp/err")"; fi
+
+    o="$tmp/k9.gguf"
+    $bin $big -o "$o" >/dev/null 2>&1 & pid=$!
+    if wait_tmp "$o"; then kill -9 $pid; wait $pid; fi
+    stale=$(ls "$o".tmp.* 2>/dev/null)
+    sh -c 'exit 0' & dead=$!; wait $dead
+    echo junk >"$o.tmp.$dead"                 # a dead PID's leftover
+    echo live >"$o.tmp.$$"                    # a live process's (this shell): kept
+    L synth --arch tiny --vocab builtin --quiet -o "$o" >/dev/null 2>"$tmp/err"; rc=$?
+    [ $rc -eq 0 ] && [ -n "$stale" ] && [ ! -e "$stale" ] && [ ! -e "$o.tmp.$dead" ] && [ -e "$o.tmp.$$" ] \
+        && grep -q "removed .*k9.gguf.tmp.$dead, a temporary file left by process $dead" "$tmp/err" \
+        && ok "after kill -9 of synth, the next synth to that path removes the stale temporary files (not a live one)" \
+        || notok "stale temporary files" "exit $rc, stale '$stale'" "$(ls "$tmp" | grep k9)" "$(cat "$tmp/err")"
+fi
+
 echo "1..$n"

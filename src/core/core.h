@@ -49,6 +49,17 @@ void ll_map_prefetch(const ll_map *m);
 // Every writer checks its output against each input with it before writing.
 bool ll_same_file(const char *a, const char *b);
 
+// ---- temporary files of atomic writers (DEST.tmp.PID beside DEST, renamed into place; tmpfile.c) ----------
+// Registers a temporary file for removal should SIGINT, SIGTERM or SIGHUP kill the process: while any is
+// registered, those signals left at their default action get a handler that unlinks every registered file and
+// re-raises (exit status 128 + signal). Returns a slot for ll_tmp_unregister, or -1 (no slot: not covered).
+int ll_tmp_register(const char *path);
+void ll_tmp_unregister(int slot);
+// Async-signal-safe: unlinks every registered file (for a program's own signal handler before it _exits).
+void ll_tmp_remove_all(void);
+// Removes DEST.tmp.PID files beside dest whose process no longer runs, with a warning each; returns how many.
+int ll_tmp_sweep_stale(const char *dest);
+
 // ---- logging ------------------------------------------------------------------------------------------
 typedef enum { LL_LOG_ERROR, LL_LOG_WARN, LL_LOG_INFO, LL_LOG_DEBUG } ll_log_level;
 void ll_log_set_level(ll_log_level lvl);
