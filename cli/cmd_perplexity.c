@@ -130,7 +130,7 @@ static ll_status load(const char *path, const ppl_opts *o, ll_model **m, ll_erro
     mp.tokenizer_path = o->tokenizer;
     mp.n_threads = o->n_threads;
     ll_status s = ll_model_load(path, &mp, m, err);
-    if (s != LL_OK) ll_err_prefix(err, "%s: ", path);
+    if (s != LL_OK && !strstr(err->message, path)) ll_err_prefix(err, "%s: ", path); // most messages name it already
     return s;
 }
 

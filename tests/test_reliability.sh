@@ -52,6 +52,12 @@ fi
 timeout 1 $ex $bin run -m "$tmp" >"$tmp/out" 2>"$tmp/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "not a regular file (a directory)" "$tmp/err" && ok "a directory as -m is a clear error" || notok "dir as -m" "exit $rc" "$(cat "$tmp/err")"
 
+# ---- messages ------------------------------------------------------------------------------------------------
+echo "some text" >"$tmp/t.txt"
+L perplexity -m "$tmp/none.gguf" -f "$tmp/t.txt" >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc -eq 1 ] && [ "$(grep -o "none.gguf" "$tmp/err" | wc -l)" -eq 1 ] && ok "perplexity names a missing model once" \
+    || notok "perplexity path twice" "exit $rc" "$(cat "$tmp/err")"
+
 # ---- an output that is an input under another name ----------------------------------------------------------
 if [ -f "$b" ] && [ -f "$tk" ]; then
     mkdir -p "$tmp/d" && cp "$b" "$tmp/d/self.bin" && cp "$tk" "$tmp/d/tok.bin"
