@@ -87,6 +87,7 @@ int cmd_run(int argc, char **argv) {
         if (gen_generate(&g, &o, ids, n, only_bos && !o.echo, NULL, stdout, NULL, &st, &err) != LL_OK)
             rc = cli_fail("run", &err);
         gen_print_stats(&g, &st);
+        if (rc == 0 && st.interrupted) rc = 130; // as a shell reports a process Ctrl-C stopped
     }
     free(ids);
     free(file_prompt);

@@ -151,10 +151,13 @@ ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, in
     g_gen_interrupted = 0;
     g_eval_interrupt = 0;
     double t0 = ll_time_s();
+    int past0 = ll_context_n_past(g->c);
     ll_status s = n_ids > 0 ? ll_eval(g->c, ids, n_ids, false, err) : LL_OK;
     for (int i = 0; i < n_ids; i++) ll_sampler_accept(g->s, ids[i]);
-    st->n_prompt = n_ids;
+    st->n_prompt_asked = n_ids;
+    st->n_prompt = s == LL_OK ? n_ids : ll_context_n_past(g->c) - past0; // the batches done before Ctrl-C
     st->prompt_s = ll_time_s() - t0;
+    if (s == LL_ERR_INTERRUPTED) st->interrupted = true;
     if (s != LL_OK) return s == LL_ERR_INTERRUPTED ? LL_OK : s;
     ll_detok *dt = ll_detok_init(g->m);
     ll_detok_set_strip_leading_space(dt, strip_leading_space);
@@ -189,12 +192,18 @@ ll_status gen_generate(gen_session *g, const gen_opts *o, const int32_t *ids, in
     fflush(out);
     ll_detok_free(dt);
     st->gen_s = ll_time_s() - t1;
+    st->interrupted = g_gen_interrupted || s == LL_ERR_INTERRUPTED;
     if (answer) *answer = text;
     else free(text);
     return s == LL_ERR_INTERRUPTED ? LL_OK : s;
 }
 
 void gen_print_stats(const gen_session *g, const gen_stats *st) {
+    if (st->n_prompt < st->n_prompt_asked) { // stopped in the prompt: no rate for a part-evaluated batch
+        fprintf(stderr, "\n\nload: %.0f ms | prompt: interrupted after %.0f ms, %d of %d tokens evaluated\n",
+                g->load_s * 1e3, st->prompt_s * 1e3, st->n_prompt < 0 ? 0 : st->n_prompt, st->n_prompt_asked);
+        return;
+    }
     fprintf(stderr, "\n\nload: %.0f ms | prompt: %d tokens in %.0f ms, %.2f t/s | generation: %d tokens in %.0f ms, %.2f t/s\n",
             g->load_s * 1e3, st->n_prompt, st->prompt_s * 1e3, st->prompt_s > 0 ? st->n_prompt / st->prompt_s : 0,
             st->n_gen, st->gen_s * 1e3, st->gen_s > 0 ? st->n_gen / st->gen_s : 0);

@@ -38,7 +38,9 @@ void gen_install_sigint(void);
 
 typedef struct gen_stats {
     int n_prompt, n_gen;
+    int n_prompt_asked; // n_prompt is what was evaluated: fewer when Ctrl-C stopped the prompt
     double prompt_s, gen_s;
+    bool interrupted;   // Ctrl-C stopped the prompt or the generation
 } gen_stats;
 
 // Evaluate ids (after the n_past already cached), then sample up to n_predict tokens, printing each piece to

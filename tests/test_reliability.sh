@@ -110,6 +110,16 @@ else
     else [ $rc -eq 130 ] && [ -z "$left" ] && [ "$(cat "$o")" = previous ] && ok "SIGINT during quantize: exit 130, no temporary file, previous file intact" \
         || notok "SIGINT during quantize" "exit $rc" "left: $left" "$(cat "$tmp/err")"; fi
 
+    sm="$shared/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    if [ -f "$sm" ]; then
+        $bin run -m "$sm" -p "Once upon a time" -n 100000 --ignore-eos -c 4096 -t 1 >"$tmp/out" 2>"$tmp/err" & pid=$!
+        sleep 2; kill -INT $pid; wait $pid; rc=$?
+        [ $rc -eq 130 ] && grep -q "generation: [0-9]* tokens" "$tmp/err" && ok "Ctrl-C during run: the statistics, then exit 130" \
+            || notok "Ctrl-C during run" "exit $rc" "$(tail -2 "$tmp/err")"
+    else
+        skip "SmolLM2 not found: run Ctrl-C test skipped"
+    fi
+
     o="$tmp/k9.gguf"
     $bin $big -o "$o" >/dev/null 2>&1 & pid=$!
     if wait_tmp "$o"; then kill -9 $pid; wait $pid; fi
