@@ -124,7 +124,7 @@ static void model_usage(FILE *f) {
             "  -n LIST        generation lengths (0: none; default 128)\n"
             "  -d LIST        context depth before each test (default 0)\n"
             "  -r N           repetitions (default 5)\n"
-            "  -t LIST        threads (default: physical cores)\n"
+            "  -t LIST        threads, at most 4 x the CPUs this process may use (default: its physical cores)\n"
             "  --device D     cpu or cuda (default cpu)\n"
             "  -o FMT         stdout format: md (default), csv, json, jsonl\n"
             "  --json DIR     results folder (default results/raw/<hostname>)\n"
@@ -185,7 +185,7 @@ static int parse_bench(int argc, char **argv, int first, ll_lab_bench_cfg *cfg, 
         } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { if (!parse_list(a, v, cfg->pp, &cfg->n_pp, 0, 1 << 20)) return 1; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (!parse_list(a, v, cfg->tg, &cfg->n_tg, 0, 1 << 20)) return 1; }
         else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) { if (!parse_list(a, v, cfg->depth, &cfg->n_depth, 0, 1 << 20)) return 1; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!parse_list(a, v, cfg->threads, &cfg->n_threads, 1, 1024)) return 1; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!parse_list(a, v, cfg->threads, &cfg->n_threads, 1, ll_sys_max_threads())) return 1; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { int n; if (!parse_list(a, v, &cfg->reps, &n, 1, 1000) || n != 1) return 1; }
         else if (!strcmp(a, "--device")) {
             if (strcmp(v, "cpu") && strcmp(v, "cuda")) { fprintf(stderr, "llmlab bench: --device expects cpu or cuda\n"); return 1; }
