@@ -128,6 +128,13 @@ fuzz:
 	build-fuzz/fuzz_gguf -max_total_time=$$(( ($(FUZZ_SECONDS) + 1) / 2 )) -max_len=65536 -timeout=10 build-fuzz/corpus
 	build-fuzz/fuzz_request -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -max_len=65536 -timeout=10 -dict=fuzz/request.dict build-fuzz/corpus-request
 	@echo "fuzz: $(FUZZ_SECONDS) s clean"
+	@mkdir -p build-fuzz/corpus-llama2c
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Iinclude -Isrc -o build-fuzz/fuzz_llama2c fuzz/fuzz_llama2c.c \
+	  $(filter src/core/% src/formats/% src/types/% src/tokenizer/%,$(LIB_SRC)) -lm -lpthread
+	cp -n fuzz/corpus-llama2c/* build-fuzz/corpus-llama2c/ 2>/dev/null || true
+	build-fuzz/fuzz_llama2c -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 build-fuzz/corpus-llama2c
+	@echo "fuzz llama2c: $(FUZZ_SECONDS) s clean"
 
 # arm64: cross-build and run the suite under qemu-user (NEON paths really executed). The runtime libraries are
 # Debian's multiarch arm64 ones (-L /): threads hang under qemu with the cross toolchain's own libc copy.

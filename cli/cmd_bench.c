@@ -35,7 +35,7 @@ static void usage(FILE *f) {
             "  --only LIST     comma-separated sections: gemm, memory, attention, alloc, transfer, launch\n"
             "  --sizes LIST    GEMM sizes (M = N = K) on CPU and GPU, e.g. 512,1024 (default CPU 1024,2048,\n"
             "                  --quick 1024; GPU 1024..8192, --quick 2048,8192)\n"
-            "  -t, --threads N most CPU threads (default: logical cores; memory sweeps 1, 2, 4 .. N)\n"
+            "  -t, --threads N most CPU threads (default: the CPUs this process may use; memory sweeps 1, 2, 4 .. N)\n"
             "  --mem-spec GBPS the DRAM bandwidth spec, for %% of spec in memory.json\n"
             "  --no-gpu        skip every GPU part\n");
 }
@@ -78,7 +78,6 @@ int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
-        long n;
         double d;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -97,8 +96,7 @@ int cmd_bench(int argc, char **argv) {
             memcpy(cfg.gpu_gemm_sizes, cfg.gemm_sizes, sizeof cfg.gemm_sizes); // the same sizes on every device
             cfg.n_gpu_gemm_sizes = cfg.n_gemm_sizes;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1024, &n)) return 1;
-            cfg.n_threads = (int)n;
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_threads(cmd, a, v, &cfg.n_threads)) return 1;
         } else if (!strcmp(a, "--mem-spec")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_float(cmd, a, v, 0.1, 1e5, &d)) return 1;
             cfg.cpu_mem_spec_gbps = d;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "formats/llama2c.h"
@@ -51,6 +52,11 @@ int cmd_convert(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
+    struct stat st;
+    if (stat(in, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "llmlab convert: %s is not a regular file; give a llama2.c checkpoint\n", in);
+        return 1;
+    }
     FILE *probe = fopen(in, "rb");
     if (probe) fclose(probe);
     if (probe && !ll_llama2c_probe(in)) {
@@ -61,6 +67,13 @@ int cmd_convert(int argc, char **argv) {
     if (!out) out = def;
     if (!out || !strcmp(out, in)) {
         fprintf(stderr, "llmlab convert: give an output path with -o\n");
+        free(def);
+        return 1;
+    }
+    // By device and inode: "d/./x.bin" or a link names the input as well as "d/x.bin" does.
+    const char *clash = ll_same_file(in, out) ? in : ll_same_file(tok, out) ? tok : NULL;
+    if (clash) {
+        fprintf(stderr, "llmlab convert: %s is the input file %s; give another output path with -o\n", out, clash);
         free(def);
         return 1;
     }

@@ -31,7 +31,7 @@ static void usage(FILE *f) {
             "  --cache-type T  the KV cache's type: f16 (default), f32 or q8_0\n"
             "  --parallel N  sequences held at once, each with --ctx positions (default 1)\n"
             "  --mem BYTES   memory to fit into, instead of what the device has free now\n"
-            "  -t N          threads of the calibration (default: physical cores, as bench model)\n"
+            "  -t N          threads of the calibration (default: physical cores this process may use)\n"
             "  --no-calib    skip the calibration (only the ceiling bounds)\n");
 }
 
@@ -43,7 +43,8 @@ static void line(const char *what, uint64_t b) {
 
 int cmd_fit(int argc, char **argv) {
     const char *cmd = "fit", *file = NULL, *arch = NULL, *type = NULL, *device = "cpu", *hw = NULL, *v;
-    long ctx = 0, batch = 512, threads = 0, parallel = 1;
+    long ctx = 0, batch = 512, parallel = 1;
+    int threads = 0;
     ll_cache_type kv = LL_CACHE_F16;
     bool calib = true;
     uint64_t mem = 0;
@@ -56,7 +57,7 @@ int cmd_fit(int argc, char **argv) {
         else if (!strcmp(a, "--hw")) { if (!(hw = cli_value(cmd, argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1 << 24, &ctx)) return 1; }
         else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1 << 20, &batch)) return 1; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_threads(cmd, a, v, &threads)) return 1; }
         else if (!strcmp(a, "--no-calib")) calib = false;
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 4096, &parallel)) return 1; }
         else if (!strcmp(a, "--cache-type") || !strcmp(a, "-ctk")) {
@@ -101,7 +102,7 @@ int cmd_fit(int argc, char **argv) {
     bool have_cal = false;
     if (calib && !strcmp(device, "cpu")) {
         fprintf(stderr, "fit: calibrating the engine's decode matmuls (%d shapes and types) ...\n", n_mats);
-        if (ll_lab_calib_decode(mats, n_mats, (int)threads, &cal, &err) != LL_OK) return cli_fail(cmd, &err);
+        if (ll_lab_calib_decode(mats, n_mats, threads, &cal, &err) != LL_OK) return cli_fail(cmd, &err);
         ll_lab_fit_engine(&f, mats, n_mats, &cal);
         have_cal = f.pred_tg_engine > 0;
     }

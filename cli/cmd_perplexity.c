@@ -43,7 +43,7 @@ static void usage(FILE *f) {
                "  -f TEXT           the text file\n"
                "  -c CTX            chunk length (default 512)\n"
                "  -b BATCH          tokens per evaluation call, <= CTX (default CTX; does not change the result)\n"
-               "  -t N              threads (default: physical cores)\n"
+               "  -t N              threads (default: physical cores this process may use)\n"
                "  --chunks N        evaluate only the first N chunks\n"
                "  --base BASE       also run BASE on the same chunks and report, per scored token, KL(P_base||P_model)\n"
                "                    (mean, median, 90/95/99th percentile, max), top-1 agreement, RMS of dp (p_model -\n"
@@ -82,7 +82,10 @@ static int parse(int argc, char **argv, ppl_opts *o) {
         else if (str) rc = (*str = cli_value("perplexity", argc, argv, &i)) ? 0 : 1;
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) rc = parse_int(a, argc, argv, &i, 4, 1 << 20, &o->n_ctx);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) rc = parse_int(a, argc, argv, &i, 1, 1 << 20, &o->n_batch);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = parse_int(a, argc, argv, &i, 1, 1024, &o->n_threads);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            const char *v = cli_value("perplexity", argc, argv, &i);
+            rc = v && cli_threads("perplexity", a, v, &o->n_threads) ? 0 : 1;
+        }
         else if (!strcmp(a, "--chunks")) rc = parse_int(a, argc, argv, &i, 1, INT32_MAX, &o->chunks);
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = true;
         else fprintf(stderr, "llmlab perplexity: unknown argument '%s' (see llmlab perplexity --help)\n", a), rc = 1;
@@ -96,6 +99,7 @@ static int parse(int argc, char **argv, ppl_opts *o) {
         fprintf(stderr, "llmlab perplexity: -b %d is larger than -c %d\n", o->n_batch, o->n_ctx);
         return 1;
     }
+    o->n_threads = cli_default_threads(o->n_threads);
     return 0;
 }
 
@@ -126,7 +130,7 @@ static ll_status load(const char *path, const ppl_opts *o, ll_model **m, ll_erro
     mp.tokenizer_path = o->tokenizer;
     mp.n_threads = o->n_threads;
     ll_status s = ll_model_load(path, &mp, m, err);
-    if (s != LL_OK) ll_err_prefix(err, "%s: ", path);
+    if (s != LL_OK && !strstr(err->message, path)) ll_err_prefix(err, "%s: ", path); // most messages name it already
     return s;
 }
 

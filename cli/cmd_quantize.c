@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "quant/quantize.h"
@@ -11,8 +12,14 @@
 #define MAX_OVERRIDES 64
 
 static volatile int g_quant_stop;
+// The first Ctrl-C stops at the next row batch (the writer removes its temporary file); a second one exits at
+// once, removing it here.
 static void on_sigint(int sig) {
     (void)sig;
+    if (g_quant_stop) {
+        ll_tmp_remove_all();
+        _exit(130);
+    }
     g_quant_stop = 1;
 }
 
@@ -25,7 +32,7 @@ static void usage(FILE *f) {
                "Q6_K->Q8_0, else F16), with a warning.\n\n"
                "TYPE: %s\n"
                "IN:   a GGUF with F32/F16/BF16 weights, or a llama2.c checkpoint (+ tokenizer.bin)\n\n"
-               "  -t, --threads N           threads (default: physical cores)\n"
+               "  -t, --threads N           threads (default: physical cores this process may use)\n"
                "  --allow-requantize        accept already-quantized input tensors (loses quality)\n"
                "  --tensor-type PAT=TYPE    force TYPE for tensors whose name matches the regex PAT (first match\n"
                "                            wins), e.g. --tensor-type ffn_down=f16; repeatable\n"
@@ -70,21 +77,18 @@ static int parse_positional(const char *a, const char *pos[3], ll_quantize_param
         pos[n] = a;
         return 0;
     }
-    long v;
-    if (p->n_threads || !cli_int("quantize", "N_THREADS", a, 1, 1024, &v)) {
-        if (p->n_threads) fprintf(stderr, "llmlab quantize: unexpected argument '%s'\n", a);
+    if (p->n_threads) {
+        fprintf(stderr, "llmlab quantize: unexpected argument '%s'\n", a);
         return 1;
     }
-    p->n_threads = (int)v;
+    if (!cli_threads("quantize", "N_THREADS", a, &p->n_threads)) return 1;
     return 0;
 }
 
 static int parse_flag(int argc, char **argv, int *i, ll_quantize_params *p, ll_quant_override *ov) {
     const char *a = argv[*i], *v;
-    long n;
     if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-        if (!(v = cli_value("quantize", argc, argv, i)) || !cli_int("quantize", a, v, 1, 1024, &n)) return 1;
-        p->n_threads = (int)n;
+        if (!(v = cli_value("quantize", argc, argv, i)) || !cli_threads("quantize", a, v, &p->n_threads)) return 1;
     } else if (!strcmp(a, "--allow-requantize")) {
         p->allow_requantize = true;
     } else if (!strcmp(a, "--tensor-type")) {
@@ -135,11 +139,11 @@ int cmd_quantize(int argc, char **argv) {
     p.interrupt = &g_quant_stop;
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND; // a second Ctrl-C kills at once
     sigaction(SIGINT, &sa, &old);
     ll_quantize_stats st;
     ll_error err;
-    if (ll_quantize_file(pos[0], pos[1], &p, &st, &err) != LL_OK) rc = cli_fail("quantize", &err);
+    ll_status s = ll_quantize_file(pos[0], pos[1], &p, &st, &err);
+    if (s != LL_OK) rc = cli_fail("quantize", &err) + (s == LL_ERR_INTERRUPTED ? 129 : 0); // Ctrl-C: 130
     else rc = report(pos[1], &p, &st);
     sigaction(SIGINT, &old, NULL);
 done:

@@ -88,6 +88,10 @@ static int parse(int argc, char **argv, ll_synth_params *p, const char **out) {
         fprintf(stderr, "llmlab synth: --arch and -o are required (see llmlab synth --help)\n");
         return 1;
     }
+    if (ll_same_file(p->vocab_path, *out)) { // by device and inode: "d/./v.gguf" is "d/v.gguf"
+        fprintf(stderr, "llmlab synth: %s is the --vocab file %s; give another output path with -o\n", *out, p->vocab_path);
+        return 1;
+    }
     if (!ll_preset_find(p->preset)) {
         fprintf(stderr, "llmlab synth: unknown preset '%s'; one of:", p->preset);
         for (int i = 0; ll_preset_at(i); i++) fprintf(stderr, " %s", ll_preset_at(i)->name);

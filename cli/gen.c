@@ -36,7 +36,7 @@ void gen_print_flags_help(FILE *f) {
             "  --tokenizer FILE        llama2.c tokenizer (default: tokenizer.bin beside the checkpoint)\n"
             "  -c, --ctx-size N        context size in tokens (default: the model's, at most 4096)\n"
             "  -b, --batch-size N      prompt tokens evaluated per step (default 512)\n"
-            "  -t, --threads N         threads (default: physical cores)\n"
+            "  -t, --threads N         threads (default: physical cores this process may use)\n"
             "  --device D              cpu, cuda or auto (default auto: CUDA when a GPU is found)\n"
             "  --cache-type T, -ctk T  the KV cache's type: f16 (default, as llama.cpp), f32 or q8_0\n"
             "  -n, --n-predict N       tokens to generate (default 256; -1 = until end of text or full context)\n"
@@ -67,7 +67,7 @@ int gen_parse_flag(const char *cmd, gen_opts *o, int argc, char **argv, int *i) 
     else if (is(a, "-f", "--file")) { VAL(); o->prompt_file = v; }
     else if (is(a, "-c", "--ctx-size")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 24, &l)) return -1; o->n_ctx = (int)l; }
     else if (is(a, "-b", "--batch-size")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 16, &l)) return -1; o->n_batch = (int)l; }
-    else if (is(a, "-t", "--threads")) { VAL(); if (!cli_int(cmd, a, v, 1, 1024, &l)) return -1; o->n_threads = (int)l; }
+    else if (is(a, "-t", "--threads")) { VAL(); if (!cli_threads(cmd, a, v, &o->n_threads)) return -1; }
     else if (is(a, "-n", "--n-predict")) { VAL(); if (!cli_int(cmd, a, v, -1, 1 << 24, &l)) return -1; o->n_predict = (int)l; }
     else if (is(a, "--temp", NULL)) { VAL(); if (!cli_float(cmd, a, v, 0, 100, &d)) return -1; o->sp.temp = (float)d; }
     else if (is(a, "--top-k", NULL)) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 24, &l)) return -1; o->sp.top_k = (int)l; }
@@ -107,9 +107,13 @@ bool gen_open(const char *cmd, const gen_opts *o, gen_session *g) {
     ll_error err = {0};
     ll_model_params mp = ll_model_default_params();
     mp.tokenizer_path = o->tokenizer;
-    mp.n_threads = o->n_threads;
+    mp.n_threads = cli_default_threads(o->n_threads);
     mp.verbose = o->verbose;
-    if (o->verbose) ll_log_set_level(LL_LOG_INFO);
+    if (o->verbose) {
+        ll_log_set_level(LL_LOG_INFO);
+        fprintf(stderr, "threads: %d (this process may use %d CPU%s)\n", mp.n_threads, ll_sys_allowed_cpus(),
+                ll_sys_allowed_cpus() == 1 ? "" : "s");
+    }
     double t0 = ll_time_s();
     if (ll_model_load(o->model, &mp, &g->m, &err) != LL_OK) {
         cli_fail(cmd, &err);

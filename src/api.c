@@ -66,7 +66,7 @@ ll_status ll_model_from_gguf(ll_gguf *g, const ll_model_params *params, ll_model
         m->name = ll_strndup(t.ptr, (size_t)(t.len > 200 ? 200 : t.len));
     else
         m->name = base_name(g->path ? g->path : "model");
-    m->n_threads = p.n_threads > 0 ? p.n_threads : ll_sys_physical_cores();
+    m->n_threads = p.n_threads > 0 ? p.n_threads : ll_sys_default_threads(); // the CPUs this process may use
     m->verbose = p.verbose;
     pthread_mutex_init(&m->lock, NULL);
     m->lock_made = true;

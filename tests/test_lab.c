@@ -428,6 +428,68 @@ static void test_report(void **state) {
     assert_non_null(strstr(err.message, "bench hw"));
 }
 
+// Strings from results JSON are data in REPORT.md too: raw HTML shown as text, a '|' escaped inside its cell
+// (the row keeps its column count), a newline not ending the row.
+static void test_report_escaping(void **state) {
+    (void)state;
+    char a[400], out[400], p[512];
+    snprintf(a, sizeof a, "%s/runEsc", g_tmp);
+    snprintf(out, sizeof out, "%s/repEsc", g_tmp);
+    model_fixture(a, 1.0);
+    snprintf(p, sizeof p, "%s/model.json", a);
+    char *mj = tu_read_file(p, NULL);
+    assert_non_null(mj);
+    char t[8192], *at = strstr(mj, "\"model\":\"fixture-7b\"");
+    assert_non_null(at);
+    snprintf(t, sizeof t, "%.*s\"model\":\"<script>alert(1)</script>|x\\ny&z\"%s", (int)(at - mj), mj,
+             at + strlen("\"model\":\"fixture-7b\""));
+    free(mj);
+    write_file(a, "model.json", t);
+    ll_error err = {0};
+    assert_int_equal(ll_lab_report(a, NULL, out, &err), LL_OK);
+    snprintf(p, sizeof p, "%s/REPORT.md", out);
+    char *md = tu_read_file(p, NULL);
+    assert_non_null(md);
+    assert_null(strstr(md, "<script"));
+    const char *row = strstr(md, "| llmlab cpu (2 threads) | &lt;script&gt;alert(1)&lt;/script&gt;\\|x y&amp;z | Q4_0 |");
+    if (!row) fail_msg("escaped row not found in:\n%s", md);
+    snprintf(p, sizeof p, "%s/report.html", out);
+    char *html = tu_read_file(p, NULL);
+    assert_non_null(html);
+    assert_null(strstr(html, "<script"));
+    free(md);
+    free(html);
+}
+
+// REPORT.md and report.html are replaced together or not at all: when the second cannot be written (here its
+// temporary path is taken by a directory), the first keeps its old text and no temporary file stays.
+static void test_write_texts_all_or_none(void **state) {
+    (void)state;
+    char d[400], p[600];
+    snprintf(d, sizeof d, "%s/pair", g_tmp);
+    write_file(d, "A.md", "old A");
+    write_file(d, "B.html", "old B");
+    snprintf(p, sizeof p, "%s/.B.html.tmp.%ld", d, (long)getpid());
+    assert_int_equal(mkdir(p, 0777), 0);
+    const char *names[2] = {"A.md", "B.html"}, *texts[2] = {"new A", "new B"};
+    ll_error err = {0};
+    assert_int_equal(ll_lab_write_texts(d, 2, names, texts, &err), LL_ERR_IO);
+    assert_non_null(strstr(err.message, "B.html"));
+    snprintf(p, sizeof p, "%s/A.md", d);
+    char *s = tu_read_file(p, NULL);
+    assert_string_equal(s, "old A");
+    free(s);
+    snprintf(p, sizeof p, "%s/.A.md.tmp.%ld", d, (long)getpid());
+    assert_int_equal(access(p, F_OK), -1);
+    snprintf(p, sizeof p, "%s/.B.html.tmp.%ld", d, (long)getpid());
+    rmdir(p);
+    assert_int_equal(ll_lab_write_texts(d, 2, names, texts, &err), LL_OK);
+    snprintf(p, sizeof p, "%s/B.html", d);
+    s = tu_read_file(p, NULL);
+    assert_string_equal(s, "new B");
+    free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fit_mistral),
@@ -437,6 +499,8 @@ int main(void) {
         cmocka_unit_test(test_bench_model_json),
         cmocka_unit_test(test_quality),
         cmocka_unit_test(test_report),
+        cmocka_unit_test(test_report_escaping),
+        cmocka_unit_test(test_write_texts_all_or_none),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

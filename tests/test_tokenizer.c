@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
+#include <unistd.h>
 
 #include "core/sha256.h"
 #include "tokenizer/tok_internal.h"
@@ -507,6 +508,44 @@ static void test_spm_rules(void **state) {
     ll_gguf_free(g);
 }
 
+// A vocabulary of 100 empty tokens: one warning line (it was one per token, burying the real error), and the
+// tokens are named [EMPTY_<index>] as in llama.cpp.
+static void test_empty_tokens_one_warning(void **state) {
+    (void)state;
+    ll_str toks[101];
+    for (int i = 0; i < 100; i++) toks[i] = (ll_str){"", 0};
+    toks[100] = (ll_str){"a", 1};
+    ll_gguf *g = ll_gguf_new("empty-tokens");
+    ll_gguf_set_str(g, "tokenizer.ggml.model", "llama");
+    ll_gguf_set_arr_str(g, "tokenizer.ggml.tokens", 101, toks);
+    char path[] = "/tmp/llmlab_stderr_XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    assert_true(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    ll_error err = {0};
+    ll_tokenizer *t = NULL;
+    ll_status s = ll_tokenizer_init(&t, g, &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fdopen(fd, "r");
+    rewind(f);
+    char line[512];
+    int n_lines = 0, n_empty = 0;
+    while (fgets(line, sizeof line, f)) n_lines++, n_empty += strstr(line, "100 empty tokens") != NULL;
+    fclose(f);
+    unlink(path);
+    assert_int_equal(n_empty, 1);
+    assert_true(n_lines <= 2);
+    if (s == LL_OK) {
+        assert_int_equal(t->tok[42].len, 10);
+        assert_memory_equal(ll_tok_text(t, 42), "[EMPTY_42]", 10);
+        ll_tokenizer_free(t);
+    }
+    ll_gguf_free(g);
+}
+
 // One malformed vocabulary: init must fail with status st and a message naming key.
 static void expect_bad(ll_gguf *g, ll_status st, const char *key) {
     ll_error err = {0};
@@ -646,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_stream_detok), cmocka_unit_test(test_special),
         cmocka_unit_test(test_pretok), cmocka_unit_test(test_bpe_rules),
         cmocka_unit_test(test_spm_rules), cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_empty_tokens_one_warning),
         cmocka_unit_test(test_load_128k), cmocka_unit_test(test_random_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

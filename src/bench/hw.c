@@ -53,7 +53,7 @@ static void resolve(ll_hw_ctx *c) {
     bool q = k->quick, f = k->full && !q;
     c->mode = q ? "quick" : f ? "full" : "default";
     if (!k->sections) k->sections = LL_HW_ALL;
-    if (k->n_threads <= 0) k->n_threads = c->sys.logical;
+    if (k->n_threads <= 0) k->n_threads = ll_sys_allowed_cpus(); // not all logical CPUs: taskset, cgroups
     if (k->min_time <= 0) k->min_time = q ? 0.25 : f ? 1.0 : 0.5;
     static const int g_quick[] = {1024}, g_def[] = {1024, 2048}, g_full[] = {1024, 2048, 4096};
     set_sizes(k->gemm_sizes, &k->n_gemm_sizes, q ? g_quick : f ? g_full : g_def, q ? 1 : f ? 3 : 2);

@@ -101,7 +101,8 @@ char *ll_strdup(const char *s) { return ll_strndup(s, strlen(s)); }
 // ---- maps ---------------------------------------------------------------------------------------------
 ll_status ll_map_open(ll_map **out, const char *path, ll_error *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever (no effect on files)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return ll_err_set(err, LL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -111,7 +112,8 @@ ll_status ll_map_open(ll_map **out, const char *path, ll_error *err) {
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return ll_err_set(err, LL_ERR_IO, "%s: not a regular file", path);
+        return ll_err_set(err, LL_ERR_IO, "%s: not a regular file (%s); give a model file", path,
+                          S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a pipe" : "a device or socket");
     }
     ll_map *m = calloc(1, sizeof *m);
     if (!m) { close(fd); return ll_err_set(err, LL_ERR_NOMEM, "out of memory mapping %s", path); }
@@ -139,6 +141,11 @@ void ll_map_free(ll_map *m) {
     if (m->data) munmap((void *)m->data, m->size);
     free(m->path);
     free(m);
+}
+
+bool ll_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 void ll_map_prefetch(const ll_map *m) {

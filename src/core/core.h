@@ -45,6 +45,20 @@ ll_status ll_map_open(ll_map **out, const char *path, ll_error *err);
 void ll_map_free(ll_map *m);
 // Advise the kernel that the whole map will be read soon (load-time prefetch).
 void ll_map_prefetch(const ll_map *m);
+// true when both paths exist and name the same file (device and inode: "d/x", "d/./x", a hard link, a symlink).
+// Every writer checks its output against each input with it before writing.
+bool ll_same_file(const char *a, const char *b);
+
+// ---- temporary files of atomic writers (DEST.tmp.PID beside DEST, renamed into place; tmpfile.c) ----------
+// Registers a temporary file for removal should SIGINT, SIGTERM or SIGHUP kill the process: while any is
+// registered, those signals left at their default action get a handler that unlinks every registered file and
+// re-raises (exit status 128 + signal). Returns a slot for ll_tmp_unregister, or -1 (no slot: not covered).
+int ll_tmp_register(const char *path);
+void ll_tmp_unregister(int slot);
+// Async-signal-safe: unlinks every registered file (for a program's own signal handler before it _exits).
+void ll_tmp_remove_all(void);
+// Removes DEST.tmp.PID files beside dest whose process no longer runs, with a warning each; returns how many.
+int ll_tmp_sweep_stale(const char *dest);
 
 // ---- logging ------------------------------------------------------------------------------------------
 typedef enum { LL_LOG_ERROR, LL_LOG_WARN, LL_LOG_INFO, LL_LOG_DEBUG } ll_log_level;
@@ -58,6 +72,16 @@ double ll_time_s(void); // monotonic seconds
 // ---- machine facts ------------------------------------------------------------------------------------
 int ll_sys_physical_cores(void);
 int ll_sys_logical_cores(void);
+// CPUs this process may run on: the affinity mask (taskset, cpusets) capped by a cgroup v2/v1 CPU quota,
+// rounded up; >= 1 (cpus.c).
+int ll_sys_allowed_cpus(void);
+// The default thread count: min(physical cores, allowed CPUs) -- SMT siblings add little to memory-bound decode.
+int ll_sys_default_threads(void);
+// The most threads a -t may ask for: 4 x allowed CPUs (at most 1024); more only thrashes the scheduler.
+int ll_sys_max_threads(void);
+// The cgroup CPU quota seen from proc_self_cgroup (/proc/self/cgroup format) with the hierarchy mounted at root
+// (/sys/fs/cgroup), in whole CPUs; 0 = no quota. Exposed for tests with a fake tree.
+int ll_sys_cgroup_cpus_at(const char *root, const char *proc_self_cgroup);
 uint64_t ll_sys_mem_total(void);     // bytes
 uint64_t ll_sys_mem_available(void); // bytes the system can give without swapping (Linux MemAvailable)
 uint64_t ll_sys_rss_peak(void);      // bytes, this process

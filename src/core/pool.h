@@ -1,6 +1,7 @@
 // pool.h — a fixed thread pool for data-parallel kernels: run fn(ctx, ith, nth) on nth threads (the caller
-// is thread 0) and return when all are done. Workers spin briefly between jobs (decode issues hundreds of
-// small jobs per token), then sleep on a condition variable.
+// is thread 0) and return when all are done. Waiting threads spin briefly (decode issues hundreds of
+// small jobs per token), then sleep on a condition variable. At most one OS thread per CPU this process may
+// use: a pool of more threads runs its nth slices on fewer OS threads (see pool.c).
 #ifndef LL_POOL_H
 #define LL_POOL_H
 
@@ -11,7 +12,8 @@ typedef void (*ll_pool_fn)(void *ctx, int ith, int nth);
 
 ll_pool *ll_pool_init(int n_threads, ll_error *err); // n_threads >= 1; 1 = no worker threads
 void ll_pool_free(ll_pool *p);
-int ll_pool_size(const ll_pool *p);
+int ll_pool_size(const ll_pool *p);       // nth: the slices of every job (n_threads)
+int ll_pool_os_threads(const ll_pool *p); // OS threads running them, caller included: min(nth, allowed CPUs)
 // Runs fn on every thread; p may be NULL (runs fn(ctx, 0, 1) on the caller).
 void ll_pool_run(ll_pool *p, ll_pool_fn fn, void *ctx);
 

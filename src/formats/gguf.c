@@ -408,8 +408,13 @@ static bool check_data(rd *r, ll_gguf *g, sort_item *it) {
     for (uint64_t i = 0; i < n; i++) {
         ll_gguf_tensor *t = &g->tensors[i];
         uint64_t a, b;
-        if (!ll_add_u64(ds, t->offset, &a)) a = UINT64_MAX;
-        if (!ll_add_u64(a, t->nbytes, &b)) b = UINT64_MAX;
+        if (!ll_add_u64(ds, t->offset, &a) || !ll_add_u64(a, t->nbytes, &b)) { // no wrapped sums in the message
+            ll_err_set(r->err, LL_ERR_FORMAT,
+                       "%s: tensor '%.200s' data offset %" PRIu64 " (%" PRIu64 " bytes) is far outside the file (%" PRIu64
+                       " bytes): the file is corrupt",
+                       r->path, t->name, t->offset, t->nbytes, r->size);
+            return false;
+        }
         if (b > r->size) {
             ll_err_set(r->err, LL_ERR_FORMAT,
                        "%s: tensor '%.200s' data [%" PRIu64 ", %" PRIu64 ") is outside the file (%" PRIu64

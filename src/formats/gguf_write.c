@@ -178,6 +178,7 @@ void ll_gguf_adopt_map(ll_gguf *g, ll_map *m) {
 struct ll_gguf_writer {
     FILE *f;
     char *path, *tmp; // destination and PATH.tmp.PID
+    int tmp_slot;     // tmp registered for removal on a fatal signal (ll_tmp_register), or -1
     uint64_t alignment;
     uint64_t n_tensors, cur; // tensor whose bytes come next
     uint64_t *nbytes;        // declared bytes per tensor (row size * rows)
@@ -246,6 +247,7 @@ static ll_status w_layout(ll_gguf_writer *w, const ll_gguf *meta, uint64_t *offs
 }
 
 static void w_free(ll_gguf_writer *w) {
+    ll_tmp_unregister(w->tmp_slot);
     free(w->nbytes);
     free(w->path);
     free(w->tmp);
@@ -306,12 +308,15 @@ ll_status ll_gguf_writer_open(ll_gguf_writer **out, const char *path, const ll_g
     w->tmp = malloc(cap);
     LL_ASSERT(w->tmp != NULL);
     snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    w->tmp_slot = -1;
+    ll_tmp_sweep_stale(path);
     ll_status st = w_layout(w, meta, offsets, err);
     if (st != LL_OK) {
         free(offsets);
         w_free(w);
         return st;
     }
+    w->tmp_slot = ll_tmp_register(w->tmp); // before the file exists: a signal in between finds nothing to remove
     int fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || !(w->f = fdopen(fd, "wb"))) {
         st = ll_err_set(err, LL_ERR_IO, "%s: cannot create %s: %s", path, w->tmp, strerror(errno));

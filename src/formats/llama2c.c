@@ -3,9 +3,12 @@
 // Layouts: llama2.c export.py (legacy_export, version1_export) and run.c (memory_map_weights, build_tokenizer).
 #include "formats/llama2c.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define L2C_MAGIC 0x616b3432u // "ak42" read as a little-endian uint32
 #define L2C_LEGACY_HEADER 28  // 7 x int32
@@ -31,11 +34,13 @@ typedef struct l2c_layout {
 } l2c_layout;
 
 bool ll_llama2c_probe(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false; // unreadable: let the GGUF reader report it
+    // Regular files only (a FIFO would block the open and eat the bytes); the rest is for the GGUF reader to report.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return false; // unreadable: let the GGUF reader report it
+    struct stat st;
     char magic[4] = {0};
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, magic, 4) : -1;
+    close(fd);
     return n == 4 && memcmp(magic, "GGUF", 4) != 0;
 }
 

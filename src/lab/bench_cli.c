@@ -125,7 +125,7 @@ static void model_usage(FILE *f) {
             "  -n LIST        generation lengths (0: none; default 128)\n"
             "  -d LIST        context depth before each test (default 0)\n"
             "  -r N           repetitions (default 5)\n"
-            "  -t LIST        threads (default: physical cores)\n"
+            "  -t LIST        threads, at most 4 x the CPUs this process may use (default: its physical cores)\n"
             "  --sequences L  also N parallel sequences (llama-batched-bench -npl): their prompts of --seq-prompt\n"
             "                 tokens as one batch, then -n steps of one token per sequence in one batch: aggregate\n"
             "                 t/s per N (tests 'pp128 x4', 'tg128 x4'); the weights are read once per step for all N\n"
@@ -191,7 +191,7 @@ static int parse_bench(int argc, char **argv, int first, ll_lab_bench_cfg *cfg, 
         } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { if (!parse_list(a, v, cfg->pp, &cfg->n_pp, 0, 1 << 20)) return 1; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (!parse_list(a, v, cfg->tg, &cfg->n_tg, 0, 1 << 20)) return 1; }
         else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) { if (!parse_list(a, v, cfg->depth, &cfg->n_depth, 0, 1 << 20)) return 1; }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!parse_list(a, v, cfg->threads, &cfg->n_threads, 1, 1024)) return 1; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!parse_list(a, v, cfg->threads, &cfg->n_threads, 1, ll_sys_max_threads())) return 1; }
         else if (!strcmp(a, "--sequences") || !strcmp(a, "-npl")) { if (!parse_list(a, v, cfg->seqs, &cfg->n_seqs, 1, 4096)) return 1; }
         else if (!strcmp(a, "--seq-prompt")) { int n; if (!parse_list(a, v, &cfg->seq_prompt, &n, 1, 1 << 16) || n != 1) return 1; }
         else if (!strcmp(a, "--cache-type") || !strcmp(a, "-ctk")) {

@@ -20,7 +20,7 @@ void ll_lab_bench_cfg_init(ll_lab_bench_cfg *c) {
     c->pp[0] = 512, c->n_pp = 1;
     c->tg[0] = 128, c->n_tg = 1;
     c->depth[0] = 0, c->n_depth = 1;
-    c->threads[0] = 0, c->n_threads = 1;
+    c->threads[0] = ll_sys_default_threads(), c->n_threads = 1; // not 0: the library default is all physical cores
     c->reps = 5;
     c->seq_prompt = 128;
     c->cache_type = LL_CACHE_F16;

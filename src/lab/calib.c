@@ -103,7 +103,7 @@ static void pool_settle(ll_pool *p) {
 
 ll_status ll_lab_calib_decode(const ll_lab_mat *mats, int n_mats, int n_threads, ll_lab_calib *c, ll_error *err) {
     memset(c, 0, sizeof *c);
-    if (n_threads <= 0) n_threads = ll_sys_physical_cores();
+    if (n_threads <= 0) n_threads = ll_sys_default_threads();
     if (n_threads < 1) n_threads = 1;
     c->n_threads = n_threads;
     int max_in = 1, max_out = 1;

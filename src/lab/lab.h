@@ -184,6 +184,9 @@ cJSON *ll_lab_json_read(const char *path);                   // NULL when absent
 ll_status ll_lab_json_write(const char *dir, const char *name, const cJSON *doc, ll_error *err); // NAME.json, atomic
 ll_status ll_lab_json_write_file(const char *path, const cJSON *doc, ll_error *err);             // PATH, atomic
 ll_status ll_lab_write_text(const char *dir, const char *name, const char *text, ll_error *err); // atomic
+// n files written together: every one to a temporary file first, then all renamed; when any cannot be written
+// none is replaced (REPORT.md and report.html never disagree after a full disk).
+ll_status ll_lab_write_texts(const char *dir, int n, const char *const *names, const char *const *texts, ll_error *err);
 double ll_lab_num(const cJSON *o, const char *key);         // NAN when absent or not a number
 const char *ll_lab_str(const cJSON *o, const char *key);    // "" when absent
 

@@ -54,13 +54,8 @@ static ll_status mkdir_p(const char *dir, ll_error *err) {
     return LL_OK;
 }
 
-// DIR/NAME (NAME carries its extension) through DIR/.NAME.tmp.PID + fsync + rename: readers never see half a file.
-static ll_status write_text(const char *dir, const char *name, const char *text, ll_error *err) {
-    ll_status st = mkdir_p(dir, err);
-    if (st != LL_OK) return st;
-    char tmp[4300], dst[4300];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid());
-    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+// DIR/.NAME.tmp.PID written completely and fsynced; on failure removed.
+static ll_status write_tmp(const char *tmp, const char *dst, const char *text, ll_error *err) {
     FILE *f = fopen(tmp, "wb");
     if (!f) return ll_err_set(err, LL_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     size_t len = strlen(text);
@@ -68,12 +63,39 @@ static ll_status write_text(const char *dir, const char *name, const char *text,
     ok = fflush(f) == 0 && ok;
     ok = fsync(fileno(f)) == 0 && ok;
     ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, dst) != 0) {
+    if (!ok) {
         int e = errno;
         unlink(tmp);
         return ll_err_set(err, LL_ERR_IO, "cannot write %s: %s (disk full?)", dst, strerror(e));
     }
     return LL_OK;
+}
+
+ll_status ll_lab_write_texts(const char *dir, int n, const char *const *names, const char *const *texts, ll_error *err) {
+    LL_ASSERT(n >= 1 && n <= 8);
+    ll_status st = mkdir_p(dir, err);
+    if (st != LL_OK) return st;
+    char tmp[8][4300], dst[8][4300];
+    for (int i = 0; i < n; i++) {
+        snprintf(tmp[i], sizeof tmp[i], "%s/.%s.tmp.%ld", dir, names[i], (long)getpid());
+        snprintf(dst[i], sizeof dst[i], "%s/%s", dir, names[i]);
+        if ((st = write_tmp(tmp[i], dst[i], texts[i], err)) != LL_OK) { // (it removed its own temporary file)
+            for (int k = 0; k < i; k++) unlink(tmp[k]); // all or none: the files there stay consistent
+            return st;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (rename(tmp[i], dst[i]) != 0) {
+            st = ll_err_set(err, LL_ERR_IO, "cannot move %s into place: %s", dst[i], strerror(errno));
+            for (int k = i; k < n; k++) unlink(tmp[k]);
+            break;
+        }
+    return st;
+}
+
+// DIR/NAME (NAME carries its extension) through DIR/.NAME.tmp.PID + fsync + rename: readers never see half a file.
+static ll_status write_text(const char *dir, const char *name, const char *text, ll_error *err) {
+    return ll_lab_write_texts(dir, 1, &name, &text, err);
 }
 
 ll_status ll_lab_write_text(const char *dir, const char *name, const char *text, ll_error *err) {

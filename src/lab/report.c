@@ -14,7 +14,9 @@ typedef struct doc {
 
 // ---- document primitives: every call writes the Markdown and the HTML ----------------------------------------
 static void heading(doc *d, int level, const char *t) {
-    ll_lab_buf_printf(&d->md, "\n%.*s %s\n\n", level, "####", t);
+    ll_lab_buf_printf(&d->md, "\n%.*s ", level, "####");
+    ll_lab_buf_md(&d->md, t, true); // one line
+    ll_lab_buf_printf(&d->md, "\n\n");
     ll_lab_buf_printf(&d->html, "<h%d>", level);
     ll_lab_buf_html(&d->html, t);
     ll_lab_buf_printf(&d->html, "</h%d>\n", level);
@@ -27,7 +29,8 @@ static void para(doc *d, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(t, sizeof t, fmt, ap);
     va_end(ap);
-    ll_lab_buf_printf(&d->md, "%s\n\n", t);
+    ll_lab_buf_md(&d->md, t, false);
+    ll_lab_buf_printf(&d->md, "\n\n");
     ll_lab_buf_printf(&d->html, "<p>");
     ll_lab_buf_html(&d->html, t);
     ll_lab_buf_printf(&d->html, "</p>\n");
@@ -38,7 +41,11 @@ typedef char cell[160];
 
 static void table_head(doc *d, int n, const char *const *cols) {
     ll_lab_buf_printf(&d->md, "|");
-    for (int i = 0; i < n; i++) ll_lab_buf_printf(&d->md, " %s |", cols[i]);
+    for (int i = 0; i < n; i++) {
+        ll_lab_buf_printf(&d->md, " ");
+        ll_lab_buf_md(&d->md, cols[i], true);
+        ll_lab_buf_printf(&d->md, " |");
+    }
     ll_lab_buf_printf(&d->md, "\n|");
     for (int i = 0; i < n; i++) ll_lab_buf_printf(&d->md, i ? " ---: |" : " --- |");
     ll_lab_buf_printf(&d->md, "\n");
@@ -55,9 +62,9 @@ static void table_row(doc *d, int n, cell *c) {
     ll_lab_buf_printf(&d->md, "|");
     ll_lab_buf_printf(&d->html, "<tr>");
     for (int i = 0; i < n; i++) {
-        for (char *p = c[i]; *p; p++)
-            if (*p == '|') *p = '/'; // a pipe would split the Markdown cell
-        ll_lab_buf_printf(&d->md, " %s |", c[i]);
+        ll_lab_buf_printf(&d->md, " ");
+        ll_lab_buf_md(&d->md, c[i], true);
+        ll_lab_buf_printf(&d->md, " |");
         bool num = (c[i][0] >= '0' && c[i][0] <= '9') || !strncmp(c[i], "—", strlen("—"));
         ll_lab_buf_printf(&d->html, num ? "<td class='n'>" : "<td>");
         ll_lab_buf_html(&d->html, c[i]);
@@ -648,8 +655,8 @@ ll_status ll_lab_report(const char *dir, const char *other, const char *outdir, 
         ll_lab_buf_printf(&d.html, "</body></html>\n");
         if (d.md.oom || d.html.oom) st = ll_err_set(err, LL_ERR_NOMEM, "out of memory writing the report");
     }
-    if (st == LL_OK) st = ll_lab_write_text(outdir ? outdir : dir, "REPORT.md", d.md.s, err);
-    if (st == LL_OK) st = ll_lab_write_text(outdir ? outdir : dir, "report.html", d.html.s, err);
+    const char *names[2] = {"REPORT.md", "report.html"}, *texts[2] = {d.md.s, d.html.s};
+    if (st == LL_OK) st = ll_lab_write_texts(outdir ? outdir : dir, 2, names, texts, err);
     free(d.md.s);
     free(d.html.s);
     for (int k = 0; k < nr; k++) results_free(&rs[k]);

@@ -12,6 +12,9 @@ typedef struct ll_lab_buf {
 } ll_lab_buf;
 void ll_lab_buf_printf(ll_lab_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ll_lab_buf_html(ll_lab_buf *b, const char *text); // escaped
+// Markdown text from results JSON: raw HTML (<script>) shown as text (&lt; &gt; &amp;); in a table cell also
+// '|' as \| and control characters as spaces. Markdown markup the report writes itself (`code`) passes.
+void ll_lab_buf_md(ll_lab_buf *b, const char *text, bool cell);
 
 // One results folder: every document that was there (NULL when absent).
 typedef struct ll_lab_results {

@@ -33,6 +33,17 @@ void ll_lab_buf_html(ll_lab_buf *b, const char *t) {
     }
 }
 
+void ll_lab_buf_md(ll_lab_buf *b, const char *t, bool cell) {
+    for (; *t; t++) {
+        if (*t == '<') ll_lab_buf_printf(b, "&lt;");
+        else if (*t == '>') ll_lab_buf_printf(b, "&gt;");
+        else if (*t == '&') ll_lab_buf_printf(b, "&amp;");
+        else if (*t == '|' && cell) ll_lab_buf_printf(b, "\\|");
+        else if ((unsigned char)*t < 0x20 && cell) ll_lab_buf_printf(b, " "); // a newline would end the row
+        else ll_lab_buf_printf(b, "%c", *t);
+    }
+}
+
 static const char *k_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
                                  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"};
 

@@ -73,10 +73,12 @@ static ll_status read_hparams(ll_model *m, ll_error *err) {
         (s = get_float(m, "rope.freq_base", &hp->rope_base, 10000.0f, err)) ||
         (s = get_float(m, "attention.layer_norm_rms_epsilon", &hp->rms_eps, 1e-5f, err)))
         return s;
-    if (hp->n_embd % hp->n_head != 0 || hp->n_head % hp->n_head_kv != 0)
-        return ll_err_set(err, LL_ERR_FORMAT,
-                          "%s: %d heads do not divide embedding_length %d, or %d kv heads do not divide them",
-                          m->gguf->path, hp->n_head, hp->n_embd, hp->n_head_kv);
+    if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv != 0)
+        return ll_err_set(err, LL_ERR_FORMAT, "%s: %d kv heads do not divide the %d heads (attention.head_count_kv)",
+                          m->gguf->path, hp->n_head_kv, hp->n_head);
+    if (hp->n_embd % hp->n_head != 0)
+        return ll_err_set(err, LL_ERR_FORMAT, "%s: %d heads do not divide embedding_length %d", m->gguf->path,
+                          hp->n_head, hp->n_embd);
     if ((s = get_int(m, "attention.key_length", &hp->head_dim, hp->n_embd / hp->n_head, false, err)) ||
         (s = get_int(m, "rope.dimension_count", &hp->n_rot, hp->head_dim, false, err)))
         return s;

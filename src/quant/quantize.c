@@ -474,7 +474,7 @@ static void run_free(qrun *r) {
 // Pool, one float row per thread and one output batch, sized for the largest tensor converted.
 static ll_status run_init(qrun *r, const ll_gguf *g, const ll_quant_choice *c, const ll_quantize_params *p,
                           ll_error *err) {
-    *r = (qrun){.p = p, .n_threads = p->n_threads > 0 ? p->n_threads : ll_sys_physical_cores()};
+    *r = (qrun){.p = p, .n_threads = p->n_threads > 0 ? p->n_threads : ll_sys_default_threads()};
     if (r->n_threads < 1) r->n_threads = 1;
     int64_t max_ne0 = 1;
     size_t max_row = 0;
@@ -550,9 +550,10 @@ static ll_status stream_tensors(qrun *r, const ll_gguf *g, const ll_gguf *meta, 
 ll_status ll_quantize_file(const char *in_path, const char *out_path, const ll_quantize_params *p,
                            ll_quantize_stats *st, ll_error *err) {
     double t0 = ll_time_s();
-    struct stat si, so;
-    if (stat(in_path, &si) == 0 && stat(out_path, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+    if (ll_same_file(in_path, out_path))
         return ll_err_set(err, LL_ERR_ARG, "%s: the output is the input file; give another output path", out_path);
+    if (ll_same_file(p->tokenizer_path, out_path))
+        return ll_err_set(err, LL_ERR_ARG, "%s: the output is the tokenizer file; give another output path", out_path);
     ll_gguf *g = NULL, *meta = NULL;
     ll_quant_choice *c = NULL;
     ll_status s = open_input(in_path, p->tokenizer_path, &g, err);

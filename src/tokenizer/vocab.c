@@ -197,13 +197,17 @@ static ll_status copy_texts(ll_tokenizer *t, const ll_gguf *g, const ll_str *txt
     t->blob = ll_malloc(total + 1, err);
     if (!t->blob) return err ? err->status : LL_ERR_NOMEM;
     uint32_t off = 0;
+    int n_empty = 0, first_empty = -1;
     for (int i = 0; i < t->n_vocab; i++) {
         t->tok[i].off = off;
         if (txt[i].len) memcpy(t->blob + off, txt[i].ptr, txt[i].len);
-        else ll_log(LL_LOG_WARN, "%s: empty token at index %d", g->path, i);
+        else if (n_empty++ == 0) first_empty = i;
         t->tok[i].len = txt[i].len ? (uint32_t)txt[i].len : (uint32_t)snprintf(t->blob + off, 25, "[EMPTY_%d]", i);
         off += t->tok[i].len;
     }
+    if (n_empty) // one line, not one per token: a broken vocabulary would bury the real error under them
+        ll_log(LL_LOG_WARN, "%s: %d empty token%s in '%s' (the first at index %d), named [EMPTY_<index>]", g->path,
+               n_empty, n_empty == 1 ? "" : "s", KEY_TOKENS, first_empty);
     return LL_OK;
 }
 
