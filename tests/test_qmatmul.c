@@ -280,19 +280,20 @@ static void test_decode_shapes(void **state) {
 }
 
 // Q4_0, Q5_0, Q8_0 and Q4_K repacked in 16-row groups (LL_MM_*_X16) where this build has them: row counts
-// of one to many groups (uneven over 1..3 threads), odd block counts, decode and prefill token counts.
+// of one to many groups (uneven over 1..3 threads), odd block counts, decode, several sequences' decode (2..8 tokens:
+// the groups of 4 of x16_rows_many) and prefill token counts.
 // check_shape runs the repacked copy beside the plain one.
 static void x16_sweep(uint32_t ty, const int ins[4]) {
     if (!ll_matmul_repack_type(ty, ins[0], 16)) {
         printf("# skip: no repacked %s layout in this build (%s)\n", ll_type_name(ty), ll_matmul_isa(ty));
         skip();
     }
-    static const int outs[] = {16, 48, 80, 208}, toks[] = {1, 2, 3, 5, 17, 33};
+    static const int outs[] = {16, 48, 80, 208}, toks[] = {1, 2, 3, 4, 5, 8, 17, 33}; // 2..8: several sequences' decode
     double worst_q = 0;
     int n = 0;
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < 4; b++)
-            for (int c = 0; c < 6; c++) {
+            for (int c = 0; c < 8; c++) {
                 if (ins[a] == 8192 && toks[c] > 3) continue;
                 if ((a + b + c) % 2) continue;
                 check_shape(ty, ins[a], outs[b], toks[c], 555 + (uint64_t)n, &worst_q);

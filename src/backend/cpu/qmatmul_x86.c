@@ -877,10 +877,71 @@ static void q4kx16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {
 }
 static size_t q4kx16_tsp(int n_in) { return ll_qgemm_x86_tsp(n_in); }
 
-// One token: x16_rows; more: the panel GEMM (qgemm_x86.c: a group is a panel).
+// Q4_0 / Q5_0 / Q8_0 in 16-row groups, T = 2..4 tokens (T sequences' decode steps in one batch): x16_rows'
+// arithmetic per token, in its order (the same sums, bit for bit), with each block's codes decoded once for all T
+// tokens and x's codes broadcast from their Q8_0 blocks in place. The weights stay one sequential stream read
+// once; each token adds 8 vpdpbusd and 2 FMAs per block of 16 rows. (The panel GEMM packs the activations into
+// 8-token tiles: at 4 tokens half of each tile is idle and the packing is not amortized: ~1.5x one token where
+// this gives ~2.5x, measured on llama-1B Q4_0 shapes.)
+INLINE void x16_rows_n(uint32_t ty, const ll_mm_job *j, int r0, int r1, int t0, const int T) {
+    const int nb = j->n_in / 32;
+    const size_t bs = ll_mm_x16_block_bytes(0x10000u | ty);
+    const float off = ty == LL_TYPE_Q4_0 ? 8.0f : ty == LL_TYPE_Q5_0 ? 16.0f : 128.0f;
+    ll_mmq_row v[4];
+    for (int t = 0; t < T; t++) v[t] = ll_mmq_act_view(ty, (const uint8_t *)j->xa + (size_t)(t0 + t) * j->xa_stride, j->n_in);
+    for (int o = r0; o < r1; o += 16) {
+        const uint8_t *p = j->W + (size_t)(o / 16) * (size_t)nb * bs;
+        __m512 acc[4], offs[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[t] = offs[t] = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++, p += bs) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+            __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) lo[t] = hi[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m512i l, h;
+                ll_x16_run(ty, p, k, &l, &h);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    const int8_t *x = (const int8_t *)(v[t].blocks + (size_t)b * 34 + 2);
+                    lo[t] = ll_dpbusd_bcast(lo[t], l, x + 4 * k);
+                    hi[t] = ll_dpbusd_bcast(hi[t], h, x + 16 + 4 * k);
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const float xd = v[t].d[b], xc = -off * xd * (float)((const int32_t *)v[t].aux)[b];
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo[t], hi[t])),
+                                         _mm512_mul_ps(dw, _mm512_set1_ps(xd)), acc[t]);
+                offs[t] = _mm512_fmadd_ps(dw, _mm512_set1_ps(xc), offs[t]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            _mm512_storeu_ps(j->y + (size_t)(t0 + t) * (size_t)j->n_out + o, _mm512_add_ps(acc[t], offs[t]));
+    }
+}
+
+// Up to X16_MAX_N tokens in groups of 4 (each group one pass over the weights), T a constant per instance.
+#define X16_MAX_N 8
+__attribute__((noinline)) static void x16_rows_many(uint32_t ty, const ll_mm_job *j, int r0, int r1) {
+    for (int t0 = 0; t0 < j->n_tokens; t0 += 4) {
+        const int T = j->n_tokens - t0 < 4 ? j->n_tokens - t0 : 4;
+        if (T == 4) x16_rows_n(ty, j, r0, r1, t0, 4);
+        else if (T == 3) x16_rows_n(ty, j, r0, r1, t0, 3);
+        else if (T == 2) x16_rows_n(ty, j, r0, r1, t0, 2);
+        else x16_rows_n(ty, j, r0, r1, t0, 1);
+    }
+}
+
+// One token: x16_rows; 2..X16_MAX_N (decode steps of several sequences): x16_rows_many; more: the panel GEMM
+// (qgemm_x86.c: a group is a panel).
 #define X16_TYPE(name, ty)                                                                                     \
     static void name##x16_dot(const ll_mm_job *j, int r0, int r1, void *tsp) {                                 \
         if (j->n_tokens == 1) x16_rows(ty, j, r0, r1, tsp);                                                    \
+        else if (j->n_tokens <= X16_MAX_N) x16_rows_many(ty, j, r0, r1);                                       \
         else ll_qgemm_x86(j, r0, r1, tsp);                                                                     \
     }
 X16_TYPE(q4_0, LL_TYPE_Q4_0)
