@@ -3,7 +3,9 @@
 # Mistral-7B files (F16; Q8_0, Q4_0, Q4_K_M when `llmlab quantize` exists), time pp512/tg128, print a table.
 #
 # Usage: sh bench/cuda_bench.sh SHARED_DIR        (SHARED_DIR holds models/vocab/ggml-vocab-llama-spm.gguf
-#                                                  and golden/; carry it with the call)
+#                                                  and golden/; carry it with the call; run tools/device-deps.sh
+#                                                  here first and carry .ddeps too: the GPU machines lack cJSON
+#                                                  and cmocka)
 # Env:   OUT=dir (logs; default $OUT or /tmp/cuda_bench), WORK=dir (model files, ~31 GB; default /tmp/llmlab-7b),
 #        STAGES="peer build test synth quant bench" (a subset splits the work over several calls while the machine
 #        stays warm: the build dir and WORK survive; extra stages: "sanitize" = test_cuda under compute-sanitizer
@@ -33,6 +35,12 @@ BW=${BW:-2990}
 PEER_SRC=${PEER_SRC:-.peer/llama.cpp.tgz}
 BUILD=build
 mkdir -p "$OUT" "$WORK"
+# cJSON and cmocka unpacked by tools/device-deps.sh (the GPU machines have neither and fetch nothing)
+if [ -d .ddeps/root/usr/include ]; then
+    D=$(pwd)/.ddeps/root
+    export EXTRA_CFLAGS="-I$D/usr/include -L$D/usr/lib/x86_64-linux-gnu"
+    export LD_LIBRARY_PATH="$D/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 has() { case " $STAGES " in *" $1 "*) return 0 ;; esac; return 1; }
 say() { printf '== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
