@@ -54,8 +54,8 @@ static int32_t rd_i32(const uint8_t *p) {
 static ll_status check_field(const char *path, const char *what, int32_t v, int32_t max, ll_error *err) {
     if (v <= 0 || v > max)
         return ll_err_set(err, LL_ERR_FORMAT,
-                          "%s: llama2.c header field %s = %d is out of range (expected 1..%d); "
-                          "is this a llama2.c checkpoint?",
+                          "%s: not a GGUF file (it does not start with \"GGUF\") and not a llama2.c checkpoint "
+                          "either: its llama2.c header field %s = %d is out of range (expected 1..%d)",
                           path, what, v, max);
     return LL_OK;
 }

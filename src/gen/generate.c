@@ -2,11 +2,13 @@
 // count and finish reason) and ll_generate (prompt, then sample/stream/evaluate one token at a time).
 #include "llmlab.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
 #include "model/model.h"
+#include "sampler/sampler.h"
 
 const char *ll_finish_reason_name(ll_finish_reason r) {
     switch (r) {
@@ -212,6 +214,22 @@ static bool deliver(ll_gen_callback cb, void *user, const char *text, size_t len
     return len == 0 || !cb || cb(text, len, user);
 }
 
+// A NaN or infinite logit (NaN or overflowing weights) would sample an arbitrary token: refuse it by name. Only where
+// the sampler reads the whole host row anyway (the CPU backend; a device that does not select candidates, or a
+// sampler that wants the whole row): one extra pass over n_vocab floats; a device's candidates are not looked at.
+static ll_status check_logits(ll_context *c, const ll_sampler *s, ll_error *err) {
+    if (c->be->ops->topk && c->device_sample && !c->logits_host && ll_sampler_top_wanted(s) > 0) return LL_OK;
+    const float *row = ll_logits(c, -1);
+    int nv = c->m->hp.n_vocab;
+    for (int i = 0; i < nv; i++)
+        if (!isfinite(row[i]))
+            return ll_err_set(err, LL_ERR_FORMAT,
+                              "%s: non-finite logits (token %d's logit is %g after %d positions): the model's "
+                              "weights hold NaN or infinite values, or overflow; the file is corrupt",
+                              c->m->gguf->path, i, row[i], ll_context_n_past(c));
+    return LL_OK;
+}
+
 // Sample, stream and evaluate until g finishes; returns the status of the last ll_eval.
 static ll_status decode_loop(ll_context *c, ll_sampler *s, ll_gen *g, ll_gen_callback cb, void *user,
                              ll_error *err) {
@@ -222,6 +240,12 @@ static ll_status decode_loop(ll_context *c, ll_sampler *s, ll_gen *g, ll_gen_cal
             ll_gen_finish(g, LL_FINISH_INTERRUPTED, &text, &len);
             deliver(cb, user, text, len);
             return LL_OK;
+        }
+        ll_status cs = check_logits(c, s, err);
+        if (cs != LL_OK) {
+            ll_gen_finish(g, LL_FINISH_INTERRUPTED, &text, &len);
+            deliver(cb, user, text, len);
+            return cs;
         }
         int32_t id = ll_sample(c, s);
         ll_sampler_accept(s, id);

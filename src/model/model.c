@@ -111,7 +111,13 @@ static ll_status bind(ll_model *m, ll_weight *w, const char *name, int64_t ne0, 
     }
     bool is_vec = ne1 == 1;
     int64_t t_ne1 = t->ne[1] * t->ne[2] * t->ne[3];
-    if (t->ne[0] != ne0 || t_ne1 != ne1 || (t->n_dims > 2))
+    if (t->n_dims > 2)
+        return ll_err_set(err, LL_ERR_FORMAT,
+                          "%s: tensor '%s' has %u dimensions [%lld, %lld, %lld, %lld]; a weight has at most 2 (the "
+                          "hyperparameters say [%lld, %lld])",
+                          m->gguf->path, name, (unsigned)t->n_dims, (long long)t->ne[0], (long long)t->ne[1],
+                          (long long)t->ne[2], (long long)t->ne[3], (long long)ne0, (long long)ne1);
+    if (t->ne[0] != ne0 || t_ne1 != ne1)
         return ll_err_set(err, LL_ERR_FORMAT,
                           "%s: tensor '%s' has shape [%lld, %lld] but the hyperparameters say [%lld, %lld]",
                           m->gguf->path, name, (long long)t->ne[0], (long long)t_ne1, (long long)ne0, (long long)ne1);
