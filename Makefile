@@ -115,26 +115,44 @@ test: all $(TEST_BIN)
 run: all
 	@sh tools/main-job.sh $(BUILD)/llmlab "$(SHARED)"
 
-# The fuzz targets under libFuzzer + ASan/UBSan, FUZZ_SECONDS in all split between them (clang needed): the GGUF
-# parser, and the server's request path (JSON body -> validated request; no engine, no HTTP library).
+# The fuzz targets under libFuzzer + ASan/UBSan (clang needed), FUZZ_SECONDS in all split evenly between the 7
+# targets (fuzz/README.md): the GGUF parser, the server's request path, the llama2.c importer, model load + eval,
+# the tokenizers on the real vocabularies, the chat templates, and the lab report's JSON inputs. The library is
+# built once into build-fuzz/lib (CPU only, instrumented) for the targets that need more than a few files.
 FUZZ_SECONDS ?= 180
+FUZZ_EACH = $$(( $(FUZZ_SECONDS) / 7 > 0 ? $(FUZZ_SECONDS) / 7 : 1 ))
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
-fuzz:
-	@mkdir -p build-fuzz/corpus build-fuzz/corpus-request
+FUZZ_LIB_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc -march=native -pthread
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/lib/%.o)
+FUZZ_CORPORA := corpus corpus-request corpus-llama2c corpus-model corpus-tokenizer corpus-chat corpus-report
+
+build-fuzz/lib/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_LIB_FLAGS) -MMD -MP -c $< -o $@
+
+build-fuzz/libllmlab-fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+-include $(FUZZ_LIB_OBJ:.o=.d)
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c build-fuzz/libllmlab-fuzz.a
+	clang $(FUZZ_FLAGS) -march=native -o $@ $< build-fuzz/libllmlab-fuzz.a -lcjson -lm -lpthread
+
+fuzz: build-fuzz/fuzz_model build-fuzz/fuzz_tokenizer build-fuzz/fuzz_chat build-fuzz/fuzz_report
+	@for c in $(FUZZ_CORPORA); do mkdir -p build-fuzz/$$c; cp -n fuzz/$$c/* build-fuzz/$$c/ 2>/dev/null || true; done
 	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c $(filter src/core/% src/formats/% src/types/%,$(LIB_SRC)) -lm -lpthread
 	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_request fuzz/fuzz_request.c src/serve/request.c src/serve/shape.c -lcjson -lm
-	cp -n fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
-	cp -n fuzz/corpus-request/* build-fuzz/corpus-request/ 2>/dev/null || true
-	build-fuzz/fuzz_gguf -max_total_time=$$(( ($(FUZZ_SECONDS) + 1) / 2 )) -max_len=65536 -timeout=10 build-fuzz/corpus
-	build-fuzz/fuzz_request -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -max_len=65536 -timeout=10 -dict=fuzz/request.dict build-fuzz/corpus-request
-	@echo "fuzz: $(FUZZ_SECONDS) s clean"
-	@mkdir -p build-fuzz/corpus-llama2c
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Iinclude -Isrc -o build-fuzz/fuzz_llama2c fuzz/fuzz_llama2c.c \
+	clang $(FUZZ_FLAGS) -o build-fuzz/fuzz_llama2c fuzz/fuzz_llama2c.c \
 	  $(filter src/core/% src/formats/% src/types/% src/tokenizer/%,$(LIB_SRC)) -lm -lpthread
-	cp -n fuzz/corpus-llama2c/* build-fuzz/corpus-llama2c/ 2>/dev/null || true
-	build-fuzz/fuzz_llama2c -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 build-fuzz/corpus-llama2c
-	@echo "fuzz llama2c: $(FUZZ_SECONDS) s clean"
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_EACH) -max_len=65536 -timeout=10 build-fuzz/corpus
+	build-fuzz/fuzz_request -max_total_time=$(FUZZ_EACH) -max_len=65536 -timeout=10 -dict=fuzz/request.dict build-fuzz/corpus-request
+	build-fuzz/fuzz_llama2c -max_total_time=$(FUZZ_EACH) -max_len=16384 -timeout=10 build-fuzz/corpus-llama2c
+	build-fuzz/fuzz_model -max_total_time=$(FUZZ_EACH) -max_len=262144 -timeout=10 -rss_limit_mb=3072 build-fuzz/corpus-model
+	LLMLAB_SHARED=$(SHARED) build-fuzz/fuzz_tokenizer -max_total_time=$(FUZZ_EACH) -max_len=4096 -timeout=10 build-fuzz/corpus-tokenizer
+	build-fuzz/fuzz_chat -max_total_time=$(FUZZ_EACH) -max_len=8192 -timeout=10 build-fuzz/corpus-chat
+	build-fuzz/fuzz_report -max_total_time=$(FUZZ_EACH) -max_len=65536 -timeout=10 -dict=fuzz/report.dict build-fuzz/corpus-report
+	@echo "fuzz: $(FUZZ_SECONDS) s over 7 targets clean"
 
 # arm64: cross-build and run the suite under qemu-user (NEON paths really executed). The runtime libraries are
 # Debian's multiarch arm64 ones (-L /): threads hang under qemu with the cross toolchain's own libc copy.
