@@ -178,8 +178,10 @@ static ll_status context_alloc(ll_context *c, ll_error *err) {
         if (!(*bufs[i] = be->ops->alloc(be, sizes[i], err))) {
             char b[32];
             ll_fmt_bytes(b, sizeof b, (double)sizes[i]);
-            return ll_err_set(err, LL_ERR_NOMEM, "%s: %s (%s on %s) could not be allocated: %s", c->m->name, what[i], b,
-                              be->ops->name, err && err->message[0] ? err->message : "out of memory");
+            if (err && !err->message[0]) ll_err_set(err, LL_ERR_NOMEM, "out of memory");
+            ll_err_prefix(err, "%s: %s (%s on %s) could not be allocated: ", c->m->name, what[i], b, be->ops->name);
+            if (err) err->status = LL_ERR_NOMEM;
+            return LL_ERR_NOMEM;
         }
     }
     c->pos = ll_calloc(nb, sizeof *c->pos, err);
